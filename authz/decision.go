@@ -1,0 +1,356 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
+)
+
+// KeyLookup finds a key record by the SHA-256 of the raw key. It returns an
+// error wrapping keystore.ErrNotFound for an unknown hash; any other error
+// means the store is unusable. *keystore.Store and the replication follower
+// implement it.
+type KeyLookup interface {
+	Lookup(keystore.Hash) (keystore.LookupResult, error)
+}
+
+// UsageRecorder is told about every allowed request's key, for last-used
+// times. It must not block.
+type UsageRecorder interface {
+	Record(keyID string, at time.Time)
+}
+
+// Kind classifies a decision; it picks the HTTP status and the gRPC code.
+type Kind uint8
+
+// Decision kinds, one per row of the specification's decision table.
+const (
+	Allow           Kind = iota
+	Unauthenticated      // 401: no key, bad format, unknown, revoked, expired, inactive owner
+	Forbidden            // 403: missing scope or other project's resource
+	RateLimited          // 429
+	AmbiguousPath        // 400 (HTTP), 403 through Envoy
+	Unavailable          // 503 (HTTP), RPC error UNAVAILABLE (gRPC)
+)
+
+// Reasons, used in logs and the reason label of extauthz_checks_total.
+const (
+	ReasonOK            = "ok"
+	ReasonPublic        = "public"
+	ReasonMissingKey    = "missing_key"
+	ReasonMultipleKeys  = "multiple_keys"
+	ReasonBadFormat     = "bad_format"
+	ReasonUnknown       = "unknown_key"
+	ReasonRevoked       = "revoked"
+	ReasonExpired       = "expired"
+	ReasonInactiveOwner = "inactive_owner"
+	ReasonMissingScope  = "missing_scope"
+	ReasonWrongProject  = "wrong_project"
+	ReasonUnmatched     = "unmatched_denied"
+	ReasonAmbiguousPath = "ambiguous_path"
+	ReasonStoreError    = "store_error"
+	ReasonStale         = "replica_unavailable"
+)
+
+// Credential header sources a key was found in.
+const (
+	FromAPIKey uint8 = 1 << iota
+	FromBearer
+)
+
+// Request is one request to authorize, as a front door read it.
+type Request struct {
+	Frontend  string // "envoy" or "forwardauth"
+	Method    string
+	Host      string
+	Path      string // request target as received: not decoded, may hold a query
+	RequestID string
+	SourceIP  string
+	// APIKey holds the X-API-Key header values; Authorization the
+	// Authorization header values. A proxy may have joined repeated
+	// headers with commas.
+	APIKey        []string
+	Authorization []string
+}
+
+// Decision is the outcome of Check.
+type Decision struct {
+	Kind   Kind
+	Reason string
+	Status int    // HTTP status for the HTTP front door
+	Body   []byte // JSON error body; nil on allow
+	// Key is the matched record on allow (and on denials after lookup).
+	Key *keystore.Key
+	// Sources tells which credential headers carried the key (FromAPIKey,
+	// FromBearer), so the front doors can strip them upstream.
+	Sources uint8
+	// WWWAuthenticate is set on 401s.
+	WWWAuthenticate string
+	// Strip reports whether the credential headers should be removed upstream.
+	Strip bool
+}
+
+// Options configures an Authorizer.
+type Options struct {
+	Keys   KeyLookup
+	Policy *policy.Policy
+	// Available, when set, is asked before every check; a non-nil error
+	// makes the check answer 503 / UNAVAILABLE (stale or unloaded replica).
+	Available func() error
+	Usage     UsageRecorder
+	Now       func() time.Time
+	Logger    zerolog.Logger
+	Metrics   *Metrics
+}
+
+// Authorizer makes decisions. It is safe for concurrent use; SetPolicy
+// swaps the policy atomically.
+type Authorizer struct {
+	keys      KeyLookup
+	available func() error
+	usage     UsageRecorder
+	now       func() time.Time
+	log       zerolog.Logger
+	metrics   *Metrics
+	state     atomic.Pointer[state]
+}
+
+// state is a policy with its response bodies rendered once.
+type state struct {
+	pol          *policy.Policy
+	missingKey   []byte
+	invalidKey   []byte
+	wrongProject []byte
+	rateLimited  []byte
+	scopeBodies  map[string][]byte // missingScope per scope, including superScope
+	wwwAuth      string
+	strip        bool
+}
+
+var (
+	bodyAmbiguous   = errorBody("ambiguous request path")
+	bodyUnavailable = errorBody("authorization unavailable")
+)
+
+// New returns an Authorizer. Keys and Policy are required.
+func New(opts Options) *Authorizer {
+	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.SetPolicy(opts.Policy)
+	return a
+}
+
+// SetPolicy replaces the policy for every later check.
+func (a *Authorizer) SetPolicy(p *policy.Policy) {
+	m := p.Messages
+	st := &state{
+		pol:          p,
+		missingKey:   errorBody(m.MissingKey),
+		invalidKey:   errorBody(m.InvalidKey),
+		wrongProject: errorBody(m.WrongProject),
+		rateLimited:  errorBody(m.RateLimited),
+		scopeBodies:  make(map[string][]byte, len(p.Scopes)),
+		wwwAuth:      `Bearer realm="` + strings.ReplaceAll(p.Realm, `"`, `'`) + `"`,
+		strip:        p.Strip(),
+	}
+	for _, s := range p.Scopes {
+		st.scopeBodies[s] = errorBody(m.MissingScopeFor(s))
+	}
+	a.state.Store(st)
+}
+
+// Policy returns the policy in force.
+func (a *Authorizer) Policy() *policy.Policy { return a.state.Load().pol }
+
+// Check decides r. It never returns an error: an unusable store is the
+// Unavailable decision.
+func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
+	start := time.Now()
+	st := a.state.Load()
+	d, path := a.decide(st, r)
+	a.observe(ctx, r, &d, path, time.Since(start))
+	return d
+}
+
+func (a *Authorizer) decide(st *state, r *Request) (Decision, string) {
+	if a.available != nil {
+		if err := a.available(); err != nil {
+			return Decision{Kind: Unavailable, Reason: ReasonStale, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, ""
+		}
+	}
+	pol := st.pol
+	path, err := policy.NormalizePath(r.Path)
+	if err != nil {
+		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: http.StatusBadRequest, Body: bodyAmbiguous}, ""
+	}
+	method := r.Method
+	match := pol.Match(method, path)
+	if (match.Route != nil && match.Route.Public) || (match.Route == nil && pol.Unmatched == policy.UnmatchedAllow) {
+		return Decision{Kind: Allow, Reason: ReasonPublic, Status: http.StatusOK}, path
+	}
+
+	raw, sources, multiple := extractKey(pol.Keys.Sources, r)
+	if multiple {
+		return st.unauthenticated(ReasonMultipleKeys, st.invalidKey, sources), path
+	}
+	if raw == "" {
+		return st.unauthenticated(ReasonMissingKey, st.missingKey, 0), path
+	}
+	if !pol.ValidKey(raw) {
+		return st.unauthenticated(ReasonBadFormat, st.invalidKey, sources), path
+	}
+	res, err := a.keys.Lookup(keystore.HashKey(raw))
+	if errors.Is(err, keystore.ErrNotFound) {
+		return st.unauthenticated(ReasonUnknown, st.invalidKey, sources), path
+	}
+	if err != nil {
+		a.log.Error().Err(err).Str("frontend", r.Frontend).Msg("key store lookup failed")
+		return Decision{Kind: Unavailable, Reason: ReasonStoreError, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, path
+	}
+	k := res.Key
+	now := a.now()
+	var reason string
+	switch {
+	case k.Revoked():
+		reason = ReasonRevoked
+	case k.Expired(now):
+		reason = ReasonExpired
+	case !res.OwnerActive:
+		reason = ReasonInactiveOwner
+	}
+	if reason != "" {
+		d := st.unauthenticated(reason, st.invalidKey, sources)
+		d.Key = k
+		return d, path
+	}
+
+	if route := match.Route; route != nil {
+		if route.Project != "" && k.ProjectID != match.Project {
+			return Decision{Kind: Forbidden, Reason: ReasonWrongProject, Status: http.StatusForbidden, Body: st.wrongProject, Key: k, Sources: sources}, path
+		}
+		if route.Require != "" && !pol.Grants(k.Scopes, route.Require) {
+			return st.forbiddenScope(route.Require, k, sources), path
+		}
+	} else {
+		switch pol.Unmatched {
+		case policy.UnmatchedAuthenticate:
+		case policy.UnmatchedRequireSuper:
+			if !pol.Grants(k.Scopes, pol.SuperScope) {
+				return st.forbiddenScope(pol.SuperScope, k, sources), path
+			}
+		default: // deny
+			d := st.forbiddenScope(pol.SuperScope, k, sources)
+			d.Reason = ReasonUnmatched
+			return d, path
+		}
+	}
+	if a.usage != nil {
+		a.usage.Record(k.ID, now)
+	}
+	return Decision{Kind: Allow, Reason: ReasonOK, Status: http.StatusOK, Key: k, Sources: sources, Strip: st.strip}, path
+}
+
+func (st *state) unauthenticated(reason string, body []byte, sources uint8) Decision {
+	return Decision{Kind: Unauthenticated, Reason: reason, Status: http.StatusUnauthorized, Body: body, Sources: sources, WWWAuthenticate: st.wwwAuth}
+}
+
+func (st *state) forbiddenScope(scope string, k *keystore.Key, sources uint8) Decision {
+	body, ok := st.scopeBodies[scope]
+	if !ok {
+		body = errorBody(st.pol.Messages.MissingScopeFor(scope))
+	}
+	return Decision{Kind: Forbidden, Reason: ReasonMissingScope, Status: http.StatusForbidden, Body: body, Key: k, Sources: sources}
+}
+
+// extractKey collects the key candidates from the policy's sources in
+// order. It returns the key, the sources that carried it, and whether the
+// request carried more than one different key.
+func extractKey(sources []policy.Source, r *Request) (key string, from uint8, multiple bool) {
+	add := func(c string, src uint8) {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			return
+		}
+		switch {
+		case key == "":
+			key, from = c, src
+		case c == key:
+			from |= src
+		default:
+			multiple = true
+			from |= src
+		}
+	}
+	for _, s := range sources {
+		switch s {
+		case policy.SourceAPIKey:
+			for _, v := range r.APIKey {
+				for part := range strings.SplitSeq(v, ",") {
+					add(part, FromAPIKey)
+				}
+			}
+		case policy.SourceBearer:
+			for _, v := range r.Authorization {
+				for part := range strings.SplitSeq(v, ",") {
+					if tok, ok := bearerToken(part); ok {
+						add(tok, FromBearer)
+					}
+				}
+			}
+		}
+	}
+	return key, from, multiple
+}
+
+// bearerToken returns the credential of an "Authorization: Bearer <token>"
+// value; the scheme is case-insensitive.
+func bearerToken(v string) (string, bool) {
+	v = strings.TrimSpace(v)
+	scheme, tok, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+// errorBody renders {"error":"<msg>"} without HTML escaping, byte for byte
+// as the seed documents print it.
+func errorBody(msg string) []byte {
+	b := make([]byte, 0, len(msg)+12)
+	b = append(b, `{"error":`...)
+	b = appendJSONString(b, msg)
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,163 @@
+package authz
+
+import (
+	"context"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// FrontendEnvoy labels checks that came through the gRPC front door.
+const FrontendEnvoy = "envoy"
+
+// EnvoyServer implements the Envoy ext_authz v3 Authorization service.
+type EnvoyServer struct {
+	authv3.UnimplementedAuthorizationServer
+	a *Authorizer
+}
+
+// NewEnvoyServer returns the gRPC front door over a.
+func NewEnvoyServer(a *Authorizer) *EnvoyServer { return &EnvoyServer{a: a} }
+
+// Check answers one ext_authz request. Every answer carries an explicit
+// status (an empty CheckResponse would allow). Denials are successful RPCs
+// with denied_response; an unusable store is the RPC error UNAVAILABLE, so
+// Envoy applies its status_on_error.
+func (s *EnvoyServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r := envoyRequest(req)
+	d := s.a.Check(ctx, &r)
+	if d.Kind == Unavailable {
+		return nil, status.Error(codes.Unavailable, "authorization unavailable")
+	}
+	return envoyResponse(&d), nil
+}
+
+func envoyRequest(req *authv3.CheckRequest) Request {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	r := Request{
+		Frontend: FrontendEnvoy,
+		Method:   h.GetMethod(),
+		Host:     h.GetHost(),
+		Path:     h.GetPath(),
+		SourceIP: attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+	}
+	if hm := h.GetHeaderMap(); hm != nil && len(h.GetHeaders()) == 0 {
+		// encode_raw_headers: values are raw bytes, duplicates separate.
+		for _, hv := range hm.GetHeaders() {
+			v := string(hv.GetRawValue())
+			if v == "" {
+				v = hv.GetValue()
+			}
+			switch strings.ToLower(hv.GetKey()) {
+			case HeaderAPIKey:
+				r.APIKey = append(r.APIKey, v)
+			case HeaderAuthorization:
+				r.Authorization = append(r.Authorization, v)
+			case "x-request-id":
+				r.RequestID = v
+			case ":method":
+				if r.Method == "" {
+					r.Method = v
+				}
+			case ":path":
+				if r.Path == "" {
+					r.Path = v
+				}
+			case ":authority":
+				if r.Host == "" {
+					r.Host = v
+				}
+			}
+		}
+		return r
+	}
+	hdr := h.GetHeaders()
+	if v, ok := hdr[HeaderAPIKey]; ok {
+		r.APIKey = []string{v}
+	}
+	if v, ok := hdr[HeaderAuthorization]; ok {
+		r.Authorization = []string{v}
+	}
+	r.RequestID = hdr["x-request-id"]
+	if r.Method == "" {
+		r.Method = hdr[":method"]
+	}
+	if r.Path == "" {
+		r.Path = hdr[":path"]
+	}
+	if r.Host == "" {
+		r.Host = hdr[":authority"]
+	}
+	return r
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, Append: wrapperspb.Bool(false)}
+}
+
+func envoyResponse(d *Decision) *authv3.CheckResponse {
+	if d.Kind == Allow {
+		ok := &authv3.OkHttpResponse{}
+		resp := &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		}
+		if d.Key == nil { // public route: nothing to assert, but never pass forged identity
+			for _, name := range []string{HeaderKeyID, HeaderKeyPrefix, HeaderScopes, HeaderProjectID, HeaderUserID} {
+				ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+			}
+			return resp
+		}
+		meta := make(map[string]*structpb.Value, 4)
+		for _, kv := range identity(d.Key) {
+			if kv[1] == "" {
+				ok.HeadersToRemove = append(ok.HeadersToRemove, kv[0])
+				continue
+			}
+			ok.Headers = append(ok.Headers, header(kv[0], kv[1]))
+		}
+		if d.Strip {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, credentialHeaders(d.Sources)...)
+		}
+		meta["key_id"] = structpb.NewStringValue(d.Key.ID)
+		meta["scopes"] = structpb.NewStringValue(strings.Join(d.Key.Scopes, ","))
+		if d.Key.ProjectID != "" {
+			meta["project_id"] = structpb.NewStringValue(d.Key.ProjectID)
+		}
+		if d.Key.UserID != "" {
+			meta["user_id"] = structpb.NewStringValue(d.Key.UserID)
+		}
+		resp.DynamicMetadata = &structpb.Struct{Fields: meta}
+		return resp
+	}
+
+	code, httpStatus := codes.PermissionDenied, d.Status
+	switch d.Kind {
+	case Unauthenticated:
+		code = codes.Unauthenticated
+	case RateLimited:
+		code = codes.ResourceExhausted
+	case AmbiguousPath:
+		httpStatus = 403 // the table: PERMISSION_DENIED with a 403 denied_response
+	}
+	headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
+	if d.WWWAuthenticate != "" {
+		headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(httpStatus)},
+			Headers: headers,
+			Body:    string(d.Body),
+		}},
+	}
+}

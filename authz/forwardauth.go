@@ -1,0 +1,169 @@
+package authz
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// FrontendForwardAuth labels checks that came through the HTTP front door.
+const FrontendForwardAuth = "forwardauth"
+
+// ForwardAuthPath is the path prefix the HTTP front door answers on.
+const ForwardAuthPath = "/auth"
+
+// DefaultTrustedProxies are the peers whose X-Forwarded-* and X-Original-*
+// headers are believed by default: loopback and private ranges.
+var DefaultTrustedProxies = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
+
+// ParseTrustedProxies parses a list of CIDRs or addresses. "none" (alone)
+// trusts no peer.
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	if len(list) == 1 && strings.TrimSpace(list[0]) == "none" {
+		return []netip.Prefix{}, nil
+	}
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// ForwardAuth is the HTTP front door. It answers on /auth and every path
+// below it, for every method:
+//
+//   - Traefik forwardAuth: original request in X-Forwarded-Method,
+//     X-Forwarded-Uri and X-Forwarded-Host;
+//   - nginx auth_request: X-Original-URI and X-Original-Method;
+//   - Envoy HTTP ext_authz: the original method, and the original path
+//     after the /auth path_prefix.
+//
+// The forwarded headers are believed only from trusted peers; from any
+// other peer the request's own method and path (below /auth) are used.
+// It answers exactly 200 to allow, with the identity headers.
+type ForwardAuth struct {
+	a       *Authorizer
+	trusted []netip.Prefix
+}
+
+// NewForwardAuth returns the HTTP front door over a, believing forwarded
+// headers from the trusted prefixes.
+func NewForwardAuth(a *Authorizer, trusted []netip.Prefix) *ForwardAuth {
+	return &ForwardAuth{a: a, trusted: trusted}
+}
+
+func (f *ForwardAuth) trust(remoteAddr string) (string, bool) {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host, false
+	}
+	addr = addr.Unmap()
+	for _, p := range f.trusted {
+		if p.Contains(addr) {
+			return host, true
+		}
+	}
+	return host, false
+}
+
+// ServeHTTP implements http.Handler.
+func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r := forwardRequest(req, f)
+	d := f.a.Check(req.Context(), &r)
+	h := w.Header()
+	if d.Kind == Allow {
+		if d.Key != nil {
+			for _, kv := range identity(d.Key) {
+				if kv[1] != "" {
+					h[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+				}
+			}
+			if d.Strip {
+				if names := credentialHeaders(d.Sources); len(names) > 0 {
+					// Envoy HTTP mode removes these from the upstream request.
+					h.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(names, ","))
+				}
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if d.WWWAuthenticate != "" {
+		h.Set("Www-Authenticate", d.WWWAuthenticate)
+	}
+	w.WriteHeader(d.Status)
+	_, _ = w.Write(d.Body)
+}
+
+func forwardRequest(req *http.Request, f *ForwardAuth) Request {
+	ip, trusted := f.trust(req.RemoteAddr)
+	r := Request{
+		Frontend:      FrontendForwardAuth,
+		Method:        req.Method,
+		Host:          req.Host,
+		SourceIP:      ip,
+		RequestID:     req.Header.Get("X-Request-Id"),
+		APIKey:        req.Header.Values("X-Api-Key"),
+		Authorization: req.Header.Values("Authorization"),
+	}
+	// Envoy HTTP mode (and direct calls): the original target follows /auth.
+	r.Path = strings.TrimPrefix(req.RequestURI, ForwardAuthPath)
+	if r.Path == "" || r.Path[0] == '?' {
+		r.Path = "/" + r.Path
+	}
+	if !trusted {
+		return r
+	}
+	hd := req.Header
+	switch {
+	case hd.Get("X-Forwarded-Uri") != "" || hd.Get("X-Forwarded-Method") != "":
+		if v := hd.Get("X-Forwarded-Method"); v != "" {
+			r.Method = v
+		}
+		if v := hd.Get("X-Forwarded-Uri"); v != "" {
+			r.Path = v
+		}
+	case hd.Get("X-Original-Uri") != "" || hd.Get("X-Original-Method") != "":
+		if v := hd.Get("X-Original-Method"); v != "" {
+			r.Method = v
+		}
+		if v := hd.Get("X-Original-Uri"); v != "" {
+			r.Path = v
+		}
+	}
+	if v := hd.Get("X-Forwarded-Host"); v != "" {
+		r.Host = v
+	}
+	if v := hd.Get("X-Forwarded-For"); v != "" {
+		// The client is the first address the proxy saw.
+		first, _, _ := strings.Cut(v, ",")
+		r.SourceIP = strings.TrimSpace(first)
+	} else if v := hd.Get("X-Real-Ip"); v != "" {
+		r.SourceIP = v
+	}
+	return r
+}

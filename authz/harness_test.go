@@ -1,0 +1,262 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
+)
+
+// fakeClock is a settable clock for expiry tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects log output from concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// env is a real store, a real gRPC server and a real HTTP server on
+// loopback, both over one Authorizer.
+type env struct {
+	t           *testing.T
+	store       *keystore.Store
+	pol         *policy.Policy
+	clock       *fakeClock
+	a           *Authorizer
+	grpc        authv3.AuthorizationClient
+	http        *httptest.Server
+	logs        *syncBuffer
+	unavailable error
+	mu          sync.Mutex
+}
+
+func loadPolicy(t testing.TB, name string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Load(filepath.Join("..", "examples", "policies", name))
+	if err != nil {
+		t.Fatalf("load policy %s: %v", name, err)
+	}
+	return p
+}
+
+func newEnv(t *testing.T, policyFile string) *env {
+	t.Helper()
+	e := &env{t: t, clock: &fakeClock{t: time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	var err error
+	e.store, err = keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{Authority: true, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+	e.pol = loadPolicy(t, policyFile)
+	e.a = New(Options{
+		Keys:   e.store,
+		Policy: e.pol,
+		Now:    e.clock.Now,
+		Logger: zerolog.New(e.logs).Level(zerolog.DebugLevel),
+		Usage:  NewUsageTracker(),
+		Available: func() error {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.unavailable
+		},
+		Metrics: NewMetrics(nil),
+	})
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, NewEnvoyServer(e.a))
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.grpc = authv3.NewAuthorizationClient(conn)
+
+	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
+	mux := http.NewServeMux()
+	fa := NewForwardAuth(e.a, trusted)
+	mux.Handle("/auth", fa)
+	mux.Handle("/auth/", fa)
+	e.http = httptest.NewServer(mux)
+	t.Cleanup(e.http.Close)
+	return e
+}
+
+type keyOpts struct {
+	scopes  []string
+	project string
+	user    string
+	expires *time.Time
+}
+
+// mint creates a key in the policy's minting format and returns the raw key.
+func (e *env) mint(o keyOpts) (string, *keystore.Key) {
+	e.t.Helper()
+	f := e.pol.MintFormat()
+	raw, err := keystore.Mint(f.Prefix, f.Alphabet(), f.Length)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	k := &keystore.Key{ID: uuid.NewString(), Hash: keystore.HashKey(raw), Prefix: keystore.DisplayPrefix(raw), Name: "test", Scopes: o.scopes, ProjectID: o.project, UserID: o.user, ExpiresAt: o.expires}
+	if err := e.store.CreateKey(k, "test"); err != nil {
+		e.t.Fatal(err)
+	}
+	return raw, k
+}
+
+// result is a front door's answer in one shape for both doors.
+type result struct {
+	status  int        // HTTP status the client would see
+	code    codes.Code // gRPC CheckResponse.status.code (envoy only)
+	rpcErr  codes.Code // RPC error code (envoy only), OK when none
+	body    string
+	headers map[string]string // lower-case names: denial headers or upstream identity headers
+	remove  []string          // envoy headers_to_remove, or x-envoy-auth-headers-to-remove
+	meta    map[string]string // envoy dynamic metadata
+}
+
+// viaEnvoy sends a CheckRequest over real gRPC as Envoy would build it.
+func (e *env) viaEnvoy(method, path string, hdr map[string]string) result {
+	e.t.Helper()
+	headers := map[string]string{":method": method, ":path": path, ":authority": "api.example.com", "x-request-id": "req-1"}
+	for k, v := range hdr {
+		headers[strings.ToLower(k)] = v
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "10.1.2.3"}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Host: "api.example.com", Headers: headers, Protocol: "HTTP/1.1",
+		}},
+	}}
+	resp, err := e.grpc.Check(context.Background(), req)
+	if err != nil {
+		return result{rpcErr: status.Code(err), status: 503}
+	}
+	if resp.GetStatus() == nil {
+		e.t.Fatalf("CheckResponse without status allows by default: %v", resp)
+	}
+	r := result{code: codes.Code(resp.GetStatus().GetCode()), headers: map[string]string{}, meta: map[string]string{}}
+	if d := resp.GetDeniedResponse(); d != nil {
+		r.status = int(d.GetStatus().GetCode())
+		r.body = d.GetBody()
+		for _, h := range d.GetHeaders() {
+			r.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		return r
+	}
+	if r.code != codes.OK {
+		e.t.Fatalf("non-OK status without denied_response: %v", resp)
+	}
+	r.status = 200
+	ok := resp.GetOkResponse()
+	for _, h := range ok.GetHeaders() {
+		if h.GetAppend() == nil || h.GetAppend().GetValue() {
+			e.t.Errorf("identity header %s must set append=false explicitly", h.GetHeader().GetKey())
+		}
+		r.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	r.remove = ok.GetHeadersToRemove()
+	for k, v := range resp.GetDynamicMetadata().GetFields() {
+		r.meta[k] = v.GetStringValue()
+	}
+	return r
+}
+
+// viaTraefik sends what Traefik forwardAuth sends: GET /auth with the
+// original request in X-Forwarded-* and every client header copied.
+func (e *env) viaTraefik(method, path string, hdr map[string]string) result {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/auth", nil)
+	req.Header.Set("X-Forwarded-Method", method)
+	req.Header.Set("X-Forwarded-Uri", path)
+	req.Header.Set("X-Forwarded-Host", "api.example.com")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(req)
+}
+
+func (e *env) do(req *http.Request) result {
+	e.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := result{status: resp.StatusCode, body: string(body), headers: map[string]string{}}
+	for k := range resp.Header {
+		lk := strings.ToLower(k)
+		if lk == "date" || lk == "content-length" {
+			continue
+		}
+		r.headers[lk] = resp.Header.Get(k)
+	}
+	if v := resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"); v != "" {
+		r.remove = strings.Split(v, ",")
+		delete(r.headers, "x-envoy-auth-headers-to-remove")
+	}
+	return r
+}
+
+type door struct {
+	name  string
+	check func(e *env, method, path string, hdr map[string]string) result
+}
+
+var doors = []door{
+	{"envoy", (*env).viaEnvoy},
+	{"forwardauth", (*env).viaTraefik},
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}

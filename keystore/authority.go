@@ -1,0 +1,218 @@
+package keystore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// update runs fn in a batched, fsynced write transaction. bbolt may run fn
+// more than once when a batch is retried, so fn only touches the
+// transaction and variables it resets itself.
+func (s *Store) update(fn func(w *wtx) error) error {
+	var rev uint64
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		w := &wtx{tx: tx, now: s.now().UTC()}
+		if err := fn(w); err != nil {
+			return err
+		}
+		rev = getU64(tx.Bucket(bucketMeta).Get(metaRevision))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.notify(rev)
+	return nil
+}
+
+// Now returns the store's clock reading, in UTC.
+func (s *Store) Now() time.Time { return s.now().UTC() }
+
+// CreateKey stores a new record. It fails with ErrDuplicateHash when the
+// hash is already known. CreatedAt defaults to now.
+func (s *Store) CreateKey(k *Key, actor string) error {
+	return s.update(func(w *wtx) error {
+		return createKey(w, k, actor, "key.create")
+	})
+}
+
+func createKey(w *wtx, k *Key, actor, action string) error {
+	if k.ID == "" || k.Prefix == "" {
+		return fmt.Errorf("keystore: create: id and prefix are required")
+	}
+	if w.tx.Bucket(bucketKeys).Get(k.Hash[:]) != nil {
+		return ErrDuplicateHash
+	}
+	if w.tx.Bucket(bucketIDs).Get([]byte(k.ID)) != nil {
+		return fmt.Errorf("keystore: create: id %s already exists", k.ID)
+	}
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = w.now
+	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	k.CreatedBy = actor
+	return w.saveKey(k, actor, action)
+}
+
+// ImportResult tells, per key given to ImportKeys, whether it was stored.
+type ImportResult struct {
+	Imported int
+	// Skipped holds the indexes of keys whose hash was already known or
+	// repeated earlier in the same call.
+	Skipped []int
+}
+
+// ImportKeys stores a batch of records in one transaction, skipping any
+// whose hash is already present. Use it for bulk imports in chunks.
+func (s *Store) ImportKeys(keys []*Key, actor string) (ImportResult, error) {
+	var res ImportResult
+	err := s.update(func(w *wtx) error {
+		res = ImportResult{}
+		for i, k := range keys {
+			err := createKey(w, k, actor, "key.import")
+			if errors.Is(err, ErrDuplicateHash) {
+				res.Skipped = append(res.Skipped, i)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			res.Imported++
+		}
+		return nil
+	})
+	return res, err
+}
+
+// RevokeKey soft-deletes the key: the record stays, with RevokedAt set.
+// It fails with ErrRevoked when the key was already revoked.
+func (s *Store) RevokeKey(id, actor string) (*Key, error) {
+	var out *Key
+	err := s.update(func(w *wtx) error {
+		k, err := getKeyByID(w.tx, id)
+		if err != nil {
+			return err
+		}
+		if k.Revoked() {
+			return ErrRevoked
+		}
+		t := w.now
+		k.RevokedAt, k.RevokedBy = &t, actor
+		out = k
+		return w.saveKey(k, actor, "key.revoke")
+	})
+	return out, err
+}
+
+// RotateKey stores next and, in the same transaction, ends the old key:
+// with a zero grace it is revoked at once, otherwise it expires after grace
+// (or at its own earlier expiry). It returns the updated old record.
+func (s *Store) RotateKey(oldID string, next *Key, grace time.Duration, actor string) (*Key, error) {
+	var out *Key
+	err := s.update(func(w *wtx) error {
+		old, err := getKeyByID(w.tx, oldID)
+		if err != nil {
+			return err
+		}
+		if old.Revoked() {
+			return ErrRevoked
+		}
+		if err := createKey(w, next, actor, "key.rotate.create"); err != nil {
+			return err
+		}
+		if grace <= 0 {
+			t := w.now
+			old.RevokedAt, old.RevokedBy = &t, actor
+		} else if end := w.now.Add(grace); old.ExpiresAt == nil || end.Before(*old.ExpiresAt) {
+			old.ExpiresAt = &end
+		}
+		out = old
+		return w.saveKey(old, actor, "key.rotate.retire")
+	})
+	return out, err
+}
+
+// SetUserActive activates or deactivates a user. Deactivation stops every
+// key the user owns.
+func (s *Store) SetUserActive(id string, active bool, actor string) (User, error) {
+	var u User
+	err := s.update(func(w *wtx) error {
+		u = User{ID: id, Active: active, UpdatedAt: w.now}
+		action := "user.enable"
+		if !active {
+			action = "user.disable"
+		}
+		return w.saveUser(&u, actor, action)
+	})
+	return u, err
+}
+
+// CreateProject stores a project and, when first is not nil, its first key,
+// in one transaction.
+func (s *Store) CreateProject(p *Project, first *Key, actor string) error {
+	return s.update(func(w *wtx) error {
+		pb := w.tx.Bucket(bucketProjects)
+		if pb.Get([]byte(p.ID)) != nil {
+			return fmt.Errorf("keystore: project %s already exists", p.ID)
+		}
+		if p.CreatedAt.IsZero() {
+			p.CreatedAt = w.now
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if err := pb.Put([]byte(p.ID), v); err != nil {
+			return err
+		}
+		if err := w.audit(Event{Actor: actor, Action: "project.create", ProjectID: p.ID}); err != nil {
+			return err
+		}
+		if first == nil {
+			return nil
+		}
+		return createKey(w, first, actor, "key.create")
+	})
+}
+
+// Usage is what a front door observed of one key since its last report.
+type Usage struct {
+	KeyID      string    `json:"key_id"`
+	LastUsedAt time.Time `json:"last_used_at"`
+	Count      uint64    `json:"count"`
+}
+
+// RecordUsage folds usage reports into the records: the latest LastUsedAt
+// wins and counts add up. Usage is not an enforcement change, so it writes
+// no change-log entry and no audit event. Unknown key ids are ignored.
+func (s *Store) RecordUsage(batch []Usage) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		for _, u := range batch {
+			k, err := getKeyByID(tx, u.KeyID)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if k.LastUsedAt == nil || u.LastUsedAt.After(*k.LastUsedAt) {
+				t := u.LastUsedAt.UTC()
+				k.LastUsedAt = &t
+			}
+			k.UseCount += u.Count
+			if err := putKey(tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,21 @@
+// Package keystore owns the key model and its bbolt storage: key, user and
+// project records, the change log that replication streams from, and the audit
+// log. Only the SHA-256 of a raw key is ever stored.
+//
+// One Store type serves both roles:
+//
+//   - the authoritative store of the admin (and standalone) process, changed
+//     through CreateKey, Revoke, Rotate, SetUserActive and friends. Every such
+//     change writes the record, one change-log entry per record (a revision)
+//     and an audit event in the same bbolt transaction, and is fsynced before
+//     the call returns. Concurrent creates are coalesced with bbolt's Batch.
+//   - the replica of a sidecar, changed only through ApplyChanges and SetMeta
+//     with records received from the admin. A replica keeps no change log.
+//
+// Lookup is the hot path of every authorization check: one read transaction,
+// one B+tree seek by hash, one small JSON decode.
+//
+// The package does not log; it returns errors wrapping the sentinel errors
+// below. Byte slices read inside transactions are copied before they escape.
+// A Store is safe for concurrent use.
+package keystore

@@ -1,0 +1,373 @@
+package keystore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the on-disk layout version written into every store.
+const SchemaVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketKeys     = []byte("keys")     // hash -> JSON Key
+	bucketIDs      = []byte("ids")      // key id -> hash
+	bucketUsers    = []byte("users")    // user id -> JSON User
+	bucketProjects = []byte("projects") // project id -> JSON Project
+	bucketChanges  = []byte("changes")  // revision (8 bytes BE) -> JSON Change
+	bucketAudit    = []byte("audit")    // unix nanos (8) + sequence (8) -> JSON Event
+
+	metaSchema    = []byte("schema")
+	metaStoreID   = []byte("store_id")
+	metaRevision  = []byte("revision")
+	metaCompacted = []byte("compacted_through")
+)
+
+var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit}
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// Timeout bounds the wait for the file lock held by another process.
+	// Zero means one second. Open then fails with ErrLocked.
+	Timeout time.Duration
+	// NoSync skips fsync on commit. Only for bulk loads whose result is
+	// synced with Sync before it is trusted.
+	NoSync bool
+	// Authority makes the store the source of truth: Open gives it a
+	// store id when it has none. Replicas take the admin's id instead.
+	Authority bool
+	// Now is the clock used for record and audit times. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is a bbolt-backed key store. See the package documentation.
+type Store struct {
+	db   *bolt.DB
+	path string
+	now  func() time.Time
+
+	rev     atomic.Uint64
+	storeID atomic.Value // string
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every committed revision
+}
+
+// Open opens or creates the store file at path. A file locked by another
+// process yields ErrLocked after opts.Timeout.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: create data dir: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		}
+		return nil, fmt.Errorf("keystore: open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, now: opts.Now, changed: make(chan struct{})}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(metaSchema); v == nil {
+			if err := meta.Put(metaSchema, u64(SchemaVersion)); err != nil {
+				return err
+			}
+		} else if len(v) != 8 || binary.BigEndian.Uint64(v) != SchemaVersion {
+			return ErrSchema
+		}
+		if opts.Authority && meta.Get(metaStoreID) == nil {
+			if err := meta.Put(metaStoreID, []byte(uuid.NewString())); err != nil {
+				return err
+			}
+		}
+		s.storeID.Store(string(meta.Get(metaStoreID)))
+		s.rev.Store(getU64(meta.Get(metaRevision)))
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("keystore: init %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the file. Calls after Close fail with ErrClosed.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path returns the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Sync forces the file to disk; used after NoSync bulk loads.
+func (s *Store) Sync() error { return s.db.Sync() }
+
+// Revision returns the last committed revision.
+func (s *Store) Revision() uint64 { return s.rev.Load() }
+
+// StoreID returns the identity of the authoritative store this data came
+// from; empty for a replica that never loaded a snapshot.
+func (s *Store) StoreID() string { v, _ := s.storeID.Load().(string); return v }
+
+// Changed returns a channel closed at the next committed revision.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *Store) notify(rev uint64) {
+	s.mu.Lock()
+	if rev > s.rev.Load() {
+		s.rev.Store(rev)
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// WaitRevision blocks until the store's revision is above after or ctx ends.
+func (s *Store) WaitRevision(ctx context.Context, after uint64) error {
+	for {
+		ch := s.Changed()
+		if s.Revision() > after {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// LookupResult is what a check needs to know about a presented key.
+type LookupResult struct {
+	Key *Key
+	// OwnerActive is false when the key has an owner who was deactivated.
+	OwnerActive bool
+}
+
+// Lookup finds the key whose hash is h. It returns ErrNotFound for an
+// unknown hash, and another error only when the store cannot be read.
+func (s *Store) Lookup(h Hash) (LookupResult, error) {
+	var res LookupResult
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketKeys).Get(h[:])
+		if v == nil {
+			return ErrNotFound
+		}
+		k := new(Key)
+		if err := json.Unmarshal(v, k); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		// The seek already matched; compare the stored hash in constant time
+		// so no byte-wise early exit ever depends on secret material.
+		if !k.Hash.Equal(h) {
+			return ErrNotFound
+		}
+		res.Key = k
+		res.OwnerActive = true
+		if k.UserID != "" {
+			if uv := tx.Bucket(bucketUsers).Get([]byte(k.UserID)); uv != nil {
+				var u User
+				if err := json.Unmarshal(uv, &u); err != nil {
+					return fmt.Errorf("%w: %v", ErrCorrupt, err)
+				}
+				res.OwnerActive = u.Active
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("keystore: lookup: %w", err)
+	}
+	return res, err
+}
+
+// GetKey returns the record with the given id.
+func (s *Store) GetKey(id string) (*Key, error) {
+	var k *Key
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		k, err = getKeyByID(tx, id)
+		return err
+	})
+	return k, err
+}
+
+// GetKeyByHash returns the record with the given hash.
+func (s *Store) GetKeyByHash(h Hash) (*Key, error) {
+	var k *Key
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		k, err = getKey(tx, h)
+		return err
+	})
+	return k, err
+}
+
+// ListKeys returns every record for which keep returns true (all when keep
+// is nil), oldest first.
+func (s *Store) ListKeys(keep func(*Key) bool) ([]*Key, error) {
+	var out []*Key
+	err := s.ForEachKey(func(k *Key) error {
+		if keep == nil || keep(k) {
+			out = append(out, k)
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, err
+}
+
+// ForEachKey calls fn for every record in hash order inside one read
+// transaction.
+func (s *Store) ForEachKey(fn func(*Key) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
+			k := new(Key)
+			if err := json.Unmarshal(v, k); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			return fn(k)
+		})
+	})
+}
+
+// GetUser returns the user record; an unknown user is reported as active,
+// since users exist implicitly.
+func (s *Store) GetUser(id string) (User, error) {
+	u := User{ID: id, Active: true}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketUsers).Get([]byte(id)); v != nil {
+			return json.Unmarshal(v, &u)
+		}
+		return nil
+	})
+	return u, err
+}
+
+// GetProject returns the project with the given id.
+func (s *Store) GetProject(id string) (*Project, error) {
+	var p *Project
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketProjects).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		p = new(Project)
+		return json.Unmarshal(v, p)
+	})
+	return p, err
+}
+
+// Stats counts keys by state at now.
+type Stats struct{ Active, Expired, Revoked int }
+
+// Stats walks the key bucket and counts keys by state.
+func (s *Store) Stats(now time.Time) (Stats, error) {
+	var st Stats
+	err := s.ForEachKey(func(k *Key) error {
+		switch {
+		case k.Revoked():
+			st.Revoked++
+		case k.Expired(now):
+			st.Expired++
+		default:
+			st.Active++
+		}
+		return nil
+	})
+	return st, err
+}
+
+func getKey(tx *bolt.Tx, h Hash) (*Key, error) {
+	v := tx.Bucket(bucketKeys).Get(h[:])
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	k := new(Key)
+	if err := json.Unmarshal(v, k); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return k, nil
+}
+
+func getKeyByID(tx *bolt.Tx, id string) (*Key, error) {
+	hv := tx.Bucket(bucketIDs).Get([]byte(id))
+	if len(hv) != HashSize {
+		return nil, ErrNotFound
+	}
+	var h Hash
+	copy(h[:], hv)
+	return getKey(tx, h)
+}
+
+func putKey(tx *bolt.Tx, k *Key) error {
+	v, err := json.Marshal(k)
+	if err != nil {
+		return err
+	}
+	ids := tx.Bucket(bucketIDs)
+	// A replica may receive a record whose id moved to another hash; drop the stale entry.
+	if old := ids.Get([]byte(k.ID)); old != nil && !bytes.Equal(old, k.Hash[:]) {
+		if err := tx.Bucket(bucketKeys).Delete(old); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bucketKeys).Put(k.Hash[:], v); err != nil {
+		return err
+	}
+	return ids.Put([]byte(k.ID), k.Hash[:])
+}
+
+func putUser(tx *bolt.Tx, u *User) error {
+	v, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUsers).Put([]byte(u.ID), v)
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}

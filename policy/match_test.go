@@ -1,0 +1,213 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// patternCases match one pattern against one normalised path; they also seed
+// FuzzMatch. project names the capture whose value is wantProject.
+var patternCases = []struct {
+	name        string
+	pattern     string
+	project     string
+	path        string
+	want        bool
+	wantProject string
+}{
+	{name: "root matches root", pattern: "/", path: "/", want: true},
+	{name: "root does not match a segment", pattern: "/", path: "/a", want: false},
+	{name: "literal", pattern: "/api/v1/agents", path: "/api/v1/agents", want: true},
+	{name: "literal with trailing slash", pattern: "/api/v1/agents", path: "/api/v1/agents/", want: true},
+	{name: "literal is case-sensitive", pattern: "/api/v1/agents", path: "/api/v1/Agents", want: false},
+	{name: "literal longer path", pattern: "/api/v1/agents", path: "/api/v1/agents/x", want: false},
+	{name: "literal shorter path", pattern: "/api/v1/agents", path: "/api/v1", want: false},
+	{name: "literal prefix of segment", pattern: "/api/v1/agents", path: "/api/v1/agentsx", want: false},
+	{name: "literal two trailing slashes", pattern: "/a", path: "/a//", want: false},
+	{name: "rest matches bare prefix", pattern: "/api/v1/agents/**", path: "/api/v1/agents", want: true},
+	{name: "rest matches prefix with slash", pattern: "/api/v1/agents/**", path: "/api/v1/agents/", want: true},
+	{name: "rest matches deep path", pattern: "/api/v1/agents/**", path: "/api/v1/agents/x/y", want: true},
+	{name: "rest does not match sibling", pattern: "/api/v1/agents/**", path: "/api/v1/agents-x", want: false},
+	{name: "rest does not match parent", pattern: "/api/v1/agents/**", path: "/api/v1", want: false},
+	{name: "rest alone matches root", pattern: "/**", path: "/", want: true},
+	{name: "rest alone matches anything", pattern: "/**", path: "/a/b/c/", want: true},
+	{name: "star matches one segment", pattern: "/a/*/c", path: "/a/b/c", want: true},
+	{name: "star needs a segment", pattern: "/a/*", path: "/a/", want: false},
+	{name: "star does not match two segments", pattern: "/a/*/c", path: "/a/b/x/c", want: false},
+	{name: "star rejects empty segment", pattern: "/a/*/c", path: "/a//c", want: false},
+	{name: "capture", pattern: "/p/{project}/x", project: "project", path: "/p/p1/x", want: true, wantProject: "p1"},
+	{name: "capture with rest", pattern: "/api/v1/projects/{project}/**", project: "project", path: "/api/v1/projects/p1/repositories", want: true, wantProject: "p1"},
+	{name: "capture with bare rest", pattern: "/api/v1/projects/{project}/**", project: "project", path: "/api/v1/projects/p1", want: true, wantProject: "p1"},
+	{name: "capture needs a segment", pattern: "/api/v1/projects/{project}/**", project: "project", path: "/api/v1/projects", want: false},
+	{name: "capture needs a non-empty segment", pattern: "/api/v1/projects/{project}/**", project: "project", path: "/api/v1/projects/", want: false},
+	{name: "second capture is the project", pattern: "/o/{org}/p/{project}", project: "project", path: "/o/o1/p/p2", want: true, wantProject: "p2"},
+	{name: "capture not named by project", pattern: "/o/{org}", path: "/o/o1", want: true},
+	{name: "capture of decoded text", pattern: "/p/{project}", project: "project", path: "/p/a b?c", want: true, wantProject: "a b?c"},
+	{name: "unnormalised relative path", pattern: "/**", path: "a", want: false},
+	{name: "empty path", pattern: "/**", path: "", want: false},
+}
+
+// compileRoute compiles a route for tests, failing on any problem.
+func compileRoute(tb testing.TB, r Route, scopes ...string) Route {
+	tb.Helper()
+	known := make(map[string]bool)
+	for _, s := range scopes {
+		known[s] = true
+	}
+	var ps problems
+	r.compile("route", known, &ps)
+	if len(ps) > 0 {
+		tb.Fatalf("compile(%+v) problems: %q", r, ps)
+	}
+	return r
+}
+
+func TestPatternMatch(t *testing.T) {
+	for _, tc := range patternCases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := compileRoute(t, Route{Path: tc.pattern, Project: tc.project})
+			got, project := r.pattern.match(tc.path)
+			if got != tc.want || project != tc.wantProject {
+				t.Errorf("%q matching %q = %v, %q; want %v, %q", tc.pattern, tc.path, got, project, tc.want, tc.wantProject)
+			}
+			if ref := refMatch(tc.pattern, tc.path); ref != got {
+				t.Errorf("refMatch(%q, %q) = %v, disagrees with match", tc.pattern, tc.path, ref)
+			}
+		})
+	}
+}
+
+// refMatch is a simple, allocating reference implementation of pattern
+// matching that FuzzMatch checks the real one against.
+func refMatch(pattern, path string) bool {
+	if path == "" || path[0] != '/' {
+		return false
+	}
+	var psegs, segs []string
+	if pattern != "/" {
+		psegs = strings.Split(pattern[1:], "/")
+	}
+	if rest := strings.TrimSuffix(path[1:], "/"); rest != "" {
+		segs = strings.Split(rest, "/")
+	}
+	for i, ps := range psegs {
+		if ps == "**" {
+			return true
+		}
+		if i >= len(segs) || segs[i] == "" {
+			return false
+		}
+		if ps != "*" && !strings.HasPrefix(ps, "{") && ps != segs[i] {
+			return false
+		}
+	}
+	return len(segs) == len(psegs)
+}
+
+// testPolicy exercises method handling and route order.
+const testPolicy = `
+keys:
+  formats: [{prefix: k_, charset: hex, length: 8}]
+scopes: [read, write, admin]
+superScope: admin
+routes:
+  - {methods: [GET], path: /healthz, public: true}
+  - {methods: [GET, HEAD], path: "/p/{project}/**", require: read, project: project}
+  - {path: "/p/{project}/**", require: write, project: project}
+  - {methods: [PURGE], path: /cache/*}
+  - {path: /admin/**, require: admin}
+`
+
+func TestPolicyMatch(t *testing.T) {
+	p, err := Parse([]byte(testPolicy))
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	tests := []struct {
+		name        string
+		method      string
+		path        string
+		wantRoute   int // index in p.Routes, -1 for none
+		wantProject string
+	}{
+		{"public route", "GET", "/healthz", 0, ""},
+		{"public route trailing slash", "GET", "/healthz/", 0, ""},
+		{"method not listed", "POST", "/healthz", -1, ""},
+		{"lower-case method", "get", "/healthz", 0, ""},
+		{"mixed-case method", "Get", "/healthz", 0, ""},
+		{"HEAD is not GET", "HEAD", "/healthz", -1, ""},
+		{"first match wins", "GET", "/p/p1/files", 1, "p1"},
+		{"HEAD listed", "HEAD", "/p/p1", 1, "p1"},
+		{"falls through to all methods", "DELETE", "/p/p1/files", 2, "p1"},
+		{"extension method", "PURGE", "/cache/x", 3, ""},
+		{"extension method lower-case", "purge", "/cache/x", 3, ""},
+		{"extension method wrong path", "PURGE", "/cache/x/y", -1, ""},
+		{"no methods means all", "OPTIONS", "/admin", 4, ""},
+		{"unmatched", "GET", "/other", -1, ""},
+		{"empty method", "", "/admin/x", 4, ""},
+		{"no Unicode case mapping", "purgE\u0307", "/cache/x", -1, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := p.Match(tc.method, tc.path)
+			var want *Route
+			if tc.wantRoute >= 0 {
+				want = &p.Routes[tc.wantRoute]
+			}
+			if m.Route != want || m.Project != tc.wantProject {
+				t.Errorf("Match(%q, %q) = %s, %q; want %s, %q",
+					tc.method, tc.path, routeName(p, m.Route), m.Project, routeName(p, want), tc.wantProject)
+			}
+		})
+	}
+}
+
+// routeName describes r for failure messages.
+func routeName(p *Policy, r *Route) string {
+	for i := range p.Routes {
+		if &p.Routes[i] == r {
+			return fmt.Sprintf("routes[%d] %s", i, r.Path)
+		}
+	}
+	return "no route"
+}
+
+func TestPolicyMatchDoesNotAllocate(t *testing.T) {
+	p, err := Parse([]byte(testPolicy))
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	for _, path := range []string{"/healthz", "/p/p1/files/a/b", "/admin/x", "/nowhere/at/all"} {
+		got := testing.AllocsPerRun(100, func() { p.Match("delete", path) })
+		if got != 0 {
+			t.Errorf("Match(delete, %q) allocations = %v, want 0", path, got)
+		}
+	}
+}
+
+func TestEqualUpper(t *testing.T) {
+	tests := []struct {
+		name   string
+		upper  string
+		method string
+		want   bool
+	}{
+		{"same", "POST", "POST", true},
+		{"lower-case", "POST", "post", true},
+		{"mixed-case", "POST", "PoSt", true},
+		{"different", "POST", "PUT", false},
+		{"prefix", "POST", "POS", false},
+		{"long s is not s", "POST", "po\u017ft", false}, // strings.ToUpper gives "POST"
+		{"dotless i is not i", "LINK", "l\u0131nk", false},
+		{"non-letters kept", "M-SEARCH", "m-search", true},
+		{"empty", "GET", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := equalUpper(tc.upper, tc.method); got != tc.want {
+				t.Errorf("equalUpper(%q, %q) = %v, want %v", tc.upper, tc.method, got, tc.want)
+			}
+		})
+	}
+}
