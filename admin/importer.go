@@ -1,0 +1,258 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
+)
+
+// importLine is one NDJSON line of POST /api/v1/api-keys/import.
+type importLine struct {
+	Hash      *string  `json:"hash"`
+	Prefix    *string  `json:"prefix"`
+	Name      *string  `json:"name"`
+	Scopes    []string `json:"scopes"`
+	UserID    *string  `json:"userId"`
+	ProjectID *string  `json:"projectId"`
+	CreatedAt *string  `json:"createdAt"`
+	ExpiresAt *string  `json:"expiresAt"`
+}
+
+// importLineError reports one refused line.
+type importLineError struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+// importResponse is the import result. ErrorsOmitted counts the errors
+// beyond the first MaxImportErrors, which are not listed.
+type importResponse struct {
+	Imported      int               `json:"imported"`
+	Skipped       int               `json:"skipped"`
+	Errors        []importLineError `json:"errors"`
+	ErrorsOmitted int               `json:"errorsOmitted,omitempty"`
+}
+
+func (res *importResponse) addError(line int, msg string) {
+	if len(res.Errors) < MaxImportErrors {
+		res.Errors = append(res.Errors, importLineError{Line: line, Error: msg})
+		return
+	}
+	res.ErrorsOmitted++
+}
+
+// parseImportLine strictly decodes and validates one line into a record
+// with a new id. Blank lines are the caller's business.
+func parseImportLine(line []byte, pol *policy.Policy) (*keystore.Key, error) {
+	var in importLine
+	if rerr := decodeJSON(line, &in, "line"); rerr != nil {
+		return nil, errors.New(rerr.msg)
+	}
+	var fe fieldErrors
+	k := &keystore.Key{}
+	if in.Hash == nil {
+		fe.add("hash", "required")
+	} else if h, err := keystore.ParseHash(*in.Hash); err != nil {
+		fe.add("hash", "must be 64 hex characters (the SHA-256 of the key)")
+	} else {
+		k.Hash = h
+	}
+	switch {
+	case in.Prefix == nil:
+		fe.add("prefix", "required")
+	case *in.Prefix == "" || len(*in.Prefix) > MaxImportPrefixLength:
+		fe.add("prefix", "must be 1 to %d bytes", MaxImportPrefixLength)
+	default:
+		for _, c := range []byte(*in.Prefix) {
+			if c <= ' ' || c >= 0x7f {
+				fe.add("prefix", "must be printable ASCII without spaces")
+				break
+			}
+		}
+		k.Prefix = *in.Prefix
+	}
+	if in.Name != nil {
+		if err := checkText(*in.Name); err != nil {
+			fe.add("name", "%v", err)
+		}
+		k.Name = *in.Name
+	}
+	k.Scopes = checkScopes(&fe, "scopes", in.Scopes, pol)
+	if in.UserID != nil {
+		if err := checkID(*in.UserID); err != nil {
+			fe.add("userId", "%v", err)
+		}
+		k.UserID = *in.UserID
+	}
+	if in.ProjectID != nil {
+		if err := checkID(*in.ProjectID); err != nil {
+			fe.add("projectId", "%v", err)
+		}
+		k.ProjectID = *in.ProjectID
+	}
+	if in.CreatedAt != nil {
+		t, err := parseTime(*in.CreatedAt)
+		if err != nil {
+			fe.add("createdAt", "%v", err)
+		}
+		k.CreatedAt = t
+	}
+	if in.ExpiresAt != nil {
+		// An imported key keeps its expiry even when it has passed: it is
+		// then stored, and refused, like any expired key.
+		t, err := parseTime(*in.ExpiresAt)
+		if err != nil {
+			fe.add("expiresAt", "%v", err)
+		}
+		k.ExpiresAt = &t
+	}
+	if len(fe) > 0 {
+		return nil, errors.New(fe.err().msg)
+	}
+	k.ID = uuid.NewString()
+	return k, nil
+}
+
+// lineReader yields NDJSON lines of at most max bytes without holding more
+// than one line in memory. A longer line is reported as too long and
+// skipped up to its newline.
+type lineReader struct {
+	br  *bufio.Reader
+	max int
+	n   int // number of the line last returned, from 1
+}
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, max+2), max: max}
+}
+
+// next returns the next line without its line ending. tooLong reports a
+// line over the limit (line is then nil). err is io.EOF at the end.
+func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
+	b, err := lr.br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = lr.br.ReadSlice('\n')
+		}
+		lr.n++
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, false, err
+		}
+		return nil, true, nil
+	}
+	if err != nil && (!errors.Is(err, io.EOF) || len(b) == 0) {
+		return nil, false, err
+	}
+	lr.n++
+	b = bytes.TrimSuffix(b, []byte{'\n'})
+	b = bytes.TrimSuffix(b, []byte{'\r'})
+	if len(b) > lr.max {
+		return nil, true, nil
+	}
+	return b, false, nil
+}
+
+// importKeys streams NDJSON records into the store in chunks of
+// ImportChunkSize; memory stays bounded whatever the body size.
+func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal) {
+	if rerr := checkContentType(r.Header, "application/x-ndjson"); rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	rc := http.NewResponseController(w)
+	extendDeadline := func() {
+		// Not every ResponseWriter supports deadlines (httptest recorders);
+		// then the server's own timeouts apply unchanged.
+		_ = rc.SetReadDeadline(time.Now().Add(ImportIdleTimeout))
+	}
+	extendDeadline()
+	pol := s.policy()
+	res := importResponse{Errors: []importLineError{}}
+	chunk := make([]*keystore.Key, 0, ImportChunkSize)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		ir, err := s.store.ImportKeys(chunk, p.actor())
+		if err != nil {
+			return err
+		}
+		res.Imported += ir.Imported
+		res.Skipped += len(ir.Skipped)
+		clear(chunk)
+		chunk = chunk[:0]
+		extendDeadline()
+		return nil
+	}
+	lr := newLineReader(r.Body, MaxImportLineBytes)
+	var readErr error
+	for {
+		line, tooLong, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		if lr.n%ImportChunkSize == 0 {
+			extendDeadline() // progress through error or duplicate lines counts too
+		}
+		if tooLong {
+			res.addError(lr.n, fmt.Sprintf("line is longer than %d bytes", MaxImportLineBytes))
+			continue
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		k, err := parseImportLine(line, pol)
+		if err != nil {
+			res.addError(lr.n, err.Error())
+			continue
+		}
+		chunk = append(chunk, k)
+		if len(chunk) == ImportChunkSize {
+			if err := flush(); err != nil {
+				s.serverError(w, r, p, fmt.Errorf("import after %d keys: %w", res.Imported, err))
+				return
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		s.serverError(w, r, p, fmt.Errorf("import after %d keys: %w", res.Imported, err))
+		return
+	}
+	status := http.StatusOK
+	if readErr != nil {
+		// What was read before the failure is committed; duplicates are
+		// skipped, so the whole import can simply be sent again.
+		status = http.StatusBadRequest
+		var mbe *http.MaxBytesError
+		if errors.As(readErr, &mbe) {
+			status = http.StatusRequestEntityTooLarge
+		}
+	}
+	s.log.Info().
+		Str("actor", p.actor()).
+		Str("action", "key.import").
+		Str("route", r.Pattern).
+		Int("status", status).
+		Int("imported", res.Imported).
+		Int("skipped", res.Skipped).
+		Int("errors", len(res.Errors)+res.ErrorsOmitted).
+		Msg("admin change")
+	if readErr != nil {
+		writeError(w, status, fmt.Sprintf("reading request body after line %d: %v (imported %d, skipped %d before the failure)", lr.n, readErr, res.Imported, res.Skipped))
+		return
+	}
+	writeJSON(w, status, res)
+}

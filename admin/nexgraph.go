@@ -1,0 +1,254 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
+)
+
+// The NexGraph family (SPEC §6.2): snake_case, exactly as the seed.
+
+// Permissions a project key needs: read to list, write to change.
+const (
+	permRead  = "read"
+	permWrite = "write"
+)
+
+// firstKeyLabel is the label of the key POST /api/v1/projects returns.
+const firstKeyLabel = "default"
+
+type createProjectRequest struct {
+	Name *string `json:"name"`
+}
+
+type createProjectKeyRequest struct {
+	Permissions []string `json:"permissions"`
+	Label       *string  `json:"label"`
+	ExpiresAt   *string  `json:"expires_at"`
+}
+
+type ngProject struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	CreatedAt string `json:"created_at"`
+}
+
+// ngCreated is a created key; the only place "key" appears.
+type ngCreated struct {
+	ID          string   `json:"id"`
+	Key         string   `json:"key"`
+	KeyPrefix   string   `json:"key_prefix"`
+	Label       string   `json:"label"`
+	Permissions []string `json:"permissions"`
+	ExpiresAt   *string  `json:"expires_at"`
+	CreatedAt   string   `json:"created_at"`
+}
+
+// ngKey is a listed record.
+type ngKey struct {
+	ID          string   `json:"id"`
+	KeyPrefix   string   `json:"key_prefix"`
+	Label       string   `json:"label"`
+	Permissions []string `json:"permissions"`
+	ExpiresAt   *string  `json:"expires_at"`
+	CreatedAt   string   `json:"created_at"`
+	LastUsedAt  *string  `json:"last_used_at"`
+}
+
+// ngKeyRevoked is a listed record with its revocation time (null when live):
+// the items of ?include_revoked=true and the DELETE response.
+type ngKeyRevoked struct {
+	ngKey
+	RevokedAt *string `json:"revoked_at"`
+}
+
+func toNGKey(k *keystore.Key) ngKey {
+	return ngKey{
+		ID:          k.ID,
+		KeyPrefix:   k.Prefix,
+		Label:       k.Name,
+		Permissions: nonNil(k.Scopes),
+		ExpiresAt:   formatTimePtr(k.ExpiresAt),
+		CreatedAt:   formatTime(k.CreatedAt),
+		LastUsedAt:  formatTimePtr(k.LastUsedAt),
+	}
+}
+
+func toNGCreated(k *keystore.Key, raw string) ngCreated {
+	return ngCreated{
+		ID:          k.ID,
+		Key:         raw,
+		KeyPrefix:   k.Prefix,
+		Label:       k.Name,
+		Permissions: nonNil(k.Scopes),
+		ExpiresAt:   formatTimePtr(k.ExpiresAt),
+		CreatedAt:   formatTime(k.CreatedAt),
+	}
+}
+
+// firstKeyScopes are the permissions of a new project's first key:
+// read and write when the policy knows both (NexGraph), otherwise the
+// super scope, otherwise every scope of the policy.
+func firstKeyScopes(pol *policy.Policy) []string {
+	if pol.KnownScope(permRead) && pol.KnownScope(permWrite) {
+		return []string{permRead, permWrite}
+	}
+	if pol.SuperScope != "" {
+		return []string{pol.SuperScope}
+	}
+	return append([]string{}, pol.Scopes...)
+}
+
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request, p principal) {
+	var req createProjectRequest
+	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	var fe fieldErrors
+	if req.Name == nil {
+		fe.add("name", "required")
+	} else if err := checkText(*req.Name); err != nil {
+		fe.add("name", "%v", err)
+	}
+	if err := fe.err(); err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	pol := s.policy()
+	proj := &keystore.Project{ID: uuid.NewString(), Name: *req.Name}
+	first := &keystore.Key{Name: firstKeyLabel, Scopes: firstKeyScopes(pol), ProjectID: proj.ID}
+	raw, err := s.storeNewKey(first, pol, func(k *keystore.Key) error {
+		return s.store.CreateProject(proj, k, p.actor())
+	})
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	s.logChange(r, p, "project.create", http.StatusCreated, first)
+	writeJSON(w, http.StatusCreated, struct {
+		Project ngProject `json:"project"`
+		APIKey  ngCreated `json:"api_key"`
+	}{
+		Project: ngProject{ID: proj.ID, Name: proj.Name, CreatedAt: formatTime(proj.CreatedAt)},
+		APIKey:  toNGCreated(first, raw),
+	})
+}
+
+// projectID returns the {pid} path value after the access check, or writes
+// the refusal.
+func (s *Server) projectID(w http.ResponseWriter, r *http.Request, p principal, perm string) (string, bool) {
+	pid := r.PathValue("pid")
+	if !s.projectAccess(w, p, pid, perm) {
+		return "", false
+	}
+	if err := checkID(pid); err != nil {
+		writeRequestError(w, badRequest("project id: %v", err))
+		return "", false
+	}
+	return pid, true
+}
+
+func (s *Server) listProjectKeys(w http.ResponseWriter, r *http.Request, p principal) {
+	pid, ok := s.projectID(w, r, p, permRead)
+	if !ok {
+		return
+	}
+	includeRevoked := false
+	if q := r.URL.Query(); q.Has("include_revoked") {
+		b, err := strconv.ParseBool(q.Get("include_revoked"))
+		if err != nil {
+			writeRequestError(w, badRequest("include_revoked: must be true or false"))
+			return
+		}
+		includeRevoked = b
+	}
+	keys, err := s.store.ListKeys(func(k *keystore.Key) bool {
+		return k.ProjectID == pid && (includeRevoked || !k.Revoked())
+	})
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	if includeRevoked {
+		out := make([]ngKeyRevoked, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	out := make([]ngKey, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, toNGKey(k))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p principal) {
+	pid, ok := s.projectID(w, r, p, permWrite)
+	if !ok {
+		return
+	}
+	var req createProjectKeyRequest
+	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	pol := s.policy()
+	var fe fieldErrors
+	k := &keystore.Key{ProjectID: pid}
+	k.Scopes = checkScopes(&fe, "permissions", req.Permissions, pol)
+	if req.Label == nil {
+		fe.add("label", "required")
+	} else {
+		if err := checkText(*req.Label); err != nil {
+			fe.add("label", "%v", err)
+		}
+		k.Name = *req.Label
+	}
+	k.ExpiresAt = checkExpiry(&fe, "expires_at", req.ExpiresAt, s.now())
+	if err := fe.err(); err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	s.logChange(r, p, "key.create", http.StatusCreated, k)
+	writeJSON(w, http.StatusCreated, toNGCreated(k, raw))
+}
+
+func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p principal) {
+	pid, ok := s.projectID(w, r, p, permWrite)
+	if !ok {
+		return
+	}
+	k, err := s.store.GetKey(r.PathValue("kid"))
+	if errors.Is(err, keystore.ErrNotFound) || (err == nil && (k.ProjectID != pid || k.Revoked())) {
+		writeError(w, http.StatusNotFound, msgKeyNotFound)
+		return
+	}
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	k, err = s.store.RevokeKey(k.ID, p.actor())
+	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
+		writeError(w, http.StatusNotFound, msgKeyNotFound)
+		return
+	}
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	s.logChange(r, p, "key.revoke", http.StatusOK, k)
+	writeJSON(w, http.StatusOK, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
+}

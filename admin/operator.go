@@ -1,0 +1,100 @@
+package admin
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// Operator-only routes (SPEC §6.3), besides the import.
+
+type setUserRequest struct {
+	Active *bool `json:"active"`
+}
+
+type userResponse struct {
+	ID     string `json:"id"`
+	Active bool   `json:"active"`
+}
+
+func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) {
+	id := r.PathValue("id")
+	var req setUserRequest
+	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	var fe fieldErrors
+	if err := checkID(id); err != nil {
+		fe.add("id", "%v", err)
+	}
+	if req.Active == nil {
+		fe.add("active", "required")
+	}
+	if err := fe.err(); err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	u, err := s.store.SetUserActive(id, *req.Active, p.actor())
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	action := "user.enable"
+	if !u.Active {
+		action = "user.disable"
+	}
+	s.log.Info().
+		Str("actor", p.actor()).
+		Str("action", action).
+		Str("user_id", u.ID).
+		Str("route", r.Pattern).
+		Int("status", http.StatusOK).
+		Msg("admin change")
+	writeJSON(w, http.StatusOK, userResponse{ID: u.ID, Active: u.Active})
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, p principal) {
+	q := r.URL.Query()
+	var fe fieldErrors
+	var since time.Time
+	if q.Has("since") {
+		t, err := parseTime(q.Get("since"))
+		if err != nil {
+			fe.add("since", "%v", err)
+		}
+		// The audit log is keyed by Unix nanoseconds: anything before the
+		// epoch means "from the beginning".
+		if t.After(time.Unix(0, 0)) {
+			since = t
+		}
+	}
+	limit := DefaultAuditLimit
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > MaxAuditLimit {
+			fe.add("limit", "must be an integer from 1 to %d", MaxAuditLimit)
+		}
+		limit = n
+	}
+	if err := fe.err(); err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	if since.After(time.Unix(0, math.MaxInt64)) {
+		writeJSON(w, http.StatusOK, []keystore.Event{})
+		return
+	}
+	events, err := s.store.Audit(since, limit)
+	if err != nil {
+		s.serverError(w, r, p, err)
+		return
+	}
+	if events == nil {
+		events = []keystore.Event{}
+	}
+	writeJSON(w, http.StatusOK, events)
+}

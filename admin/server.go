@@ -1,0 +1,324 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
+)
+
+// Limits and defaults of the admin API. docs/admin-api.md lists them too.
+const (
+	// MaxBodyBytes bounds every JSON request body; a larger body is a 413.
+	// The NDJSON import streams and is bounded per line instead.
+	MaxBodyBytes = 1 << 20
+	// MaxImportLineBytes bounds one NDJSON import line (without its newline);
+	// a longer line is reported as an error for that line and skipped.
+	MaxImportLineBytes = 64 << 10
+	// ImportChunkSize is how many imported keys go into one transaction.
+	ImportChunkSize = 1000
+	// ImportIdleTimeout is how long an import may wait for the client's
+	// next chunk: after each committed chunk the connection's read deadline
+	// moves this far ahead, so a long import outlives the server's
+	// ReadTimeout while a stalled client is still cut off.
+	ImportIdleTimeout = time.Minute
+	// MaxImportErrors is how many per-line errors an import response lists;
+	// the rest are only counted in "errorsOmitted".
+	MaxImportErrors = 1000
+	// DefaultGracePeriod is how long the old key of a rotation stays valid
+	// when the request gives no gracePeriod.
+	DefaultGracePeriod = 24 * time.Hour
+	// MaxGracePeriod is the longest accepted rotation grace period.
+	MaxGracePeriod = 365 * 24 * time.Hour
+	// DefaultAuditLimit and MaxAuditLimit bound GET /api/v1/audit.
+	DefaultAuditLimit = 1000
+	MaxAuditLimit     = 10000
+	// MaxNameLength bounds names, labels, user ids and project ids (in
+	// characters, i.e. runes).
+	MaxNameLength = 200
+	// MaxImportPrefixLength bounds the display prefix of an imported key.
+	MaxImportPrefixLength = 16
+)
+
+// Options configures New. Store and Policy are required; every other field
+// has a usable zero value.
+type Options struct {
+	// Store is the authoritative key store (opened with Authority: true).
+	Store *keystore.Store
+	// Policy returns the current policy; it is called on every request so a
+	// reloaded policy takes effect at once. It must not return nil.
+	Policy func() *policy.Policy
+	// AdminToken is the operator token that may call every route. Empty
+	// disables operator access (only JWT users and project keys remain).
+	// Presented tokens are compared in constant time on SHA-256 digests.
+	AdminToken string
+	// JWT configures user access tokens for the Nexgent routes. With
+	// neither an HS256 secret nor a JWKS file, JWTs are not accepted.
+	JWT JWTOptions
+	// PublicProjectCreate lets POST /api/v1/projects be called without any
+	// credential (NexGraph's documented behaviour). False requires the
+	// operator token.
+	PublicProjectCreate bool
+	// Logger receives one line per change and per server error (the caller
+	// adds component=admin). Nothing secret is ever logged. The zero Logger
+	// discards everything.
+	Logger zerolog.Logger
+	// Registerer receives extauthz_admin_requests_total{route,code}. Nil
+	// means the metric is kept but not registered anywhere.
+	Registerer prometheus.Registerer
+	// Now is the clock for expiry checks and validation ("expiresAt must
+	// be in the future"). Nil means time.Now. Record times come from the
+	// store's own clock, so tests give both the same fake clock.
+	Now func() time.Time
+}
+
+// JWTOptions configures the verification of user access tokens.
+type JWTOptions struct {
+	// HS256Secret enables HS256 tokens signed with this secret. It must be
+	// at least 32 bytes (RFC 7518 §3.2). Empty disables HS256.
+	HS256Secret []byte
+	// JWKSFile is a JSON Web Key Set file whose RSA (RS256, at least 2048
+	// bits) and EC P-256 (ES256) public keys verify tokens. Keys of other
+	// types or with "use" other than "sig" are ignored. Empty disables
+	// RS256 and ES256. Server.ReloadJWKS re-reads it.
+	JWKSFile string
+	// Issuer, when not empty, must equal the token's "iss".
+	Issuer string
+	// Audience, when not empty, must be one of the token's "aud".
+	Audience string
+	// Leeway is the clock skew tolerated on exp and nbf. Zero means none.
+	Leeway time.Duration
+}
+
+// Server serves the admin API. Create it with New.
+type Server struct {
+	store        *keystore.Store
+	policy       func() *policy.Policy
+	now          func() time.Time
+	log          zerolog.Logger
+	operator     [sha256.Size]byte
+	hasOperator  bool
+	publicCreate bool
+	jwt          *jwtVerifier
+	mux          *http.ServeMux
+	requests     *prometheus.CounterVec
+}
+
+// New validates opts and returns a Server. It reads the JWKS file, if any.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("admin: Options.Store is required")
+	}
+	if opts.Policy == nil {
+		return nil, errors.New("admin: Options.Policy is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		store:        opts.Store,
+		policy:       opts.Policy,
+		now:          opts.Now,
+		log:          opts.Logger,
+		publicCreate: opts.PublicProjectCreate,
+		mux:          http.NewServeMux(),
+	}
+	if opts.AdminToken != "" {
+		s.operator = sha256.Sum256([]byte(opts.AdminToken))
+		s.hasOperator = true
+	}
+	v, err := newJWTVerifier(opts.JWT, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	s.jwt = v
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "extauthz_admin_requests_total",
+		Help: "Admin API requests by route pattern and HTTP status code.",
+	}, []string{"route", "code"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(requests); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("admin: register metrics: %w", err)
+			}
+			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok {
+				return nil, fmt.Errorf("admin: register metrics: %w", err)
+			}
+			requests = existing
+		}
+	}
+	s.requests = requests
+	for _, rt := range routes {
+		s.mux.Handle(rt.pattern, s.guard(rt))
+	}
+	return s, nil
+}
+
+// ReloadJWKS re-reads Options.JWT.JWKSFile. On error the previous keys stay.
+// It is a no-op when no JWKS file is configured.
+func (s *Server) ReloadJWKS() error {
+	if s.jwt == nil {
+		return nil
+	}
+	return s.jwt.reload()
+}
+
+// access says which callers may use a route.
+type access int
+
+const (
+	// accessUser: a JWT user (own keys) or the operator (§6.1).
+	accessUser access = iota
+	// accessProject: a key of the project in the path, or the operator (§6.2).
+	accessProject
+	// accessOperator: the operator only (§6.3).
+	accessOperator
+	// accessProjectCreate: anyone with PublicProjectCreate, else the operator.
+	accessProjectCreate
+)
+
+type route struct {
+	pattern string
+	access  access
+	handle  func(s *Server, w http.ResponseWriter, r *http.Request, p principal)
+}
+
+// routes is the whole route table; tests walk it.
+var routes = []route{
+	{"POST /api/v1/api-keys", accessUser, (*Server).createKey},
+	{"GET /api/v1/api-keys", accessUser, (*Server).listKeys},
+	{"GET /api/v1/api-keys/{id}", accessUser, (*Server).getKey},
+	{"DELETE /api/v1/api-keys/{id}", accessUser, (*Server).deleteKey},
+	{"POST /api/v1/api-keys/{id}/rotate", accessUser, (*Server).rotateKey},
+	{"POST /api/v1/api-keys/import", accessOperator, (*Server).importKeys},
+	{"POST /api/v1/projects", accessProjectCreate, (*Server).createProject},
+	{"GET /api/v1/projects/{pid}/api-keys", accessProject, (*Server).listProjectKeys},
+	{"POST /api/v1/projects/{pid}/api-keys", accessProject, (*Server).createProjectKey},
+	{"DELETE /api/v1/projects/{pid}/api-keys/{kid}", accessProject, (*Server).revokeProjectKey},
+	{"PUT /api/v1/users/{id}", accessOperator, (*Server).setUser},
+	{"GET /api/v1/audit", accessOperator, (*Server).audit},
+}
+
+// unmatchedRoute is the metric label of requests no route matched.
+const unmatchedRoute = "unmatched"
+
+// ServeHTTP dispatches to the route table and counts the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		pattern = unmatchedRoute
+		serveUnmatched(sw, r, h)
+	} else {
+		s.mux.ServeHTTP(sw, r)
+	}
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	s.requests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Inc()
+}
+
+// serveUnmatched runs the mux's own 404/405 handler against a recorder and
+// answers with the same status (and Allow header) but a JSON body.
+func serveUnmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	default:
+		writeError(w, http.StatusNotFound, "not found")
+	}
+}
+
+// guard authenticates the caller, enforces the route's access rule and
+// calls the handler.
+func (s *Server) guard(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := s.authorize(w, r, rt.access)
+		if !ok {
+			return
+		}
+		rt.handle(s, w, r, p)
+	})
+}
+
+// statusWriter remembers the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// headerRecorder captures a status and headers and discards the body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *headerRecorder) Header() http.Header { return r.header }
+func (r *headerRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+func (r *headerRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+// logChange writes the one log line of a change. It never sees a raw key.
+func (s *Server) logChange(r *http.Request, p principal, action string, status int, k *keystore.Key) {
+	ev := s.log.Info().
+		Str("actor", p.actor()).
+		Str("action", action).
+		Str("route", r.Pattern).
+		Int("status", status)
+	if k != nil {
+		ev = ev.Str("key_id", k.ID).Str("key_prefix", k.Prefix)
+		if k.UserID != "" {
+			ev = ev.Str("user_id", k.UserID)
+		}
+		if k.ProjectID != "" {
+			ev = ev.Str("project_id", k.ProjectID)
+		}
+	}
+	ev.Msg("admin change")
+}
+
+// serverError logs an unexpected failure and answers 500 without details.
+func (s *Server) serverError(w http.ResponseWriter, r *http.Request, p principal, err error) {
+	s.log.Error().Err(err).Str("actor", p.actor()).Str("route", r.Pattern).Msg("admin request failed")
+	writeError(w, http.StatusInternalServerError, "internal error")
+}

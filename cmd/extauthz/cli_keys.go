@@ -1,0 +1,583 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// The "keys" and "users" commands are clients of the admin API (SPEC §6)
+// authenticated with the operator token.
+
+// defaultAdminURL is where the CLI finds the admin API by default.
+const defaultAdminURL = "http://127.0.0.1:8181"
+
+// cliRequestTimeout bounds every CLI request except the streamed import.
+const cliRequestTimeout = 30 * time.Second
+
+const keysUsage = `Usage: extauthz keys <command> [flags] [args]
+
+Commands:
+  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID]
+  list [--user-id ID] [--project-id ID]   live (not revoked) keys
+  get ID
+  revoke ID
+  rotate ID [--grace-period 24h]           new key; the old one expires after the grace period
+  import FILE|-                            NDJSON of existing key hashes (- reads stdin)
+
+Common flags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):
+  --admin-url URL          admin API base URL (default ` + defaultAdminURL + `)
+  --admin-token TOKEN      operator token (EXTAUTHZ_ADMIN_TOKEN); prefer the file
+  --admin-token-file FILE  file holding the operator token
+  -o, --output table|json  output format (default table)
+
+Run "extauthz keys <command> --help" for the flags of a command.
+`
+
+const usersUsage = `Usage: extauthz users disable|enable ID [flags]
+
+Deactivates or reactivates a user: a deactivated user's keys stop working
+everywhere within the replication bound, and their access tokens are refused.
+Flags are those of "extauthz keys"; run "extauthz users disable --help".
+`
+
+// runKeys runs "extauthz keys <command> ..."; args start after "keys".
+func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runKeysIO(ctx, args, getenv, os.Stdin, stdout, stderr)
+}
+
+// runUsers runs "extauthz users disable|enable ID"; args start after "users".
+func runUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || isHelp(args[0]) {
+		w := stderr
+		if len(args) > 0 {
+			w = stdout
+		}
+		fmt.Fprint(w, usersUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	sub := args[0]
+	var active bool
+	switch sub {
+	case "disable":
+	case "enable":
+		active = true
+	default:
+		fmt.Fprintf(stderr, "extauthz users: unknown command %q\n\n%s", sub, usersUsage)
+		return errUsage
+	}
+	cli, pos, err := parseCLI("users "+sub, "ID", args[1:], getenv, stderr, nil)
+	if err != nil || cli == nil {
+		return err
+	}
+	id, err := oneArg("users "+sub, pos, "ID", stderr)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		ID     string `json:"id"`
+		Active bool   `json:"active"`
+	}
+	raw, err := cli.call(ctx, http.MethodPut, "/api/v1/users/"+url.PathEscape(id), nil, jsonBody(map[string]bool{"active": active}), &out)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	tw := newTable(stdout)
+	fmt.Fprintln(tw, "USER\tACTIVE")
+	fmt.Fprintf(tw, "%s\t%v\n", out.ID, out.Active)
+	return tw.Flush()
+}
+
+// runKeysIO is runKeys with stdin as a parameter, for tests.
+func runKeysIO(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || isHelp(args[0]) {
+		if len(args) == 0 {
+			fmt.Fprint(stderr, keysUsage)
+			return errUsage
+		}
+		fmt.Fprint(stdout, keysUsage)
+		return nil
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "create":
+		return keysCreate(ctx, rest, getenv, stdout, stderr)
+	case "list":
+		return keysList(ctx, rest, getenv, stdout, stderr)
+	case "get":
+		return keysGet(ctx, rest, getenv, stdout, stderr)
+	case "revoke":
+		return keysRevoke(ctx, rest, getenv, stdout, stderr)
+	case "rotate":
+		return keysRotate(ctx, rest, getenv, stdout, stderr)
+	case "import":
+		return keysImport(ctx, rest, getenv, stdin, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "extauthz keys: unknown command %q\n\n%s", sub, keysUsage)
+	return errUsage
+}
+
+func isHelp(s string) bool {
+	switch s {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// cliKey is a key record as the Nexgent routes return it.
+type cliKey struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Key        string   `json:"key,omitempty"`
+	Prefix     string   `json:"prefix"`
+	Scopes     []string `json:"scopes"`
+	LastUsedAt *string  `json:"lastUsedAt,omitempty"`
+	CreatedAt  string   `json:"createdAt"`
+	ExpiresAt  *string  `json:"expiresAt,omitempty"`
+}
+
+func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var name, scopes, expiresAt, userID, projectID string
+	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flags) {
+		f.StringVar(&name, "name", "", "name of the key (required)")
+		f.StringVar(&scopes, "scopes", "", "comma-separated scopes (required)")
+		f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339, e.g. 2026-06-01T00:00:00Z (default: never)")
+		f.StringVar(&userID, "user-id", "", "owner user id (default: no owner)")
+		f.StringVar(&projectID, "project-id", "", "project id (default: none)")
+	})
+	if err != nil || cli == nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "extauthz keys create: unexpected arguments %q\n", pos)
+		return errUsage
+	}
+	body := map[string]any{"name": name, "scopes": splitList(scopes)}
+	if expiresAt != "" {
+		body["expiresAt"] = expiresAt
+	}
+	if userID != "" {
+		body["userId"] = userID
+	}
+	if projectID != "" {
+		body["projectId"] = projectID
+	}
+	var k cliKey
+	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys", nil, jsonBody(body), &k)
+	if err != nil {
+		return err
+	}
+	return printNewKey(cli, stdout, stderr, raw, k)
+}
+
+// printNewKey shows a created or rotated key, the only time its raw value
+// is available.
+func printNewKey(cli *adminClient, stdout, stderr io.Writer, raw []byte, k cliKey) error {
+	fmt.Fprintln(stderr, "The key below is shown only once: store it now, it cannot be retrieved later.")
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	return printRecord(stdout, k)
+}
+
+func printRecord(w io.Writer, k cliKey) error {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "ID\t%s\n", k.ID)
+	fmt.Fprintf(tw, "NAME\t%s\n", k.Name)
+	fmt.Fprintf(tw, "PREFIX\t%s\n", k.Prefix)
+	fmt.Fprintf(tw, "SCOPES\t%s\n", strings.Join(k.Scopes, ","))
+	fmt.Fprintf(tw, "CREATED\t%s\n", k.CreatedAt)
+	fmt.Fprintf(tw, "EXPIRES\t%s\n", orDash(k.ExpiresAt))
+	if k.Key == "" {
+		fmt.Fprintf(tw, "LAST USED\t%s\n", orDash(k.LastUsedAt))
+	} else {
+		fmt.Fprintf(tw, "KEY\t%s\n", k.Key)
+	}
+	return tw.Flush()
+}
+
+func keysList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var userID, projectID string
+	cli, pos, err := parseCLI("keys list", "", args, getenv, stderr, func(f *flags) {
+		f.StringVar(&userID, "user-id", "", "only keys of this user")
+		f.StringVar(&projectID, "project-id", "", "only keys of this project")
+	})
+	if err != nil || cli == nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "extauthz keys list: unexpected arguments %q\n", pos)
+		return errUsage
+	}
+	q := url.Values{}
+	if userID != "" {
+		q.Set("userId", userID)
+	}
+	if projectID != "" {
+		q.Set("projectId", projectID)
+	}
+	var keys []cliKey
+	raw, err := cli.call(ctx, http.MethodGet, "/api/v1/api-keys", q, nil, &keys)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	tw := newTable(stdout)
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt))
+	}
+	return tw.Flush()
+}
+
+func keysGet(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cli, pos, err := parseCLI("keys get", "ID", args, getenv, stderr, nil)
+	if err != nil || cli == nil {
+		return err
+	}
+	id, err := oneArg("keys get", pos, "ID", stderr)
+	if err != nil {
+		return err
+	}
+	var k cliKey
+	raw, err := cli.call(ctx, http.MethodGet, "/api/v1/api-keys/"+url.PathEscape(id), nil, nil, &k)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	return printRecord(stdout, k)
+}
+
+func keysRevoke(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cli, pos, err := parseCLI("keys revoke", "ID", args, getenv, stderr, nil)
+	if err != nil || cli == nil {
+		return err
+	}
+	id, err := oneArg("keys revoke", pos, "ID", stderr)
+	if err != nil {
+		return err
+	}
+	raw, err := cli.call(ctx, http.MethodDelete, "/api/v1/api-keys/"+url.PathEscape(id), nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	_, err = fmt.Fprintf(stdout, "revoked %s\n", id)
+	return err
+}
+
+func keysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var grace string
+	cli, pos, err := parseCLI("keys rotate", "ID", args, getenv, stderr, func(f *flags) {
+		f.StringVar(&grace, "grace-period", "24h", `how long the old key keeps working, a Go duration ("0s" revokes it at once)`)
+	})
+	if err != nil || cli == nil {
+		return err
+	}
+	id, err := oneArg("keys rotate", pos, "ID", stderr)
+	if err != nil {
+		return err
+	}
+	var k cliKey
+	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys/"+url.PathEscape(id)+"/rotate", nil, jsonBody(map[string]string{"gracePeriod": grace}), &k)
+	if err != nil {
+		return err
+	}
+	return printNewKey(cli, stdout, stderr, raw, k)
+}
+
+func keysImport(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cli, pos, err := parseCLI("keys import", "FILE|-", args, getenv, stderr, nil)
+	if err != nil || cli == nil {
+		return err
+	}
+	path, err := oneArg("keys import", pos, "FILE|-", stderr)
+	if err != nil {
+		return err
+	}
+	in := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	var res struct {
+		Imported      int `json:"imported"`
+		Skipped       int `json:"skipped"`
+		ErrorsOmitted int `json:"errorsOmitted"`
+		Errors        []struct {
+			Line  int    `json:"line"`
+			Error string `json:"error"`
+		} `json:"errors"`
+	}
+	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys/import", nil, &requestBody{in, "application/x-ndjson", true}, &res)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		err = writeIndented(stdout, raw)
+	} else {
+		tw := newTable(stdout)
+		fmt.Fprintf(tw, "IMPORTED\t%d\nSKIPPED\t%d\nERRORS\t%d\n", res.Imported, res.Skipped, len(res.Errors)+res.ErrorsOmitted)
+		if len(res.Errors) > 0 {
+			fmt.Fprintln(tw, "\nLINE\tERROR")
+			for _, e := range res.Errors {
+				fmt.Fprintf(tw, "%d\t%s\n", e.Line, oneLine(e.Error))
+			}
+			if res.ErrorsOmitted > 0 {
+				fmt.Fprintf(tw, "...\t%d more errors not listed\n", res.ErrorsOmitted)
+			}
+		}
+		err = tw.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	if n := len(res.Errors) + res.ErrorsOmitted; n > 0 {
+		return fmt.Errorf("%d lines were not imported", n)
+	}
+	return nil
+}
+
+// adminClient calls the admin API with the operator token.
+type adminClient struct {
+	base  string
+	token string
+	json  bool
+	http  *http.Client
+}
+
+// requestBody is a request body and its content type. stream marks a body
+// of unknown size whose request has no overall timeout.
+type requestBody struct {
+	r           io.Reader
+	contentType string
+	stream      bool
+}
+
+func jsonBody(v any) *requestBody {
+	b, _ := json.Marshal(v)
+	return &requestBody{bytes.NewReader(b), "application/json", false}
+}
+
+// call sends one request and decodes a 2xx JSON answer into out (when not
+// nil), returning the raw body. Any other status is returned as an error
+// carrying the server's message.
+func (c *adminClient) call(ctx context.Context, method, path string, q url.Values, body *requestBody, out any) ([]byte, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = body.r
+	}
+	if body == nil || !body.stream {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cliRequestTimeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", body.contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("admin API: reading response: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return nil, errors.New(e.Error)
+		}
+		return nil, fmt.Errorf("admin API: %s", resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("admin API: unexpected response: %w", err)
+		}
+	}
+	return raw, nil
+}
+
+// parseCLI defines the common flags plus those added by extra, parses args
+// (flags may follow positional arguments) and returns the client and the
+// positional arguments. A nil client with a nil error means --help was
+// shown.
+func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flags)) (*adminClient, []string, error) {
+	f := newFlags(name, getenv, stderr)
+	var adminURL, token, tokenFile, output string
+	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL")
+	// Not f.StringVar: the token must never show up as a --help default.
+	f.FlagSet.StringVar(&token, "admin-token", "", "operator token (default $EXTAUTHZ_ADMIN_TOKEN); prefer --admin-token-file")
+	f.StringVar(&tokenFile, "admin-token-file", "", "file holding the operator token (surrounding whitespace trimmed)")
+	f.StringVar(&output, "output", "table", "output format: table or json")
+	f.FlagSet.StringVar(&output, "o", output, "shorthand for --output")
+	if extra != nil {
+		extra(f)
+	}
+	f.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: extauthz %s [flags] %s\n\nFlags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):\n", name, argsUsage)
+		f.PrintDefaults()
+	}
+	pos, err := parseInterspersed(f, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var problems []error
+	if output != "table" && output != "json" {
+		problems = append(problems, fmt.Errorf("--output %q: want table or json", output))
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL", adminURL))
+	}
+	// Precedence: --admin-token, --admin-token-file, then their variables.
+	switch {
+	case token != "":
+	case tokenFile != "" && flagSet(f, "admin-token-file"):
+		token, err = readSecretFile(tokenFile)
+	case getenv("EXTAUTHZ_ADMIN_TOKEN") != "":
+		token = strings.TrimSpace(getenv("EXTAUTHZ_ADMIN_TOKEN"))
+	case tokenFile != "":
+		token, err = readSecretFile(tokenFile)
+	default:
+		err = errors.New("no operator token: set --admin-token-file or EXTAUTHZ_ADMIN_TOKEN")
+	}
+	if err != nil {
+		problems = append(problems, err)
+	}
+	if len(problems) > 0 {
+		return nil, nil, errors.Join(problems...)
+	}
+	return &adminClient{
+		base:  strings.TrimRight(adminURL, "/"),
+		token: token,
+		json:  output == "json",
+		http:  &http.Client{},
+	}, pos, nil
+}
+
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(f *flags, name string) bool {
+	found := false
+	f.Visit(func(fl *flag.Flag) {
+		if fl.Name == name {
+			found = true
+		}
+	})
+	return found
+}
+
+// parseInterspersed parses flags that may appear before and after
+// positional arguments ("keys rotate ID --grace-period 1h"). Everything
+// after "--" is positional.
+func parseInterspersed(f *flags, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.parse(args); err != nil {
+			return nil, err
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// oneArg returns the single positional argument.
+func oneArg(cmd string, pos []string, what string, stderr io.Writer) (string, error) {
+	if len(pos) != 1 || pos[0] == "" {
+		fmt.Fprintf(stderr, "extauthz %s: want exactly one %s argument, got %q\n", cmd, what, pos)
+		return "", errUsage
+	}
+	return pos[0], nil
+}
+
+// splitList splits "a, b,,c" into [a b c]; an empty string gives [].
+func splitList(s string) []string {
+	out := []string{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+func writeIndented(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
+		return fmt.Errorf("admin API: unexpected response: %w", err)
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func orDash(s *string) string {
+	if s == nil || *s == "" {
+		return "-"
+	}
+	return *s
+}
+
+// oneLine keeps a server-provided string from breaking the table layout.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,590 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/extauthz/extauthz/admin"
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/replication"
+)
+
+type role string
+
+const (
+	roleStandalone role = "standalone"
+	roleAdmin      role = "admin"
+	roleSidecar    role = "sidecar"
+)
+
+func (r role) enforces() bool    { return r != roleAdmin }
+func (r role) administers() bool { return r != roleSidecar }
+
+// serveConfig is every flag of the serving commands.
+type serveConfig struct {
+	grpcAddr, httpAddr, adminAddr string
+	dataDir, policyFile           string
+	logLevel, logFormat           string
+	adminTokenFile                string
+	replicationTokenFile          string
+	jwtSecretFile, jwtJWKSFile    string
+	jwtIssuer, jwtAudience        string
+	publicProjectCreate           bool
+	trustForward                  string
+	shutdownTimeout, drainDelay   time.Duration
+	policyPoll                    time.Duration
+	usageFlush                    time.Duration
+	// admin
+	heartbeat      time.Duration
+	retentionCount int
+	retentionAge   time.Duration
+	// sidecar
+	adminURL            string
+	maxStaleness        time.Duration
+	reconnectMaxBackoff time.Duration
+	node                string
+}
+
+func parseServeFlags(r role, args []string, getenv func(string) string, out io.Writer) (*serveConfig, error) {
+	c := &serveConfig{}
+	f := newFlags(string(r), getenv, out)
+	defaultDir := "/var/lib/extauthz"
+	if r == roleStandalone {
+		defaultDir = "./data"
+	}
+	if r.enforces() {
+		f.StringVar(&c.grpcAddr, "grpc-addr", authz.DefaultGRPCAddr, "listen address of the ext_authz gRPC Check and grpc.health.v1")
+		f.StringVar(&c.httpAddr, "http-addr", authz.DefaultHTTPAddr, "listen address of forwardAuth /auth, /healthz, /readyz, /metrics")
+		f.StringVar(&c.trustForward, "trust-forward-headers", strings.Join(authz.DefaultTrustedProxies, ","), "comma-separated CIDRs whose X-Forwarded-*/X-Original-* headers are believed, or none")
+		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often last-used times are flushed")
+	}
+	if r.administers() {
+		f.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "listen address of the admin API and replication feed")
+		f.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the operator token (standalone: generated into <data-dir>/admin-token when empty)")
+		f.StringVar(&c.jwtSecretFile, "jwt-hs256-secret-file", "", "file holding the HS256 secret for user JWTs")
+		f.StringVar(&c.jwtJWKSFile, "jwt-jwks-file", "", "JWKS file with the RS256/ES256 keys for user JWTs")
+		f.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required JWT iss (empty: not checked)")
+		f.StringVar(&c.jwtAudience, "jwt-audience", "", "required JWT aud (empty: not checked)")
+		f.BoolVar(&c.publicProjectCreate, "public-project-create", false, "allow unauthenticated POST /api/v1/projects")
+		f.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "replication watch heartbeat interval")
+		f.IntVar(&c.retentionCount, "changelog-retention", 100000, "change-log entries kept for watchers (older ones need a snapshot)")
+		f.DurationVar(&c.retentionAge, "changelog-retention-age", 7*24*time.Hour, "maximum age of change-log entries (0: no age bound)")
+	}
+	if r == roleSidecar {
+		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
+		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
+		f.DurationVar(&c.reconnectMaxBackoff, "reconnect-max-backoff", 5*time.Second, "cap of the jittered reconnect backoff")
+		host, _ := os.Hostname()
+		f.StringVar(&c.node, "node", host, "node name reported with usage")
+	}
+	f.StringVar(&c.dataDir, "data-dir", defaultDir, "directory of the bbolt store")
+	f.StringVar(&c.policyFile, "policy", "", "policy file (YAML); reloaded on change and on SIGHUP (required)")
+	f.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&c.logFormat, "log-format", "json", "json or console")
+	f.StringVar(&c.replicationTokenFile, "replication-token-file", "", "file holding the replication token")
+	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on draining in-flight requests at shutdown")
+	f.DurationVar(&c.drainDelay, "drain-delay", 0, "time between turning not-ready and closing listeners at shutdown")
+	f.DurationVar(&c.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
+	if err := f.parse(args); err != nil {
+		return nil, err
+	}
+	if f.NArg() > 0 {
+		fmt.Fprintf(out, "extauthz %s: unexpected arguments %q\n", r, f.Args())
+		return nil, errUsage
+	}
+	var problems []error
+	if c.policyFile == "" {
+		problems = append(problems, errors.New("--policy is required"))
+	}
+	if r == roleSidecar && c.adminURL == "" {
+		problems = append(problems, errors.New("--admin-url is required"))
+	}
+	if r == roleSidecar && c.replicationTokenFile == "" {
+		problems = append(problems, errors.New("--replication-token-file is required"))
+	}
+	if r == roleAdmin && c.adminTokenFile == "" {
+		problems = append(problems, errors.New("--admin-token-file is required"))
+	}
+	if r == roleAdmin && c.replicationTokenFile == "" {
+		problems = append(problems, errors.New("--replication-token-file is required"))
+	}
+	if c.logFormat != "json" && c.logFormat != "console" {
+		problems = append(problems, fmt.Errorf("--log-format %q: want json or console", c.logFormat))
+	}
+	if _, err := zerolog.ParseLevel(c.logLevel); err != nil || c.logLevel == "" {
+		problems = append(problems, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel))
+	}
+	return c, errors.Join(problems...)
+}
+
+func newLogger(c *serveConfig, r role, out io.Writer) zerolog.Logger {
+	lvl, _ := zerolog.ParseLevel(c.logLevel)
+	var w io.Writer = out
+	if c.logFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "extauthz").Str("role", string(r)).Str("version", version).Logger()
+}
+
+// runServe runs standalone, admin or sidecar until ctx ends, then drains.
+func runServe(ctx context.Context, r role, args []string, getenv func(string) string, stderr io.Writer) error {
+	c, err := parseServeFlags(r, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, r, stderr)
+	n := &node{cfg: c, role: r, log: log, reg: prometheus.NewRegistry()}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer n.closeAll()
+	if err := n.build(ctx, getenv); err != nil {
+		log.Error().Err(err).Msg("startup failed")
+		return err
+	}
+	return n.serve(ctx)
+}
+
+// node is one running process: its stores, handlers and servers.
+type node struct {
+	cfg  *serveConfig
+	role role
+	log  zerolog.Logger
+	reg  *prometheus.Registry
+
+	policy   *policyWatcher
+	store    *keystore.Store
+	follower *replication.Follower
+	authz    *authz.Authorizer
+	usage    *authz.UsageTracker
+	repl     *replication.Server
+	health   *healthServer
+	grpc     *grpc.Server
+	servers  []namedServer
+	draining atomic.Bool
+	closers  []func() error
+	bg       sync.WaitGroup
+}
+
+func (n *node) closeAll() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil {
+			n.log.Warn().Err(err).Msg("close")
+		}
+	}
+}
+
+func (n *node) build(ctx context.Context, getenv func(string) string) error {
+	c := n.cfg
+	var err error
+	n.policy, err = newPolicyWatcher(c.policyFile, n.log)
+	if err != nil {
+		return err
+	}
+	var replToken string
+	if c.replicationTokenFile != "" {
+		if replToken, err = readSecretFile(c.replicationTokenFile); err != nil {
+			return fmt.Errorf("--replication-token-file: %w", err)
+		}
+	}
+	if n.role.administers() {
+		n.store, err = keystore.Open(filepath.Join(c.dataDir, "extauthz.db"), keystore.Options{Authority: true})
+		if err != nil {
+			return err
+		}
+		n.closers = append(n.closers, n.store.Close)
+		registerStoreGauges(n.reg, n.store)
+	}
+	if n.role.enforces() {
+		n.usage = authz.NewUsageTracker()
+		opts := authz.Options{
+			Policy:  n.policy.Current(),
+			Usage:   n.usage,
+			Logger:  n.log.With().Str("component", "authz").Logger(),
+			Metrics: authz.NewMetrics(n.reg),
+		}
+		if n.role == roleSidecar {
+			n.follower, err = replication.NewFollower(replication.FollowerOptions{
+				AdminURL:     c.adminURL,
+				Token:        replToken,
+				Dir:          c.dataDir,
+				MaxBackoff:   c.reconnectMaxBackoff,
+				MaxStaleness: c.maxStaleness,
+				UsageFlush:   c.usageFlush,
+				Node:         c.node,
+				Logger:       n.log.With().Str("component", "replica").Logger(),
+				Registerer:   n.reg,
+			})
+			if err != nil {
+				return err
+			}
+			n.closers = append(n.closers, n.follower.Close)
+			opts.Keys = n.follower
+			opts.Available = n.follower.Healthy
+		} else {
+			opts.Keys = n.store
+		}
+		n.authz = authz.New(opts)
+		n.policy.OnChange(n.authz.SetPolicy)
+	}
+	if n.role.administers() {
+		adminToken, err := n.adminToken()
+		if err != nil {
+			return err
+		}
+		jwt, err := jwtConfig(c)
+		if err != nil {
+			return err
+		}
+		adm, err := admin.New(admin.Options{
+			Store:               n.store,
+			Policy:              n.policy.Current,
+			AdminToken:          adminToken,
+			JWT:                 jwt,
+			PublicProjectCreate: c.publicProjectCreate,
+			Logger:              n.log.With().Str("component", "admin").Logger(),
+			Registerer:          n.reg,
+		})
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		if replToken != "" {
+			n.repl = replication.NewServer(replication.ServerOptions{
+				Store:      n.store,
+				Token:      replToken,
+				Heartbeat:  c.heartbeat,
+				Logger:     n.log.With().Str("component", "replication").Logger(),
+				Registerer: n.reg,
+			})
+			mux.Handle("/replication/", n.repl)
+		}
+		n.probes(mux)
+		mux.Handle("/", adm)
+		n.addHTTP("admin", c.adminAddr, mux)
+	}
+	if n.role.enforces() {
+		trusted, err := authz.ParseTrustedProxies(strings.Split(c.trustForward, ","))
+		if err != nil {
+			return fmt.Errorf("--trust-forward-headers: %w", err)
+		}
+		fa := authz.NewForwardAuth(n.authz, trusted)
+		mux := http.NewServeMux()
+		mux.Handle(authz.ForwardAuthPath, fa)
+		mux.Handle(authz.ForwardAuthPath+"/", fa)
+		n.probes(mux)
+		n.addHTTP("http", c.httpAddr, mux)
+
+		n.health = newHealthServer()
+		n.grpc = grpc.NewServer(
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.MaxRecvMsgSize(4<<20),
+		)
+		authv3.RegisterAuthorizationServer(n.grpc, authz.NewEnvoyServer(n.authz))
+		healthgrpc.RegisterHealthServer(n.grpc, n.health)
+		n.setServing(false)
+	}
+	return nil
+}
+
+// namedServer is an HTTP server with the name its log lines carry.
+type namedServer struct {
+	name string
+	*http.Server
+}
+
+// addHTTP adds an HTTP server with timeouts that bound slow clients.
+func (n *node) addHTTP(name, addr string, h http.Handler) {
+	n.servers = append(n.servers, namedServer{name, &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    256 << 10,
+	}})
+}
+
+// probes mounts /healthz, /readyz and /metrics.
+func (n *node) probes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := n.notReady(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"not ready","reason":%q}`, err.Error())
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+}
+
+// notReady returns why the process should not receive traffic, or nil.
+func (n *node) notReady() error {
+	if n.draining.Load() {
+		return errors.New("shutting down")
+	}
+	if n.follower != nil {
+		if !n.follower.Ready() {
+			return errors.New("no replica loaded yet")
+		}
+		if err := n.follower.Healthy(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *node) setServing(ok bool) {
+	if n.health == nil {
+		return
+	}
+	st := healthgrpc.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthgrpc.HealthCheckResponse_SERVING
+	}
+	n.health.SetServingStatus("", st)
+	n.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+}
+
+func (n *node) adminToken() (string, error) {
+	c := n.cfg
+	if c.adminTokenFile != "" {
+		t, err := readSecretFile(c.adminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--admin-token-file: %w", err)
+		}
+		return t, nil
+	}
+	path := filepath.Join(c.dataDir, "admin-token")
+	if t, err := readSecretFile(path); err == nil {
+		n.log.Info().Str("path", path).Msg("using the admin token from the data dir")
+		return t, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate admin token: %w", err)
+	}
+	t := hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	n.log.Info().Str("path", path).Msg("generated an admin token (mode 0600); pass it as Authorization: Bearer")
+	return t, nil
+}
+
+// serve listens on every address, then blocks until ctx ends or a server
+// fails, and drains in order: not-ready first, then servers, then stores.
+func (n *node) serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(n.servers)+1)
+	var listeners []net.Listener
+	for _, s := range n.servers {
+		ln, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", s.Addr, err)
+		}
+		listeners = append(listeners, ln)
+		n.log.Info().Str("server", s.name).Str("addr", ln.Addr().String()).Msg("listening")
+	}
+	var grpcLn net.Listener
+	if n.grpc != nil {
+		ln, err := net.Listen("tcp", n.cfg.grpcAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", n.cfg.grpcAddr, err)
+		}
+		grpcLn = ln
+		n.log.Info().Str("server", "grpc").Str("addr", ln.Addr().String()).Msg("listening")
+	}
+	for i, s := range n.servers {
+		go func() {
+			if err := s.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http %s: %w", s.Addr, err)
+			}
+		}()
+	}
+	if n.grpc != nil {
+		go func() {
+			if err := n.grpc.Serve(grpcLn); err != nil {
+				errc <- fmt.Errorf("grpc: %w", err)
+			}
+		}()
+	}
+	n.background(ctx)
+	n.log.Info().Msg("started")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		n.log.Info().Msg("shutting down")
+	case runErr = <-errc:
+		n.log.Error().Err(runErr).Msg("server failed; shutting down")
+	}
+	n.shutdown()
+	cancel()
+	n.bg.Wait()
+	n.flushUsage()
+	return runErr
+}
+
+// background starts the loops that run beside the servers.
+func (n *node) background(ctx context.Context) {
+	run := func(f func()) {
+		n.bg.Add(1)
+		go func() { defer n.bg.Done(); f() }()
+	}
+	run(func() { n.policy.Run(ctx, n.cfg.policyPoll) })
+	if n.follower != nil {
+		run(func() {
+			if err := n.follower.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Error().Err(err).Msg("replication stopped")
+			}
+		})
+	}
+	if n.repl != nil {
+		run(func() {
+			replication.RunCompactor(ctx, n.store, replication.RetentionOptions{Keep: n.cfg.retentionCount, MaxAge: n.cfg.retentionAge, Every: time.Minute}, n.log.With().Str("component", "compactor").Logger())
+		})
+	}
+	if n.usage != nil {
+		run(func() {
+			t := time.NewTicker(n.cfg.usageFlush)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					n.flushUsage()
+				}
+			}
+		})
+	}
+	if n.health != nil {
+		// gRPC health follows readiness (replica loaded, not stale).
+		run(func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			last := -1
+			for {
+				ready := 0
+				if n.notReady() == nil {
+					ready = 1
+				}
+				if ready != last && !n.draining.Load() {
+					n.setServing(ready == 1)
+					last = ready
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
+	}
+}
+
+func (n *node) flushUsage() {
+	if n.usage == nil {
+		return
+	}
+	batch := n.usage.Drain()
+	if len(batch) == 0 {
+		return
+	}
+	if n.follower != nil {
+		n.follower.ReportUsage(batch)
+		return
+	}
+	if err := n.store.RecordUsage(batch); err != nil {
+		n.log.Warn().Err(err).Msg("record usage")
+	}
+}
+
+// shutdown turns not-ready, waits drain-delay, then drains every server
+// within shutdown-timeout.
+func (n *node) shutdown() {
+	n.draining.Store(true)
+	if n.health != nil {
+		n.health.Shutdown() // NOT_SERVING for every service, for good
+	}
+	if n.cfg.drainDelay > 0 {
+		time.Sleep(n.cfg.drainDelay)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.shutdownTimeout)
+	defer cancel()
+	if n.repl != nil {
+		n.repl.Close() // end watch streams so the admin server can drain
+	}
+	var wg sync.WaitGroup
+	for _, s := range n.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				n.log.Warn().Err(err).Str("addr", s.Addr).Msg("http drain incomplete")
+				_ = s.Close()
+			}
+		}()
+	}
+	if n.grpc != nil {
+		n.health.endWatches()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan struct{})
+			go func() { n.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				n.log.Warn().Msg("grpc drain timed out; closing remaining streams")
+				n.grpc.Stop()
+			}
+		}()
+	}
+	wg.Wait()
+	n.log.Info().Msg("drained")
+}
+
+// jwtConfig reads the JWT settings of the admin API.
+func jwtConfig(c *serveConfig) (admin.JWTOptions, error) {
+	j := admin.JWTOptions{JWKSFile: c.jwtJWKSFile, Issuer: c.jwtIssuer, Audience: c.jwtAudience}
+	if c.jwtSecretFile != "" {
+		s, err := readSecretFile(c.jwtSecretFile)
+		if err != nil {
+			return j, fmt.Errorf("--jwt-hs256-secret-file: %w", err)
+		}
+		j.HS256Secret = []byte(s)
+	}
+	return j, nil
+}
