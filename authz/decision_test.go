@@ -35,13 +35,13 @@ func TestDecisionTable(t *testing.T) {
 	unknown := "nex_" + strings.Repeat("Z", 32)
 
 	type row struct {
-		name    string
-		method  string
-		path    string
-		hdr     map[string]string
-		status  int
-		code    codes.Code
-		body    string
+		name     string
+		method   string
+		path     string
+		hdr      map[string]string
+		status   int
+		code     codes.Code
+		body     string
 		envoy403 bool // envoy shows 403 where HTTP shows 400
 	}
 	rows := []row{
