@@ -1,0 +1,462 @@
+package replication
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// DefaultHeartbeat is the watch heartbeat interval when
+// ServerOptions.Heartbeat is zero.
+const DefaultHeartbeat = 5 * time.Second
+
+// MaxUsageBody bounds the body of a usage report.
+const MaxUsageBody = 1 << 20
+
+const (
+	// writeTimeout bounds each write to a replication client. It is set
+	// before every write, so it also overrides the http.Server's
+	// WriteTimeout, which would otherwise cut every long watch stream.
+	writeTimeout = 30 * time.Second
+	// watchChunk is how many changes are read from the log per read
+	// transaction; the network writes happen outside the transaction.
+	watchChunk = 1024
+)
+
+// ServerOptions configures NewServer.
+type ServerOptions struct {
+	// Store is the authoritative store to replicate. Required.
+	Store *keystore.Store
+	// Token is the replication bearer token. An empty token refuses every
+	// request with 401.
+	Token string
+	// Heartbeat is the watch heartbeat interval; zero means DefaultHeartbeat.
+	Heartbeat time.Duration
+	// Logger receives one line per stream opened or failed; no secret is
+	// ever logged.
+	Logger zerolog.Logger
+	// Registerer, when not nil, gets extauthz_store_revision and
+	// extauthz_watchers.
+	Registerer prometheus.Registerer
+}
+
+// Server is the admin's side of replication: an http.Handler for the
+// snapshot, watch and usage endpoints under /replication/v1/. It is safe
+// for concurrent use.
+type Server struct {
+	store     *keystore.Store
+	tokenSum  [sha256.Size]byte
+	hasToken  bool
+	heartbeat time.Duration
+	log       zerolog.Logger
+	watchers  prometheus.Gauge
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// NewServer returns a Server over opts.Store. Metric registration errors
+// (a collector already registered) are logged and otherwise ignored.
+func NewServer(opts ServerOptions) *Server {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	s := &Server{
+		store:     opts.Store,
+		tokenSum:  sha256.Sum256([]byte(opts.Token)),
+		hasToken:  opts.Token != "",
+		heartbeat: opts.Heartbeat,
+		log:       opts.Logger.With().Str("component", "replication").Logger(),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "extauthz_watchers",
+			Help: "Open replication watch streams.",
+		}),
+		done: make(chan struct{}),
+	}
+	if !s.hasToken {
+		s.log.Warn().Msg("no replication token configured: every replication request is refused")
+	}
+	if opts.Registerer != nil {
+		revision := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "extauthz_store_revision",
+			Help: "Last committed revision of the authoritative store.",
+		}, func() float64 { return float64(opts.Store.Revision()) })
+		for _, c := range []prometheus.Collector{revision, s.watchers} {
+			if err := opts.Registerer.Register(c); err != nil {
+				s.log.Warn().Err(err).Msg("replication metric not registered")
+			}
+		}
+	}
+	return s
+}
+
+// Close ends every open watch stream and refuses new ones with 503. It is
+// meant for shutdown, before http.Server.Shutdown, which would otherwise
+// wait for the streams. Snapshots and usage reports are still served.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
+}
+
+// ServeHTTP serves the three replication endpoints. Every request must
+// carry the replication token; anything else is answered 401 first, so an
+// unauthenticated caller learns nothing about the paths.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="replication"`)
+		writeError(w, http.StatusUnauthorized, "invalid or missing replication token")
+		return
+	}
+	var want string
+	var h func(http.ResponseWriter, *http.Request)
+	switch r.URL.Path {
+	case PathSnapshot:
+		want, h = http.MethodGet, s.serveSnapshot
+	case PathWatch:
+		want, h = http.MethodGet, s.serveWatch
+	case PathUsage:
+		want, h = http.MethodPost, s.serveUsage
+	default:
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	if r.Method != want && (want != http.MethodGet || r.Method != http.MethodHead) {
+		w.Header().Set("Allow", want)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	h(w, r)
+}
+
+// authorized compares the bearer token in constant time. Both sides are
+// hashed first so that not even the token's length leaks through timing.
+func (s *Server) authorized(r *http.Request) bool {
+	v := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && s.hasToken
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// deadlineWriter pushes the write deadline forward before every write, so
+// a client that stops reading is cut after writeTimeout while a slow but
+// moving one is not.
+type deadlineWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return d.w.Write(p)
+}
+
+// serveSnapshot streams every record inside one read transaction. The
+// trailer's sha256 covers the exact bytes of the record lines (every line
+// between header and trailer, each with its newline), neither the header
+// nor the trailer. A failure after the header cannot change the status
+// any more: the stream then simply ends without a trailer, which a
+// follower rejects.
+func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	bw := bufio.NewWriterSize(deadlineWriter{w: w, rc: rc}, 64<<10)
+	var (
+		count uint64
+		rev   uint64
+		buf   []byte
+	)
+	sum := sha256.New()
+	err := s.store.View(func(sn *keystore.Snapshot) error {
+		rev = sn.Revision
+		var err error
+		buf, err = appendLine(buf[:0], headerLine{Type: typeHeader, Revision: sn.Revision, StoreID: sn.StoreID, Schema: SchemaVersion})
+		if err != nil {
+			return err
+		}
+		if _, err := bw.Write(buf); err != nil {
+			return err
+		}
+		// Send the status and header line at once, so that the client's
+		// response-header timeout does not depend on the store's size.
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		err = sn.ForEach(func(c keystore.Change) error {
+			rl, err := recordOf(c, false)
+			if err != nil {
+				return err
+			}
+			if buf, err = appendLine(buf[:0], rl); err != nil {
+				return err
+			}
+			sum.Write(buf)
+			count++
+			_, err = bw.Write(buf)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		buf, err = appendLine(buf[:0], endLine{Type: typeEnd, Count: count, SHA256: hex.EncodeToString(sum.Sum(nil))})
+		if err != nil {
+			return err
+		}
+		_, err = bw.Write(buf)
+		return err
+	})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Str("remote", r.RemoteAddr).Uint64("revision", rev).Msg("snapshot aborted")
+		return
+	}
+	s.log.Info().Str("remote", r.RemoteAddr).Uint64("revision", rev).Uint64("records", count).Msg("snapshot served")
+}
+
+// watchGone answers 410 so that the follower takes a new snapshot.
+func watchGone(w http.ResponseWriter, msg string, oldest uint64) {
+	writeJSON(w, http.StatusGone, struct {
+		Error  string `json:"error"`
+		Oldest uint64 `json:"oldest"`
+	}{msg, oldest})
+}
+
+// serveWatch streams every change after since, then a heartbeat, then
+// each further change as soon as it commits and a heartbeat every
+// interval. A heartbeat's revision is the last revision sent on the
+// stream, so a follower that holds it is current.
+func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	since, err := strconv.ParseUint(q.Get("since"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "since must be a revision (unsigned integer)")
+		return
+	}
+	select {
+	case <-s.done:
+		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	default:
+	}
+	oldest, err := s.store.OldestRevision()
+	if err != nil {
+		s.log.Error().Err(err).Msg("watch: read change log")
+		writeError(w, http.StatusInternalServerError, "store unavailable")
+		return
+	}
+	head := s.store.Revision()
+	switch {
+	case q.Has("store_id") && q.Get("store_id") != s.store.StoreID():
+		watchGone(w, "store id mismatch", oldest)
+		return
+	case since > head:
+		watchGone(w, "revision ahead of store", oldest)
+		return
+	case since < head && since+1 < oldest:
+		watchGone(w, "revision compacted", oldest)
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	s.watchers.Inc()
+	defer s.watchers.Dec()
+	log := s.log.With().Str("remote", r.RemoteAddr).Logger()
+	log.Debug().Uint64("since", since).Msg("watch opened")
+
+	ctx := r.Context()
+	ws := &watchStream{s: s, w: deadlineWriter{w: w, rc: rc}, rc: rc, pos: since}
+	ticker := time.NewTicker(s.heartbeat)
+	defer ticker.Stop()
+	err = ws.catchUp()
+	if err == nil {
+		err = ws.heartbeat()
+	}
+	for err == nil {
+		changed := s.store.Changed()
+		if s.store.Revision() > ws.pos {
+			before := ws.pos
+			if err = ws.catchUp(); err == nil && ws.pos == before {
+				// The log lacks revisions the store has: end the stream,
+				// the follower's next watch gets a definite answer.
+				err = fmt.Errorf("replication: change log behind store revision %d", s.store.Revision())
+			}
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ticker.C:
+			err = ws.heartbeat()
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-s.done:
+			err = errServerClosed
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, errServerClosed):
+		log.Debug().Err(err).Uint64("revision", ws.pos).Msg("watch closed")
+	default:
+		log.Info().Err(err).Uint64("revision", ws.pos).Msg("watch ended")
+	}
+}
+
+var errServerClosed = errors.New("replication: server closed")
+
+type watchStream struct {
+	s   *Server
+	w   io.Writer
+	rc  *http.ResponseController
+	pos uint64
+	buf []byte
+}
+
+// catchUp sends every change after pos, reading the log in chunks so that
+// no read transaction stays open while the network is written.
+func (ws *watchStream) catchUp() error {
+	batch := make([]keystore.Change, 0, watchChunk)
+	for {
+		batch = batch[:0]
+		err := ws.s.store.Changes(ws.pos, watchChunk, func(c keystore.Change) error {
+			batch = append(batch, c)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		ws.buf = ws.buf[:0]
+		for _, c := range batch {
+			if c.Revision != ws.pos+1 {
+				return fmt.Errorf("replication: change log gap at %d (next is %d)", ws.pos+1, c.Revision)
+			}
+			rl, err := recordOf(c, true)
+			if err != nil {
+				return err
+			}
+			if ws.buf, err = appendLine(ws.buf, rl); err != nil {
+				return err
+			}
+			ws.pos = c.Revision
+		}
+		if err := ws.flush(); err != nil {
+			return err
+		}
+		if len(batch) < watchChunk {
+			return nil
+		}
+	}
+}
+
+func (ws *watchStream) heartbeat() error {
+	var err error
+	if ws.buf, err = appendLine(ws.buf[:0], heartbeatLine{Type: typeHeartbeat, Revision: ws.pos}); err != nil {
+		return err
+	}
+	return ws.flush()
+}
+
+func (ws *watchStream) flush() error {
+	if _, err := ws.w.Write(ws.buf); err != nil {
+		return err
+	}
+	return ws.rc.Flush()
+}
+
+// usageReport is the body of POST /replication/v1/usage.
+type usageReport struct {
+	Node  string           `json:"node"`
+	Usage []keystore.Usage `json:"usage"`
+}
+
+func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxUsageBody))
+	dec.DisallowUnknownFields()
+	var rep usageReport
+	err = dec.Decode(&rep)
+	if err == nil {
+		// Exactly one JSON value: anything but the end of the body after it is an error.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the report")
+			var tooBig *http.MaxBytesError
+			if errors.As(terr, &tooBig) {
+				err = terr
+			}
+		}
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad usage report: "+err.Error())
+		return
+	}
+	for i, u := range rep.Usage {
+		if u.KeyID == "" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("usage[%d].key_id is required", i))
+			return
+		}
+	}
+	if err := s.store.RecordUsage(rep.Usage); err != nil {
+		s.log.Error().Err(err).Str("node", rep.Node).Msg("record usage")
+		writeError(w, http.StatusInternalServerError, "could not record usage")
+		return
+	}
+	s.log.Debug().Str("node", rep.Node).Int("keys", len(rep.Usage)).Msg("usage recorded")
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,194 @@
+package replication
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// resync downloads a snapshot into a new file and, once its trailer
+// verifies, swaps it in for the current replica. On any failure the
+// current replica keeps serving and the partial file is removed.
+func (f *Follower) resync(ctx context.Context) (err error) {
+	started := time.Now()
+	defer func() {
+		switch {
+		case err == nil: // counted before the swap, below
+		case ctx.Err() != nil:
+			// Shutdown, not a failure of the admin or the snapshot.
+		default:
+			f.resyncs.WithLabelValues("failed").Inc()
+			if errors.Is(err, ErrBadSnapshot) {
+				// Run logs unreachable admins; a corrupt snapshot is
+				// worth a line every time.
+				f.log.Warn().Err(err).Bool("serving", f.ready.Load()).Msg("snapshot rejected; the current replica keeps serving")
+			}
+		}
+	}()
+	resp, touch, done, err := f.request(ctx, f.base+PathSnapshot)
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return statusError(resp)
+	}
+	current := f.now() // the snapshot is the admin's state as of about now
+	ns, hdr, count, err := f.loadSnapshot(resp.Body, touch)
+	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
+			err = fmt.Errorf("%w: %w", ErrBadSnapshot, errIdle)
+		}
+		return err
+	}
+
+	// Count first, so that whoever sees the new replica also sees it counted.
+	f.resyncs.WithLabelValues("ok").Inc()
+	f.mu.Lock()
+	old := f.store
+	if old == nil {
+		f.mu.Unlock()
+		ns.Close()
+		return ErrClosed
+	}
+	f.store = ns
+	f.ready.Store(true)
+	f.mu.Unlock()
+	// No lookup holds the old store any more: the exclusive lock above
+	// waited for them.
+	if err := old.Close(); err != nil {
+		f.log.Warn().Err(err).Msg("close previous replica")
+	}
+	f.markCurrent(current)
+	f.log.Info().Str("store_id", hdr.StoreID).Uint64("revision", hdr.Revision).Uint64("records", count).
+		Dur("took", time.Since(started)).Msg("snapshot loaded")
+	return nil
+}
+
+// loadSnapshot verifies and writes a snapshot body into Dir/replica.db.tmp,
+// renames it over Dir/replica.db and opens it. The result is only returned
+// when header, every line, count and sha256 verified.
+func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Store, hdr wireLine, count uint64, err error) {
+	_ = os.Remove(f.tmpPath)
+	tmp, err := keystore.Open(f.tmpPath, keystore.Options{NoSync: true})
+	if err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: create snapshot file: %w", err)
+	}
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+		}
+		if err != nil {
+			_ = os.Remove(f.tmpPath)
+		}
+	}()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
+	}
+
+	lr := newLineReader(body, MaxLineSize)
+	line, err := lr.next()
+	if err != nil {
+		return nil, hdr, 0, bad("reading header: %v", err)
+	}
+	touch()
+	if hdr, err = decodeSnapshotLine(line); err != nil {
+		return nil, hdr, 0, bad("header: %v", err)
+	}
+	if hdr.Type != typeHeader {
+		return nil, hdr, 0, bad("first line is %q, not a header", hdr.Type)
+	}
+	if hdr.Schema != SchemaVersion {
+		return nil, hdr, 0, bad("schema %d, want %d", hdr.Schema, SchemaVersion)
+	}
+
+	sum := sha256.New()
+	batch := make([]keystore.Change, 0, snapshotChunk)
+	var end wireLine
+	for {
+		line, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			return nil, hdr, 0, bad("stream ended after %d records without a trailer", count)
+		}
+		if err != nil {
+			return nil, hdr, 0, bad("after %d records: %v", count, err)
+		}
+		touch()
+		l, err := decodeSnapshotLine(line)
+		if err != nil {
+			return nil, hdr, 0, bad("record %d: %v", count+1, err)
+		}
+		if l.Type == typeEnd {
+			end = l
+			break
+		}
+		if l.Type == typeHeader {
+			return nil, hdr, 0, bad("second header at record %d", count+1)
+		}
+		sum.Write(line)
+		count++
+		batch = append(batch, l.change())
+		if len(batch) == snapshotChunk {
+			if err := tmp.ApplyChanges(batch); err != nil {
+				return nil, hdr, 0, fmt.Errorf("replication: write snapshot file: %w", err)
+			}
+			clear(batch)
+			batch = batch[:0]
+		}
+	}
+	if _, err := lr.next(); !errors.Is(err, io.EOF) {
+		return nil, hdr, 0, bad("data after the trailer")
+	}
+	if end.Count != count {
+		return nil, hdr, 0, bad("trailer counts %d records, stream had %d", end.Count, count)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != end.SHA256 {
+		return nil, hdr, 0, bad("sha256 mismatch")
+	}
+
+	if err := tmp.ApplyChanges(batch); err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: write snapshot file: %w", err)
+	}
+	if err := tmp.SetOrigin(hdr.StoreID, hdr.Revision); err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: write snapshot file: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: sync snapshot file: %w", err)
+	}
+	err = tmp.Close()
+	tmp = nil
+	if err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: close snapshot file: %w", err)
+	}
+	// The live replica keeps its open handle on the old file until the
+	// swap; the rename only changes what the name points to.
+	if err := os.Rename(f.tmpPath, f.path); err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: install snapshot: %w", err)
+	}
+	syncDir(filepath.Dir(f.path))
+	st, err = keystore.Open(f.path, keystore.Options{})
+	if err != nil {
+		return nil, hdr, 0, fmt.Errorf("replication: reopen replica: %w", err)
+	}
+	return st, hdr, count, nil
+}
+
+// syncDir makes a rename in dir durable; failures only weaken durability.
+func syncDir(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
+}
