@@ -111,9 +111,7 @@ func envoyResponse(d *Decision) *authv3.CheckResponse {
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		}
 		if d.Key == nil { // public route: nothing to assert, but never pass forged identity
-			for _, name := range []string{HeaderKeyID, HeaderKeyPrefix, HeaderScopes, HeaderProjectID, HeaderUserID} {
-				ok.HeadersToRemove = append(ok.HeadersToRemove, name)
-			}
+			ok.HeadersToRemove = identityHeaderNames[:]
 			return resp
 		}
 		meta := make(map[string]*structpb.Value, 4)

@@ -94,18 +94,27 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	d := f.a.Check(req.Context(), &r)
 	h := w.Header()
 	if d.Kind == Allow {
-		if d.Key != nil {
+		// Headers Envoy's HTTP mode must drop upstream: the credential and
+		// any identity header we do not set, so a client-sent copy never
+		// survives. Traefik does the same for the names its
+		// authResponseHeaders lists.
+		var remove []string
+		if d.Key == nil {
+			remove = identityHeaderNames[:]
+		} else {
 			for _, kv := range identity(d.Key) {
 				if kv[1] != "" {
 					h[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+				} else {
+					remove = append(remove, kv[0])
 				}
 			}
 			if d.Strip {
-				if names := credentialHeaders(d.Sources); len(names) > 0 {
-					// Envoy HTTP mode removes these from the upstream request.
-					h.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(names, ","))
-				}
+				remove = append(remove, credentialHeaders(d.Sources)...)
 			}
+		}
+		if len(remove) > 0 {
+			h.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(remove, ","))
 		}
 		w.WriteHeader(http.StatusOK)
 		return

@@ -21,6 +21,9 @@ const (
 	HeaderAuthorization = "authorization"
 )
 
+// identityHeaderNames are every identity header, in identity's order.
+var identityHeaderNames = [5]string{HeaderKeyID, HeaderKeyPrefix, HeaderScopes, HeaderProjectID, HeaderUserID}
+
 // identity lists the identity headers for k in a fixed order; the value is
 // empty for a header the key has no value for, which the front doors then
 // remove so a client-sent copy never survives.
