@@ -1,0 +1,21 @@
+// Package manifests holds the Kubernetes deployment of extauthz as a kustomize tree and renders
+// it.
+//
+// Layout (apply with `kubectl apply -k manifests/<dir>`):
+//
+//   - base: the admin StatefulSet (store on a PVC, admin API and replication feed on :8181), its
+//     Service, ServiceAccount, NetworkPolicy and PodDisruptionBudget, and the policy ConfigMap.
+//   - envoy: base plus an example application pod with Envoy in front of it and an extauthz
+//     sidecar (ext_authz gRPC), configured by the repository's envoy.yaml.
+//   - traefik: base plus a pool of extauthz replicas behind the Service extauthz-auth, a
+//     traefik.io/v1alpha1 forwardAuth Middleware and an IngressRoute that uses it.
+//
+// The package's tests render every kustomization with the kustomize Go API, decode each object
+// strictly into its Kubernetes type, check that the objects fit together (selectors, ports,
+// probes, ConfigMap and Secret references, security contexts, the admin URL of the replicas, the
+// Traefik address) and check envoy.yaml and examples/envoy-http.yaml against go-control-plane's
+// Bootstrap type. Ports are compared with authz.DefaultGRPCAddr, authz.DefaultHTTPAddr and
+// admin.DefaultAddr, so a change of a default in the code that is not made here fails the tests.
+//
+// Render (and the command in ./render) prints what `kubectl kustomize` would, without kubectl.
+package manifests

@@ -1,0 +1,497 @@
+package manifests
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/extauthz/extauthz/admin"
+	"github.com/extauthz/extauthz/authz"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	rootEnvoyYAML    = "../envoy.yaml"
+	copyEnvoyYAML    = "envoy/envoy.yaml"
+	httpEnvoyYAML    = "../examples/envoy-http.yaml"
+	policyCopy       = "base/policy.yaml"
+	nexgentPolicy    = "../examples/policies/nexgent.yaml"
+	traefikFileYAML  = "../examples/traefik/dynamic.yaml"
+	manifestsDirNote = "cp envoy.yaml manifests/envoy/envoy.yaml"
+)
+
+func portOf(t testing.TB, addr string) int32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		t.Fatalf("address %q: bad port", addr)
+	}
+	return int32(n)
+}
+
+// codePorts are the ports the binary listens on by default, from the code itself.
+func codePorts(t testing.TB) ports {
+	return ports{
+		GRPC:  portOf(t, authz.DefaultGRPCAddr),
+		HTTP:  portOf(t, authz.DefaultHTTPAddr),
+		Admin: portOf(t, admin.DefaultAddr),
+	}
+}
+
+func reportProblems(t *testing.T, what string, probs []string) {
+	t.Helper()
+	for _, p := range probs {
+		t.Errorf("%s: %s", what, p)
+	}
+}
+
+func TestKustomizationsFitTogether(t *testing.T) {
+	want := codePorts(t)
+	for _, name := range Kustomizations {
+		t.Run(name, func(t *testing.T) {
+			set := rendered(t, name)
+			reportProblems(t, name, checkManifests(set, want))
+		})
+	}
+}
+
+// TestKustomizationsContent pins what each kustomization is for, so that a checker that finds
+// nothing to check does not pass silently.
+func TestKustomizationsContent(t *testing.T) {
+	count := func(set *objectSet, kind string) int { return len(set.byKind(kind)) }
+	roles := func(set *objectSet) map[string]int {
+		m := map[string]int{}
+		for _, w := range workloadsOf(set) {
+			for _, c := range w.spec().Containers {
+				switch {
+				case isExtauthz(&c) && len(c.Args) > 0:
+					m[c.Args[0]]++
+				case isEnvoy(&c):
+					m["envoy"]++
+				}
+			}
+		}
+		return m
+	}
+	base := rendered(t, "base")
+	if got := roles(base); !reflect.DeepEqual(got, map[string]int{"admin": 1}) {
+		t.Errorf("base: extauthz containers %v, want one admin", got)
+	}
+	for _, kind := range []string{"StatefulSet", "Service", "ServiceAccount", "NetworkPolicy", "PodDisruptionBudget", "ConfigMap"} {
+		if count(base, kind) == 0 {
+			t.Errorf("base: no %s", kind)
+		}
+	}
+	if count(base, "Secret") != 0 {
+		t.Errorf("base: renders a Secret")
+	}
+
+	env := rendered(t, "envoy")
+	if got := roles(env); got["admin"] != 1 || got["sidecar"] != 1 || got["envoy"] != 1 {
+		t.Errorf("envoy: containers %v, want the admin, one sidecar and one Envoy", got)
+	}
+	if env.get("ConfigMap", "extauthz", "envoy-config") == nil {
+		t.Errorf("envoy: no ConfigMap envoy-config")
+	}
+
+	tr := rendered(t, "traefik")
+	if got := roles(tr); got["admin"] != 1 || got["sidecar"] != 1 || got["envoy"] != 0 {
+		t.Errorf("traefik: containers %v, want the admin and the extauthz-auth replicas", got)
+	}
+	mw := tr.get("Middleware", "extauthz", "apikey-auth")
+	if mw == nil || mw.Obj.(*middleware).Spec.ForwardAuth == nil {
+		t.Fatalf("traefik: no forwardAuth Middleware apikey-auth")
+	}
+	if got, want := mw.Obj.(*middleware).Spec.ForwardAuth.Address, "http://extauthz-auth.extauthz.svc:9192/auth"; got != want {
+		t.Errorf("traefik: forwardAuth address %q, want %q", got, want)
+	}
+	if count(tr, "IngressRoute") != 1 {
+		t.Errorf("traefik: want one IngressRoute")
+	}
+	if w := tr.get("Deployment", "extauthz", "extauthz-auth"); w == nil || *w.Obj.(*appsv1.Deployment).Spec.Replicas < 2 {
+		t.Errorf("traefik: want Deployment extauthz-auth with at least 2 replicas")
+	}
+}
+
+// TestEnvoyConfigMapIsRootEnvoyYAML: kustomize cannot read ../../envoy.yaml (load restrictor), so
+// the overlay keeps a copy; it must not drift.
+func TestEnvoyConfigMapIsRootEnvoyYAML(t *testing.T) {
+	root, err := os.ReadFile(rootEnvoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := os.ReadFile(copyEnvoyYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(root, cp) {
+		t.Fatalf("manifests/%s differs from envoy.yaml: run `%s`", copyEnvoyYAML, manifestsDirNote)
+	}
+	cm := rendered(t, "envoy").get("ConfigMap", "extauthz", "envoy-config")
+	if cm == nil || cm.Obj.(*corev1.ConfigMap).Data["envoy.yaml"] != string(root) {
+		t.Fatalf("ConfigMap envoy-config does not hold envoy.yaml as it is")
+	}
+}
+
+// TestPolicyCopy keeps the deployed policy equal (as YAML data) to the shipped Nexgent example.
+func TestPolicyCopy(t *testing.T) {
+	ex, err := os.ReadFile(nexgentPolicy)
+	if os.IsNotExist(err) {
+		t.Skipf("%s does not exist yet", nexgentPolicy)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := os.ReadFile(policyCopy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	if err := yaml.Unmarshal(ex, &a); err != nil {
+		t.Fatalf("%s: %v", nexgentPolicy, err)
+	}
+	if err := yaml.Unmarshal(cp, &b); err != nil {
+		t.Fatalf("%s: %v", policyCopy, err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("manifests/%s differs from examples/policies/nexgent.yaml: copy it over", policyCopy)
+	}
+}
+
+func TestRender(t *testing.T) {
+	y, err := Render("envoy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := rendered(t, "envoy")
+	if docs := bytes.Count(y, []byte("\n---\n")) + 1; docs != len(set.Objs) {
+		t.Fatalf("Render gave %d documents, RenderObjects %d objects", docs, len(set.Objs))
+	}
+	// kubectl's legacy order: what a workload needs comes before it, so the output applies as it is.
+	seenWorkload := false
+	for _, o := range set.Objs {
+		switch o.Kind {
+		case "Deployment", "StatefulSet":
+			seenWorkload = true
+		case "ConfigMap", "ServiceAccount":
+			if seenWorkload {
+				t.Fatalf("rendered envoy overlay lists %s after a workload", o)
+			}
+		}
+	}
+}
+
+// The drift tests below change one thing in a correct rendering, in memory, and expect the
+// checker to name it.
+
+func container(t *testing.T, set *objectSet, kind, name, cname string) (*corev1.PodSpec, *corev1.Container) {
+	t.Helper()
+	o := set.get(kind, "extauthz", name)
+	if o == nil {
+		t.Fatalf("%s %s not rendered", kind, name)
+	}
+	var spec *corev1.PodSpec
+	switch v := o.Obj.(type) {
+	case *appsv1.Deployment:
+		spec = &v.Spec.Template.Spec
+	case *appsv1.StatefulSet:
+		spec = &v.Spec.Template.Spec
+	}
+	for i := range spec.Containers {
+		if spec.Containers[i].Name == cname {
+			return spec, &spec.Containers[i]
+		}
+	}
+	t.Fatalf("%s %s has no container %s", kind, name, cname)
+	return nil, nil
+}
+
+func replaceArg(t *testing.T, c *corev1.Container, old, new string) {
+	t.Helper()
+	for i, a := range c.Args {
+		if a == old {
+			c.Args[i] = new
+			return
+		}
+	}
+	t.Fatalf("container %s has no argument %q", c.Name, old)
+}
+
+func TestManifestDriftIsReported(t *testing.T) {
+	want := codePorts(t)
+	cases := []struct {
+		name    string
+		overlay string
+		ports   func(ports) ports
+		mutate  func(t *testing.T, set *objectSet)
+		expect  []string // substrings of one reported problem
+	}{
+		{
+			name: "code moves the gRPC port", overlay: "envoy",
+			ports:  func(p ports) ports { p.GRPC = 7000; return p },
+			expect: []string{"container extauthz", "gRPC probe on port 9191", "7000"},
+		},
+		{
+			name: "code moves the gRPC port (Envoy cluster)", overlay: "envoy",
+			ports:  func(p ports) ports { p.GRPC = 7000; return p },
+			expect: []string{"cluster extauthz", "want 127.0.0.1:7000"},
+		},
+		{
+			name: "code moves the HTTP port", overlay: "traefik",
+			ports:  func(p ports) ports { p.HTTP = 7001; return p },
+			expect: []string{"readinessProbe", "7001"},
+		},
+		{
+			name: "code moves the admin port", overlay: "base",
+			ports:  func(p ports) ports { p.Admin = 7002; return p },
+			expect: []string{"StatefulSet/extauthz-admin", "7002"},
+		},
+		{
+			name: "code moves the admin port (Envoy admin route)", overlay: "envoy",
+			ports:  func(p ports) ports { p.Admin = 7002; return p },
+			expect: []string{"skips ext_authz", "port 7002"},
+		},
+		{
+			name: "sidecar admin URL on the wrong port", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "app", "extauthz")
+				replaceArg(t, c, "--admin-url=http://extauthz-admin:8181", "--admin-url=http://extauthz-admin:9999")
+			},
+			expect: []string{"--admin-url", "has no port 9999"},
+		},
+		{
+			name: "sidecar admin URL names a missing Service", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=http://extauthz-admin:8181", "--admin-url=http://admin:8181")
+			},
+			expect: []string{"--admin-url", "no Service admin"},
+		},
+		{
+			name: "sidecar overrides its gRPC address without the probe following", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "app", "extauthz")
+				c.Args = append(c.Args, "--grpc-addr=:7100")
+			},
+			expect: []string{"gRPC probe on port 9191", "7100"},
+		},
+		{
+			name: "admin Service targets a missing port name", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				svc := s.get("Service", "", "extauthz-admin").Obj.(*corev1.Service)
+				svc.Spec.Ports[0].TargetPort = intstr.FromString("nope")
+			},
+			expect: []string{"Service/extauthz-admin", "targets nope"},
+		},
+		{
+			name: "Service selector matches nothing", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				s.get("Service", "extauthz", "app").Obj.(*corev1.Service).Spec.Selector["app.kubernetes.io/name"] = "ppa"
+			},
+			expect: []string{"Service/extauthz/app", "matches no workload"},
+		},
+		{
+			name: "writable root filesystem", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "app", "envoy")
+				f := false
+				c.SecurityContext.ReadOnlyRootFilesystem = &f
+			},
+			expect: []string{"container envoy", "readOnlyRootFilesystem"},
+		},
+		{
+			name: "runs as root", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				spec, c := container(t, s, "Deployment", "echo", "echo")
+				c.SecurityContext.RunAsNonRoot, c.SecurityContext.RunAsUser = nil, nil
+				spec.SecurityContext.RunAsNonRoot, spec.SecurityContext.RunAsUser = nil, nil
+			},
+			expect: []string{"container echo", "runAsNonRoot"},
+		},
+		{
+			name: "no memory limit", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, withNamespace(s), "StatefulSet", "extauthz-admin", "admin")
+				delete(c.Resources.Limits, corev1.ResourceMemory)
+			},
+			expect: []string{"memory request and limit"},
+		},
+		{
+			name: "policy ConfigMap renamed", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				s.get("ConfigMap", "extauthz", "extauthz-policy").Name = "policy"
+			},
+			expect: []string{"ConfigMap \"extauthz-policy\" is not rendered"},
+		},
+		{
+			name: "unknown Secret", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				spec, _ := container(t, withNamespace(s), "StatefulSet", "extauthz-admin", "admin")
+				for i := range spec.Volumes {
+					if spec.Volumes[i].Secret != nil {
+						spec.Volumes[i].Secret.SecretName = "tokens"
+					}
+				}
+			},
+			expect: []string{"Secret \"tokens\" is not one of the documented external secrets"},
+		},
+		{
+			name: "sidecar sees the admin token", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				spec, _ := container(t, s, "Deployment", "app", "extauthz")
+				for i := range spec.Volumes {
+					if spec.Volumes[i].Secret != nil {
+						spec.Volumes[i].Secret.Items = nil
+					}
+				}
+			},
+			expect: []string{"admin-token"},
+		},
+		{
+			name: "token file points at the wrong key", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, withNamespace(s), "StatefulSet", "extauthz-admin", "admin")
+				replaceArg(t, c, "--admin-token-file=/etc/extauthz/secrets/admin-token", "--admin-token-file=/etc/extauthz/secrets/replication-token")
+			},
+			expect: []string{"--admin-token-file", "want key \"admin-token\""},
+		},
+		{
+			name: "admin store on an emptyDir", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				sts := s.get("StatefulSet", "", "extauthz-admin").Obj.(*appsv1.StatefulSet)
+				sts.Spec.VolumeClaimTemplates = nil
+				sts.Spec.Template.Spec.Volumes = append(sts.Spec.Template.Spec.Volumes, corev1.Volume{
+					Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+				})
+			},
+			expect: []string{"needs a PersistentVolumeClaim"},
+		},
+		{
+			name: "admin scaled out", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				n := int32(2)
+				s.get("StatefulSet", "", "extauthz-admin").Obj.(*appsv1.StatefulSet).Spec.Replicas = &n
+			},
+			expect: []string{"exactly 1"},
+		},
+		{
+			name: "a Secret is committed", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				s.Objs = append(s.Objs, &object{APIVersion: "v1", Kind: "Secret", Name: "extauthz-tokens",
+					Labels: map[string]string{partOfLabel: partOfValue}, Obj: &corev1.Secret{}})
+			},
+			expect: []string{"Secret/extauthz-tokens", "never committed"},
+		},
+		{
+			name: "admin NetworkPolicy shuts the replicas out", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				np := s.get("NetworkPolicy", "extauthz", "extauthz-admin").Obj.(*networkingv1.NetworkPolicy)
+				np.Spec.Ingress[0].From[0].PodSelector.MatchLabels = map[string]string{"extauthz.io/replica": "false"}
+			},
+			expect: []string{"--admin-url", "NetworkPolicy extauthz-admin does not admit it"},
+		},
+		{
+			name: "Envoy config drifts from the sidecar's port", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				cm := s.get("ConfigMap", "extauthz", "envoy-config").Obj.(*corev1.ConfigMap)
+				cm.Data["envoy.yaml"] = strings.Replace(cm.Data["envoy.yaml"], "port_value: 9191", "port_value: 9999", 1)
+			},
+			expect: []string{"envoy-config", "127.0.0.1:9999", "want 127.0.0.1:9191"},
+		},
+		{
+			name: "Envoy config sends key management to a missing Service", overlay: "envoy",
+			mutate: func(t *testing.T, s *objectSet) {
+				cm := s.get("ConfigMap", "extauthz", "envoy-config").Obj.(*corev1.ConfigMap)
+				cm.Data["envoy.yaml"] = strings.Replace(cm.Data["envoy.yaml"], "address: extauthz-admin,", "address: admin,", 1)
+			},
+			expect: []string{"cluster to admin", "no Service admin"},
+		},
+		{
+			name: "forwardAuth address port", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				s.get("Middleware", "extauthz", "apikey-auth").Obj.(*middleware).Spec.ForwardAuth.Address = "http://extauthz-auth.extauthz.svc:9191/auth"
+			},
+			expect: []string{"forwardAuth address", "has no port 9191"},
+		},
+		{
+			name: "forwardAuth address without namespace", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				s.get("Middleware", "extauthz", "apikey-auth").Obj.(*middleware).Spec.ForwardAuth.Address = "http://extauthz-auth:9192/auth"
+			},
+			expect: []string{"forwardAuth address", "has no namespace"},
+		},
+		{
+			name: "forwardAuth keeps the credential", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				fa := s.get("Middleware", "extauthz", "apikey-auth").Obj.(*middleware).Spec.ForwardAuth
+				fa.AuthResponseHeaders = fa.AuthResponseHeaders[:5]
+			},
+			expect: []string{"authResponseHeaders lacks X-Api-Key"},
+		},
+		{
+			name: "IngressRoute reaches the app unchecked", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				ir := s.get("IngressRoute", "extauthz", "api").Obj.(*ingressRoute)
+				ir.Spec.Routes[len(ir.Spec.Routes)-1].Middlewares = nil
+			},
+			expect: []string{"without a forwardAuth middleware"},
+		},
+		{
+			name: "IngressRoute to a missing Service", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				ir := s.get("IngressRoute", "extauthz", "api").Obj.(*ingressRoute)
+				ir.Spec.Routes[0].Services[0].Name = "admin"
+			},
+			expect: []string{"no Service admin"},
+		},
+		{
+			name: "Traefik shut out of the admin", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				np := s.get("NetworkPolicy", "extauthz", "extauthz-admin").Obj.(*networkingv1.NetworkPolicy)
+				np.Spec.Ingress = np.Spec.Ingress[:1]
+			},
+			expect: []string{"IngressRoute", "NetworkPolicy extauthz-admin does not admit it"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := want
+			if tc.ports != nil {
+				p = tc.ports(p)
+			}
+			set := rendered(t, tc.overlay)
+			if tc.mutate != nil {
+				tc.mutate(t, set)
+			}
+			got := checkManifests(set, p)
+			if !problemsContain(got, tc.expect...) {
+				t.Fatalf("no problem mentions %q; got:\n%s", tc.expect, strings.Join(got, "\n"))
+			}
+		})
+	}
+}
+
+// withNamespace lets container() find base objects, which have no namespace, under "extauthz".
+func withNamespace(s *objectSet) *objectSet {
+	out := &objectSet{Dir: s.Dir}
+	for _, o := range s.Objs {
+		c := *o
+		if c.Namespace == "" && c.Kind != "Namespace" {
+			c.Namespace = "extauthz"
+		}
+		out.Objs = append(out.Objs, &c)
+	}
+	return out
+}
