@@ -177,6 +177,15 @@ func copyPolicy(t *testing.T, dir, name string) string {
 // httpJSON sends a JSON request and decodes the JSON answer into out.
 func httpJSON(t *testing.T, method, url, token string, body any, out any) int {
 	t.Helper()
+	code, err := tryJSON(method, url, token, body, out)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return code
+}
+
+// tryJSON is httpJSON returning transport and decoding errors.
+func tryJSON(method, url, token string, body any, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -191,16 +200,19 @@ func httpJSON(t *testing.T, method, url, token string, body any, out any) int {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: decode %q: %v", method, url, data, err)
+			return resp.StatusCode, fmt.Errorf("decode %q: %w", data, err)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 // forwardAuth asks the HTTP front door as Traefik would.
