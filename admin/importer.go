@@ -161,6 +161,9 @@ func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
 	return b, false, nil
 }
 
+// releaseEvery is how many import chunks pass between ReleaseMemory calls.
+const releaseEvery = 20
+
 // importKeys streams NDJSON records into the store in chunks of
 // ImportChunkSize; memory stays bounded whatever the body size.
 func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal) {
@@ -178,6 +181,7 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 	pol := s.policy()
 	res := importResponse{Errors: []importLineError{}}
 	chunk := make([]*keystore.Key, 0, ImportChunkSize)
+	chunks := 0
 	flush := func() error {
 		if len(chunk) == 0 {
 			return nil
@@ -188,6 +192,14 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 		}
 		res.Imported += ir.Imported
 		res.Skipped += len(ir.Skipped)
+		chunks++
+		if chunks%releaseEvery == 0 {
+			// Random-hash inserts touch every page of the key bucket; give
+			// the clean mapped pages back so RSS stays bounded.
+			if err := s.store.ReleaseMemory(); err != nil {
+				s.log.Warn().Err(err).Msg("release memory during import")
+			}
+		}
 		clear(chunk)
 		chunk = chunk[:0]
 		extendDeadline()

@@ -65,6 +65,20 @@ type Store struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every committed revision
+
+	cache lookupCache
+}
+
+// maxCachedLookups bounds the decoded-record cache of Lookup.
+const maxCachedLookups = 1 << 18
+
+// lookupCache keeps decoded Lookup results of known keys for one store
+// revision; any committed change empties it. Unknown hashes are never
+// cached, so random keys cannot grow it.
+type lookupCache struct {
+	mu  sync.RWMutex
+	rev uint64
+	m   map[Hash]LookupResult
 }
 
 // Open opens or creates the store file at path. A file locked by another
@@ -174,7 +188,40 @@ type LookupResult struct {
 
 // Lookup finds the key whose hash is h. It returns ErrNotFound for an
 // unknown hash, and another error only when the store cannot be read.
+// Results of known keys are cached until the next committed revision; the
+// returned Key is shared and must not be modified.
 func (s *Store) Lookup(h Hash) (LookupResult, error) {
+	rev := s.rev.Load() // read before the transaction: a cached entry is never older than its tag
+	c := &s.cache
+	c.mu.RLock()
+	if c.rev == rev {
+		if res, ok := c.m[h]; ok {
+			c.mu.RUnlock()
+			return res, nil
+		}
+	}
+	c.mu.RUnlock()
+	res, err := s.lookup(h)
+	if err != nil {
+		return res, err
+	}
+	c.mu.Lock()
+	if c.rev != rev && rev > c.rev {
+		c.rev, c.m = rev, nil
+	}
+	if c.rev == rev {
+		if c.m == nil {
+			c.m = make(map[Hash]LookupResult)
+		}
+		if len(c.m) < maxCachedLookups {
+			c.m[h] = res
+		}
+	}
+	c.mu.Unlock()
+	return res, nil
+}
+
+func (s *Store) lookup(h Hash) (LookupResult, error) {
 	var res LookupResult
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketKeys).Get(h[:])

@@ -292,3 +292,17 @@ func BenchmarkLookup(b *testing.B) {
 		i++
 	}
 }
+
+func TestReleaseMemoryKeepsData(t *testing.T) {
+	s := mustOpen(t, "", nil)
+	raw, k := newKey(t, "signals")
+	if err := s.CreateKey(k, "op"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseMemory(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Lookup(HashKey(raw)); err != nil || res.Key.ID != k.ID {
+		t.Fatalf("Lookup after ReleaseMemory = %+v, %v", res, err)
+	}
+}

@@ -1,0 +1,89 @@
+package authz
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
+)
+
+// benchAuthorizer returns an Authorizer over a real store holding n keys,
+// and some of their raw keys.
+func benchAuthorizer(b *testing.B, n int) (*Authorizer, []string) {
+	b.Helper()
+	s, err := keystore.Open(filepath.Join(b.TempDir(), "keys.db"), keystore.Options{Authority: true, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	p := loadPolicy(b, "nexgent.yaml")
+	f := p.MintFormat()
+	var raws []string
+	chunk := make([]*keystore.Key, 0, 1000)
+	for i := 0; i < n; i++ {
+		raw, _ := keystore.Mint(f.Prefix, f.Alphabet(), f.Length)
+		if len(raws) < 1000 {
+			raws = append(raws, raw)
+		}
+		chunk = append(chunk, &keystore.Key{ID: uuid.NewString(), Hash: keystore.HashKey(raw), Prefix: raw[:8], Scopes: []string{"signals"}})
+		if len(chunk) == cap(chunk) {
+			if _, err := s.ImportKeys(chunk, "bench"); err != nil {
+				b.Fatal(err)
+			}
+			chunk = chunk[:0]
+		}
+	}
+	if _, err := s.ImportKeys(chunk, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: NewUsageTracker(), Metrics: NewMetrics(nil)})
+	return a, raws
+}
+
+// BenchmarkCheck is the whole decision for an allowed request: parse,
+// normalise, match, hash, look up, decide, record usage and metrics.
+func BenchmarkCheck(b *testing.B) {
+	a, raws := benchAuthorizer(b, 10000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := Request{Frontend: FrontendEnvoy, Method: "POST", Path: "/api/v1/trading-signals?x=1", APIKey: []string{raws[i%len(raws)]}}
+		if d := a.Check(ctx, &r); d.Kind != Allow {
+			b.Fatalf("decision %v %s", d.Kind, d.Reason)
+		}
+		i++
+	}
+}
+
+// BenchmarkEnvoyResponse builds the CheckResponse of an allowed request.
+func BenchmarkEnvoyResponse(b *testing.B) {
+	d := Decision{Kind: Allow, Key: &keystore.Key{ID: uuid.NewString(), Prefix: "nex_a1b2", Scopes: []string{"signals"}}, Sources: FromAPIKey, Strip: true}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = envoyResponse(&d)
+	}
+}
+
+func BenchmarkExtractKey(b *testing.B) {
+	r := &Request{APIKey: []string{"nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6"}, Authorization: []string{"Bearer nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6"}}
+	src := []policy.Source{policy.SourceAPIKey, policy.SourceBearer}
+	b.ReportAllocs()
+	for b.Loop() {
+		if k, _, _ := extractKey(src, r); k == "" {
+			b.Fatal("no key")
+		}
+	}
+}
+
+func BenchmarkHashKey(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = keystore.HashKey("nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6")
+	}
+}
