@@ -294,11 +294,14 @@ func (f *Follower) Staleness() time.Duration {
 	if last == 0 {
 		last = f.created.UnixNano()
 	}
-	d := time.Duration(f.now().UnixNano() - last)
-	if d < 0 {
-		return 0
+	now := f.now().UnixNano()
+	if d := now - last; d >= 0 {
+		return time.Duration(d)
 	}
-	return d
+	// The clock went back: count staleness from now rather than waiting
+	// for the clock to pass the old reading.
+	f.lastCurrent.CompareAndSwap(last, now)
+	return 0
 }
 
 // Revision returns the replica's revision (0 when nothing is loaded).
@@ -540,6 +543,10 @@ func (f *Follower) watch(ctx context.Context) (live bool, err error) {
 func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) error {
 	lr := newLineReader(body, MaxLineSize)
 	pos := f.Revision()
+	// live turns true at the first heartbeat, which the admin sends only
+	// after the catch-up: before it, applied changes do not prove the
+	// replica is current.
+	live := false
 	batch := make([]keystore.Change, 0, 64)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -551,7 +558,9 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 		if err != nil {
 			return err
 		}
-		f.markCurrent(f.now())
+		if live {
+			f.markCurrent(f.now())
+		}
 		return nil
 	}
 	for {
@@ -580,6 +589,7 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 			if l.Revision != pos {
 				return fmt.Errorf("%w: heartbeat at revision %d, replica at %d", errProtocol, l.Revision, pos)
 			}
+			live = true
 			f.markCurrent(f.now())
 			onLive()
 			continue

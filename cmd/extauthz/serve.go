@@ -303,6 +303,7 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		n.grpc = grpc.NewServer(
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.MaxRecvMsgSize(4<<20),
+			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ReadHeaderTimeout
 		)
 		authv3.RegisterAuthorizationServer(n.grpc, authz.NewEnvoyServer(n.authz))
 		healthgrpc.RegisterHealthServer(n.grpc, n.health)
