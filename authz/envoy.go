@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"strings"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 // FrontendEnvoy labels checks that came through the gRPC front door.
@@ -21,10 +24,48 @@ const FrontendEnvoy = "envoy"
 type EnvoyServer struct {
 	authv3.UnimplementedAuthorizationServer
 	a *Authorizer
+
+	mu    sync.RWMutex
+	allow map[allowKey]*authv3.CheckResponse
 }
 
+// allowKey identifies an allow response: it depends only on the key record
+// (a pointer that the store's lookup cache keeps stable until the next
+// revision) and on which credential headers to strip.
+type allowKey struct {
+	key     *keystore.Key
+	sources uint8
+	strip   bool
+}
+
+// maxCachedResponses bounds the allow-response cache; it is emptied when
+// full, which also drops responses of records replaced by newer revisions.
+const maxCachedResponses = 1 << 14
+
 // NewEnvoyServer returns the gRPC front door over a.
-func NewEnvoyServer(a *Authorizer) *EnvoyServer { return &EnvoyServer{a: a} }
+func NewEnvoyServer(a *Authorizer) *EnvoyServer {
+	return &EnvoyServer{a: a, allow: make(map[allowKey]*authv3.CheckResponse)}
+}
+
+// allowResponse returns the prebuilt response for an allow decision. A
+// response is shared between concurrent calls; grpc only reads it.
+func (s *EnvoyServer) allowResponse(d *Decision) *authv3.CheckResponse {
+	k := allowKey{d.Key, d.Sources, d.Strip}
+	s.mu.RLock()
+	resp, ok := s.allow[k]
+	s.mu.RUnlock()
+	if ok {
+		return resp
+	}
+	resp = envoyResponse(d)
+	s.mu.Lock()
+	if len(s.allow) >= maxCachedResponses {
+		s.allow = make(map[allowKey]*authv3.CheckResponse)
+	}
+	s.allow[k] = resp
+	s.mu.Unlock()
+	return resp
+}
 
 // Check answers one ext_authz request. Every answer carries an explicit
 // status (an empty CheckResponse would allow). Denials are successful RPCs
@@ -33,8 +74,11 @@ func NewEnvoyServer(a *Authorizer) *EnvoyServer { return &EnvoyServer{a: a} }
 func (s *EnvoyServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r := envoyRequest(req)
 	d := s.a.Check(ctx, &r)
-	if d.Kind == Unavailable {
+	switch {
+	case d.Kind == Unavailable:
 		return nil, status.Error(codes.Unavailable, "authorization unavailable")
+	case d.Kind == Allow && d.Key != nil:
+		return s.allowResponse(&d), nil
 	}
 	return envoyResponse(&d), nil
 }

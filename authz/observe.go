@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,34 @@ import (
 type Metrics struct {
 	checks   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// Resolved label children, so a check does not hash label values.
+	counters  sync.Map // counterKey -> prometheus.Counter
+	observers sync.Map // frontend -> prometheus.Observer
+}
+
+type counterKey struct {
+	frontend, reason string
+	kind             Kind
+}
+
+func (m *Metrics) counter(frontend string, kind Kind, reason string) prometheus.Counter {
+	k := counterKey{frontend, reason, kind}
+	if c, ok := m.counters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.checks.WithLabelValues(frontend, kind.String(), reason)
+	m.counters.Store(k, c)
+	return c
+}
+
+func (m *Metrics) observer(frontend string) prometheus.Observer {
+	if o, ok := m.observers.Load(frontend); ok {
+		return o.(prometheus.Observer)
+	}
+	o := m.duration.WithLabelValues(frontend)
+	m.observers.Store(frontend, o)
+	return o
 }
 
 // NewMetrics creates the check metrics and registers them with reg (when
@@ -59,8 +88,8 @@ func (k Kind) String() string {
 // anything of the presented credential.
 func (a *Authorizer) observe(ctx context.Context, r *Request, d *Decision, path string, took time.Duration) {
 	if a.metrics != nil {
-		a.metrics.checks.WithLabelValues(r.Frontend, d.Kind.String(), d.Reason).Inc()
-		a.metrics.duration.WithLabelValues(r.Frontend).Observe(took.Seconds())
+		a.metrics.counter(r.Frontend, d.Kind, d.Reason).Inc()
+		a.metrics.observer(r.Frontend).Observe(took.Seconds())
 	}
 	level := zerolog.InfoLevel
 	if d.Kind == Allow {
