@@ -162,7 +162,7 @@ func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
 }
 
 // releaseEvery is how many import chunks pass between ReleaseMemory calls.
-const releaseEvery = 20
+const releaseEvery = 1
 
 // importKeys streams NDJSON records into the store in chunks of
 // ImportChunkSize; memory stays bounded whatever the body size.

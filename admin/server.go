@@ -24,7 +24,7 @@ const (
 	// a longer line is reported as an error for that line and skipped.
 	MaxImportLineBytes = 64 << 10
 	// ImportChunkSize is how many imported keys go into one transaction.
-	ImportChunkSize = 1000
+	ImportChunkSize = 250
 	// ImportIdleTimeout is how long an import may wait for the client's
 	// next chunk: after each committed chunk the connection's read deadline
 	// moves this far ahead, so a long import outlives the server's
