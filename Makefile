@@ -41,6 +41,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 bench: build ## the performance table of BENCHMARKS.md (real processes on loopback)
 	$(GO) run ./internal/bench -bin $(BIN)
 
+soak: build ## decisions under load + key churn, and leak checks, on real processes (SOAK_DURATION, default 10m)
+	$(GO) run ./internal/soak -bin $(BIN) -duration $(or $(SOAK_DURATION),10m)
+
 image: ## docker image (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
