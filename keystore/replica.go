@@ -19,13 +19,21 @@ func (s *Store) ApplyChanges(changes []Change) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		rev = getU64(meta.Get(metaRevision))
+		if s.replica && changes[0].Revision == 0 {
+			// Snapshot records come in hash order: fill pages completely.
+			tx.Bucket(bucketKeys).FillPercent = 1.0
+		}
 		for _, c := range changes {
 			if c.Revision != 0 && c.Revision <= rev {
 				continue
 			}
 			switch {
 			case c.Key != nil:
-				if err := putKey(tx, c.Key); err != nil {
+				v, err := json.Marshal(c.Key)
+				if err != nil {
+					return err
+				}
+				if err := putKeyBytes(tx, c.Key, v, !s.replica); err != nil {
 					return err
 				}
 			case c.User != nil:

@@ -52,13 +52,19 @@ type Options struct {
 	Authority bool
 	// Now is the clock used for record and audit times. Nil means time.Now.
 	Now func() time.Time
+	// Replica marks a sidecar's replica: it keeps no id index (a replica
+	// never looks keys up by id, and a key's hash never changes), and
+	// snapshot records, which arrive in hash order, are packed into full
+	// pages. GetKey does not work on a replica.
+	Replica bool
 }
 
 // Store is a bbolt-backed key store. See the package documentation.
 type Store struct {
-	db   *bolt.DB
-	path string
-	now  func() time.Time
+	db      *bolt.DB
+	path    string
+	now     func() time.Time
+	replica bool
 
 	rev     atomic.Uint64
 	storeID atomic.Value // string
@@ -100,7 +106,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("keystore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, now: opts.Now, changed: make(chan struct{})}
+	s := &Store{db: db, path: path, now: opts.Now, replica: opts.Replica, changed: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -384,6 +390,15 @@ func putKey(tx *bolt.Tx, k *Key) error {
 	v, err := json.Marshal(k)
 	if err != nil {
 		return err
+	}
+	return putKeyBytes(tx, k, v, true)
+}
+
+// putKeyBytes stores the encoded record v of k, and its id index entry
+// when index is true.
+func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, index bool) error {
+	if !index {
+		return tx.Bucket(bucketKeys).Put(k.Hash[:], v)
 	}
 	ids := tx.Bucket(bucketIDs)
 	// A replica may receive a record whose id moved to another hash; drop the stale entry.

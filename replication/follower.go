@@ -189,14 +189,14 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	// The file's modification time is the last time the replica was known
 	// current (see markCurrent); read it before Open writes to the file.
 	fi, statErr := os.Stat(f.path)
-	st, err := keystore.Open(f.path, keystore.Options{})
+	st, err := keystore.Open(f.path, keystore.Options{Replica: true})
 	if err != nil && !errors.Is(err, keystore.ErrLocked) && statErr == nil {
 		f.log.Error().Err(err).Msg("replica file unreadable: moved aside, waiting for a snapshot")
 		if rerr := os.Rename(f.path, f.path+".bad"); rerr != nil {
 			return nil, fmt.Errorf("replication: move unreadable replica aside: %w", rerr)
 		}
 		statErr = os.ErrNotExist
-		st, err = keystore.Open(f.path, keystore.Options{})
+		st, err = keystore.Open(f.path, keystore.Options{Replica: true})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("replication: open replica: %w", err)

@@ -80,7 +80,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 // when header, every line, count and sha256 verified.
 func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Store, hdr wireLine, count uint64, err error) {
 	_ = os.Remove(f.tmpPath)
-	tmp, err := keystore.Open(f.tmpPath, keystore.Options{NoSync: true})
+	tmp, err := keystore.Open(f.tmpPath, keystore.Options{NoSync: true, Replica: true})
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: create snapshot file: %w", err)
 	}
@@ -176,7 +176,7 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 		return nil, hdr, 0, fmt.Errorf("replication: install snapshot: %w", err)
 	}
 	syncDir(filepath.Dir(f.path))
-	st, err = keystore.Open(f.path, keystore.Options{})
+	st, err = keystore.Open(f.path, keystore.Options{Replica: true})
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: reopen replica: %w", err)
 	}
