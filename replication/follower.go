@@ -264,6 +264,17 @@ func (f *Follower) Lookup(h keystore.Hash) (keystore.LookupResult, error) {
 // Ready reports whether a snapshot or persisted replica is loaded.
 func (f *Follower) Ready() bool { return f.ready.Load() }
 
+// ReleaseMemory gives the replica's mapped file pages back (see
+// keystore.Store.ReleaseMemory).
+func (f *Follower) ReleaseMemory() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.store == nil {
+		return nil
+	}
+	return f.store.ReleaseMemory()
+}
+
 // Healthy returns nil when lookups may be trusted: a replica is loaded and,
 // with MaxStaleness set, it was known current within that bound. Front
 // doors answer 503 otherwise.

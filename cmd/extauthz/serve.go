@@ -57,6 +57,7 @@ type serveConfig struct {
 	shutdownTimeout, drainDelay   time.Duration
 	policyPoll                    time.Duration
 	usageFlush                    time.Duration
+	releaseEvery                  time.Duration
 	// admin
 	heartbeat      time.Duration
 	retentionCount int
@@ -108,6 +109,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on draining in-flight requests at shutdown")
 	f.DurationVar(&c.drainDelay, "drain-delay", 0, "time between turning not-ready and closing listeners at shutdown")
 	f.DurationVar(&c.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
+	f.DurationVar(&c.releaseEvery, "release-memory-interval", time.Minute, "how often the store's mapped file pages are given back to the page cache (0: never)")
 	if err := f.parse(args); err != nil {
 		return nil, err
 	}
@@ -474,6 +476,33 @@ func (n *node) background(ctx context.Context) {
 	if n.repl != nil {
 		run(func() {
 			replication.RunCompactor(ctx, n.store, replication.RetentionOptions{Keep: n.cfg.retentionCount, MaxAge: n.cfg.retentionAge, Every: time.Minute}, n.log.With().Str("component", "compactor").Logger())
+		})
+	}
+	if n.cfg.releaseEvery > 0 {
+		// bbolt reads through a shared file map; random lookups and inserts
+		// (and the kernel's fault-around) leave most of the file resident.
+		// Those are clean page-cache pages: hand them back periodically so
+		// RSS tracks what the process really holds.
+		var release func() error
+		switch {
+		case n.follower != nil:
+			release = n.follower.ReleaseMemory
+		case n.store != nil:
+			release = n.store.ReleaseMemory
+		}
+		run(func() {
+			t := time.NewTicker(n.cfg.releaseEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := release(); err != nil {
+						n.log.Warn().Err(err).Msg("release mapped pages")
+					}
+				}
+			}
 		})
 	}
 	if n.usage != nil {
