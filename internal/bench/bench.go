@@ -1,0 +1,452 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Sizes of the three load targets, in the order they are measured.
+type targetKind int
+
+const (
+	targetNoop targetKind = iota
+	targetSmall
+	targetLarge
+	numTargets
+)
+
+// bench is one run: its options, its processes and what it measured.
+type bench struct {
+	opts  *options
+	root  string
+	began time.Time
+	cl    *cluster
+	self  string // this program, re-executed for the do-nothing servers
+
+	small, large *keySet
+	res          results
+}
+
+// results is everything measured; an error field set means the row could
+// not be measured, and says why.
+type results struct {
+	machine, command, extauthzVersion, loadAvg, date string
+
+	grpc, http       [numTargets]map[int]loadResult
+	targetErr        [numTargets]error
+	cold, coldBase   time.Duration
+	coldErr          error
+	restart          time.Duration
+	restartBase      time.Duration
+	restartErr       error
+	shutdown         time.Duration
+	mem, memSmall    memInfo
+	memNoop          memInfo
+	memErr           error
+	admin            loadResult
+	adminErr         error
+	fsyncRate        float64
+	fsyncErr         error
+	revocations      []revocationResult
+	revocationErr    error
+	revocationErrAtN int
+}
+
+func (b *bench) run(ctx context.Context) error {
+	o, r := b.opts, &b.res
+	var err error
+	if b.self, err = os.Executable(); err != nil {
+		return err
+	}
+	r.date = time.Now().UTC().Format("2006-01-02 15:04 MST")
+	r.command = strings.Join(append([]string{"go run ./internal/bench"}, os.Args[1:]...), " ")
+	r.machine = machine()
+	r.loadAvg = loadAvg()
+	if out, err := exec.Command(o.bin, "version").Output(); err == nil {
+		r.extauthzVersion = strings.TrimSpace(string(out))
+	}
+	for t := range numTargets {
+		r.grpc[t], r.http[t] = map[int]loadResult{}, map[int]loadResult{}
+	}
+	if b.cl, err = newCluster(b.root, o.bin, o.policy); err != nil {
+		return err
+	}
+
+	// Stores first, before any process runs, so minting does not overlap
+	// a measurement.
+	smallDir, largeDir := filepath.Join(b.root, "admin-small"), filepath.Join(b.root, "admin-large")
+	t0 := time.Now()
+	if b.small, err = b.cl.prefillAdmin(smallDir, o.keysSmall, o.sample); err != nil {
+		return fmt.Errorf("prefill small store: %w", err)
+	}
+	b.progress("small store: %d keys in %v", o.keysSmall, time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	if b.large, err = b.cl.prefillAdmin(largeDir, o.keysLarge, o.sample); err != nil {
+		return fmt.Errorf("prefill large store: %w", err)
+	}
+	b.progress("large store: %d keys in %v", o.keysLarge, time.Since(t0).Round(time.Millisecond))
+
+	noopG, err := startProc(ctx, "noop-grpc", b.self, []string{flagNoopGRPC, "127.0.0.1:0"}, nil)
+	if err != nil {
+		return err
+	}
+	noopH, err := startProc(ctx, "noop-http", b.self, []string{flagNoopHTTP, "127.0.0.1:0"}, nil)
+	if err != nil {
+		return err
+	}
+	adminS, err := b.cl.startAdmin(ctx, "admin-small", smallDir)
+	if err != nil {
+		return err
+	}
+	adminL, err := b.cl.startAdmin(ctx, "admin-large", largeDir)
+	if err != nil {
+		return err
+	}
+	b.progress("admins and do-nothing servers up")
+
+	// Cold starts: an empty data dir to /readyz 200, small store first as
+	// the baseline.
+	scSDir, scLDir := filepath.Join(b.root, "sidecar-small"), filepath.Join(b.root, "sidecar-large")
+	scS, d, err := b.cl.startReadySidecar(ctx, "sidecar-small", scSDir, adminS, startTimeout)
+	if err != nil {
+		r.targetErr[targetSmall], r.coldErr = err, err
+		b.progress("sidecar (small store) failed: %v", err)
+	} else {
+		r.coldBase = d
+		b.progress("sidecar with %d keys ready in %v", o.keysSmall, d.Round(time.Millisecond))
+	}
+	var scL *proc
+	if ctx.Err() == nil {
+		scL, d, err = b.cl.startReadySidecar(ctx, "sidecar-large", scLDir, adminL, startTimeout)
+		if err != nil {
+			r.targetErr[targetLarge], r.coldErr = err, err
+			b.progress("sidecar (large store) failed: %v", err)
+		} else {
+			r.cold = d
+			b.progress("sidecar with %d keys ready in %v", o.keysLarge, d.Round(time.Millisecond))
+		}
+	}
+
+	// Load: per front door and concurrency, the three targets back to back
+	// so that each figure and its baseline see the same machine.
+	targets := [numTargets]*proc{noopG, scS, scL}
+	keys := [numTargets]*keySet{b.small, b.small, b.large}
+	names := [numTargets]string{"do-nothing", fmt.Sprintf("extauthz %d keys", o.keysSmall), fmt.Sprintf("extauthz %d keys", o.keysLarge)}
+	b.loadGRPC(ctx, targets, keys, names)
+	targets[targetNoop] = noopH
+	b.loadHTTP(ctx, targets, keys, names)
+
+	// Memory after the load.
+	if m, err := noopG.memory(); err == nil {
+		r.memNoop = m
+	}
+	if scS != nil {
+		r.memSmall, _ = scS.memory()
+	}
+	if scL != nil {
+		if r.mem, err = scL.memory(); err != nil {
+			r.memErr = err
+		}
+	} else {
+		r.memErr = r.targetErr[targetLarge]
+	}
+	_, _ = noopG.stop(10 * time.Second)
+	_, _ = noopH.stop(10 * time.Second)
+
+	// Restart from the sidecar's own file: SIGTERM, then start again.
+	if scS != nil && ctx.Err() == nil {
+		if scS, r.restartBase, err = b.restartSidecar(ctx, scS, scSDir, adminS); err != nil {
+			r.restartErr = err
+		} else {
+			b.progress("sidecar with %d keys restarted in %v", o.keysSmall, r.restartBase.Round(time.Millisecond))
+		}
+	}
+	if scL != nil && ctx.Err() == nil {
+		var d time.Duration
+		r.shutdown, _ = scL.stop(30 * time.Second)
+		scL, d, err = b.cl.startReadySidecar(ctx, "sidecar-large", scLDir, adminL, startTimeout)
+		if err != nil {
+			r.restartErr = err
+		} else {
+			r.restart = d
+			b.progress("sidecar with %d keys restarted in %v (SIGTERM drain took %v)", o.keysLarge, d.Round(time.Millisecond), r.shutdown.Round(time.Millisecond))
+		}
+	} else if r.restartErr == nil {
+		r.restartErr = r.targetErr[targetLarge]
+	}
+
+	// Admin key creations, on the large store with its sidecar following.
+	if ctx.Err() == nil {
+		b.adminCreations(ctx, adminL, largeDir)
+	}
+	if scL != nil {
+		_, _ = scL.stop(30 * time.Second)
+	}
+	_, _ = adminL.stop(30 * time.Second)
+
+	// Revocation propagation on the small store.
+	if ctx.Err() == nil {
+		b.revocations(ctx, adminS, scS)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.print(os.Stdout)
+	return nil
+}
+
+// restartSidecar stops p with SIGTERM and starts it again on the same data
+// dir, returning the new process and its exec-to-ready time.
+func (b *bench) restartSidecar(ctx context.Context, p *proc, dir string, admin *proc) (*proc, time.Duration, error) {
+	if _, err := p.stop(30 * time.Second); err != nil {
+		return nil, 0, err
+	}
+	return b.cl.startReadySidecar(ctx, p.name, dir, admin, startTimeout)
+}
+
+func (b *bench) loadGRPC(ctx context.Context, targets [numTargets]*proc, keys [numTargets]*keySet, names [numTargets]string) {
+	o, r := b.opts, &b.res
+	var loads [numTargets]*grpcLoad
+	for t, p := range targets {
+		if p == nil {
+			continue
+		}
+		g, err := newGRPCLoad(p.addr("grpc"), o.conns, keys[t].Valid, keys[t].Invalid, targetKind(t) != targetNoop)
+		if err != nil {
+			r.targetErr[t] = err
+			continue
+		}
+		defer g.Close()
+		loads[t] = g
+	}
+	for _, c := range o.concurrency {
+		b.interleave(ctx, c, names, r.grpc, func(t targetKind, spec loadSpec) (loadResult, bool) {
+			if loads[t] == nil {
+				return loadResult{}, false
+			}
+			return runGRPC(ctx, loads[t], spec), true
+		}, "gRPC Check")
+	}
+}
+
+func (b *bench) loadHTTP(ctx context.Context, targets [numTargets]*proc, keys [numTargets]*keySet, names [numTargets]string) {
+	o, r := b.opts, &b.res
+	maxC := 0
+	for _, c := range o.concurrency {
+		maxC = max(maxC, c)
+	}
+	var loads [numTargets]*httpLoad
+	for t, p := range targets {
+		if p == nil {
+			continue
+		}
+		loads[t] = newHTTPLoad(p.addr("http"), maxC, keys[t].Valid, keys[t].Invalid, targetKind(t) != targetNoop)
+		defer loads[t].Close()
+	}
+	for _, c := range o.concurrency {
+		b.interleave(ctx, c, names, r.http, func(t targetKind, spec loadSpec) (loadResult, bool) {
+			if loads[t] == nil {
+				return loadResult{}, false
+			}
+			return runHTTP(ctx, loads[t], spec), true
+		}, "forwardAuth")
+	}
+}
+
+// interleave measures one concurrency against every target in -rounds
+// slices of duration/rounds each, rotating the order every round, and adds
+// the slices up per target. Spreading each figure and its baseline over
+// the same stretch of time keeps drifting background load on a shared
+// machine from favouring one of them.
+func (b *bench) interleave(ctx context.Context, c int, names [numTargets]string, into [numTargets]map[int]loadResult,
+	run func(targetKind, loadSpec) (loadResult, bool), door string) {
+	o := b.opts
+	rounds := o.rounds
+	spec := loadSpec{Concurrency: c, Warmup: o.warmup / time.Duration(rounds), Duration: o.duration / time.Duration(rounds)}
+	var acc [numTargets]*loadResult
+	for round := range rounds {
+		for i := range numTargets {
+			t := (targetKind(i) + targetKind(round)) % numTargets
+			if ctx.Err() != nil {
+				return
+			}
+			res, ok := run(t, spec)
+			if !ok {
+				continue
+			}
+			if acc[t] == nil {
+				acc[t] = &loadResult{Hist: NewHistogram()}
+			}
+			acc[t].add(res)
+		}
+	}
+	for t, a := range acc {
+		if a != nil {
+			into[t][c] = *a
+			b.progress("%s c=%d %s: %s", door, c, names[t], loadCell(*a))
+		}
+	}
+}
+
+// adminCreations runs -admin-clients operator clients creating keys for
+// -duration, beside the disk's fsync rate as the baseline.
+func (b *bench) adminCreations(ctx context.Context, admin *proc, dir string) {
+	o, r := b.opts, &b.res
+	r.fsyncRate, r.fsyncErr = fsyncRate(dir, min(o.duration, 3*time.Second))
+	if r.fsyncErr == nil {
+		b.progress("fsync baseline: %.0f/s", r.fsyncRate)
+	}
+	ac := b.cl.adminClient(admin, o.admins)
+	body := map[string]any{"name": "bench", "scopes": []string{"signals"}}
+	call := func(ctx context.Context, _ bool, _ int) (bool, error) {
+		code, _, err := ac.do(ctx, http.MethodPost, "/api/v1/api-keys", body)
+		return code == http.StatusCreated, err
+	}
+	r.admin = runLoad(ctx, loadSpec{Concurrency: o.admins, Warmup: o.warmup, Duration: o.duration, Valid: 1, Invalid: 1},
+		func(int) caller { return call })
+	created := r.admin.Requests - r.admin.Unexpected - r.admin.Errors
+	if created == 0 {
+		r.adminErr = fmt.Errorf("no key created (%d non-201 answers, %d errors: %v)", r.admin.Unexpected, r.admin.Errors, r.admin.FirstErr)
+	}
+	b.progress("admin creations with %d clients: %s", o.admins, loadCell(r.admin))
+}
+
+// fsyncRate measures how many 4 KiB write + fdatasync pairs one writer
+// completes per second in dir: the disk's rate of durable commits.
+func fsyncRate(dir string, d time.Duration) (float64, error) {
+	f, err := os.CreateTemp(dir, "fsync-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		if _, err := f.WriteAt(buf, 0); err != nil {
+			return 0, err
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// revocations grows the set of sidecars following the small admin to each
+// -sidecars count and measures -revocations revocations at each.
+func (b *bench) revocations(ctx context.Context, admin, first *proc) {
+	o, r := b.opts, &b.res
+	var running []*proc
+	if first != nil {
+		running = append(running, first)
+	}
+	ac := b.cl.adminClient(admin, 2)
+	next := 0
+	for _, n := range o.sidecars {
+		if ctx.Err() != nil {
+			return
+		}
+		t0 := time.Now()
+		started, err := b.startSidecars(ctx, admin, n-len(running), len(running))
+		running = append(running, started...)
+		res := revocationResult{Sidecars: n}
+		if err != nil {
+			res.Unhealthy = fmt.Sprintf("%d of %d sidecars running: %v", len(running), n, firstLine(err))
+			b.progress("revocation N=%d: %s", n, res.Unhealthy)
+			if len(running) == 0 {
+				r.revocations = append(r.revocations, res)
+				continue
+			}
+		}
+		b.progress("revocation: %d sidecars ready (%v to start the new ones)", len(running), time.Since(t0).Round(time.Millisecond))
+		keys, ids := b.small.Valid[next:next+o.revocations], b.small.IDs[next:next+o.revocations]
+		next += o.revocations
+		got, err := measureRevocations(ctx, ac, running, keys, ids, o.revokePoll)
+		if err != nil {
+			r.revocationErr, r.revocationErrAtN = err, n
+			b.progress("revocation N=%d failed: %v", n, err)
+			return
+		}
+		got.Unhealthy = res.Unhealthy
+		r.revocations = append(r.revocations, got)
+		b.progress("revocation N=%d: %s", len(running), revocationCell(got))
+	}
+}
+
+// startSidecars starts count sidecars, at most 8 at a time, numbered from
+// base, and waits until each is ready. It returns those that became ready
+// and the first error.
+func (b *bench) startSidecars(ctx context.Context, admin *proc, count, base int) ([]*proc, error) {
+	var (
+		mu       sync.Mutex
+		out      []*proc
+		errs     []error
+		wg       sync.WaitGroup
+		parallel = make(chan struct{}, 8)
+	)
+	for i := range count {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parallel <- struct{}{}
+			defer func() { <-parallel }()
+			name := fmt.Sprintf("sidecar-r%d", base+i)
+			p, _, err := b.cl.startReadySidecar(ctx, name, filepath.Join(b.root, name), admin, startTimeout)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				return
+			}
+			out = append(out, p)
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return out, fmt.Errorf("%d failed to start, first: %w", len(errs), errs[0])
+	}
+	return out, nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
+// machine describes the host: cores, CPU model, Go version.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (runtime.NumCPU), %s, %s %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+var errNotMeasured = errors.New("not measured")

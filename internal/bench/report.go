@@ -1,0 +1,280 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Targets of issue 6, checked against the run's own figures.
+const (
+	targetCheckRatio   = 0.85 // extauthz / do-nothing throughput at the top concurrency
+	targetCheckP99     = 1.5  // extauthz / do-nothing p99
+	targetForwardRatio = 0.85
+	targetLargeCost    = 0.10 // throughput lost from the small to the large store
+	targetCold         = 5 * time.Second
+	targetRestart      = time.Second
+	targetRSS          = 300 << 20
+	targetCreations    = 1000.0
+	targetRevokeP99    = 100 * time.Millisecond
+	targetRevokeN      = 100
+)
+
+// print writes the machine, the command and the table.
+func (b *bench) print(w io.Writer) {
+	o, r := b.opts, &b.res
+	fmt.Fprintf(w, "- command: `%s`\n", r.command)
+	fmt.Fprintf(w, "- machine: %s; load average (1, 5, 15 min) %s before the run, %s after\n", r.machine, r.loadAvg, loadAvg())
+	fmt.Fprintf(w, "- extauthz: %s\n", r.extauthzVersion)
+	fmt.Fprintf(w, "- date: %s; each load point is %v measured, in %d slices interleaved with its baseline's, each after %v warm-up; gRPC callers over %d connections; 90 %% valid / 10 %% unknown keys; latencies from a log-linear histogram (< 0.8 %% error), never averages\n\n",
+		r.date, o.duration, o.rounds, o.warmup/time.Duration(o.rounds), o.conns)
+
+	t := &table{}
+	t.row("measurement", "setup", "extauthz", "baseline (same run)", "ratio", "target (issue 6)")
+	top := slices.Max(o.concurrency)
+	small, large := fmt.Sprintf("%s keys", count(o.keysSmall)), fmt.Sprintf("%s keys", count(o.keysLarge))
+
+	// Check and forwardAuth rows.
+	for _, door := range []struct {
+		name, base string
+		res        *[numTargets]map[int]loadResult
+		grpc       bool
+	}{
+		{"Check (gRPC)", "do-nothing grpc-go Check server", &r.grpc, true},
+		{"forwardAuth (HTTP)", "do-nothing net/http handler", &r.http, false},
+	} {
+		for _, tk := range []targetKind{targetSmall, targetLarge} {
+			for _, c := range o.concurrency {
+				size := small
+				if tk == targetLarge {
+					size = large
+				}
+				setup := fmt.Sprintf("c=%d, %s", c, size)
+				got, ok := door.res[tk][c]
+				base, bok := door.res[targetNoop][c]
+				if !ok {
+					t.row(door.name, setup, notMeasured(r.targetErr[tk]), baseCell(door.base, base, bok), "—", "—")
+					continue
+				}
+				ratio, verdicts := "—", []string{}
+				if bok && base.RPS() > 0 {
+					ratio = fmt.Sprintf("%.2f× req/s, %.2f× p99", got.RPS()/base.RPS(), ratioDur(got.Hist.Quantile(0.99), base.Hist.Quantile(0.99)))
+					if c == top {
+						if door.grpc {
+							verdicts = append(verdicts, verdict(got.RPS()/base.RPS() >= targetCheckRatio && ratioDur(got.Hist.Quantile(0.99), base.Hist.Quantile(0.99)) <= targetCheckP99,
+								fmt.Sprintf("≥ %.2f× req/s and p99 ≤ %.1f×", targetCheckRatio, targetCheckP99)))
+						} else {
+							verdicts = append(verdicts, verdict(got.RPS()/base.RPS() >= targetForwardRatio, fmt.Sprintf("≥ %.2f× req/s", targetForwardRatio)))
+						}
+					}
+				}
+				if tk == targetLarge {
+					if s, ok := door.res[targetSmall][c]; ok && s.RPS() > 0 {
+						loss := 1 - got.RPS()/s.RPS()
+						verdicts = append(verdicts, verdict(loss < targetLargeCost, fmt.Sprintf("%s→%s costs < %.0f %%: %+.1f %% req/s vs %s", count(o.keysSmall), count(o.keysLarge), targetLargeCost*100, -loss*100, small)))
+					}
+				}
+				t.row(door.name, setup, loadCell(got), baseCell(door.base, base, bok), ratio, orDash(strings.Join(verdicts, "; ")))
+			}
+		}
+	}
+
+	// Revocation propagation.
+	for i, n := range o.sidecars {
+		setup := fmt.Sprintf("N=%d sidecars, %s, %d revocations, pollers in a tight loop", n, small, o.revocations)
+		if o.revokePoll > 0 {
+			setup = fmt.Sprintf("N=%d sidecars, %s, %d revocations, each poller pausing %v between Checks", n, small, o.revocations, o.revokePoll)
+		}
+		var rr *revocationResult
+		if i < len(r.revocations) {
+			rr = &r.revocations[i]
+		}
+		switch {
+		case rr == nil && r.revocationErr != nil && r.revocationErrAtN == n:
+			t.row("Revocation propagation", setup, "not yet: "+escape(firstLine(r.revocationErr)), "—", "—", "—")
+			continue
+		case rr == nil || rr.Samples == nil:
+			msg := "not measured"
+			if rr != nil && rr.Unhealthy != "" {
+				msg = "not measured: " + rr.Unhealthy
+			}
+			t.row("Revocation propagation", setup, escape(msg), "—", "—", "—")
+			continue
+		}
+		target := "—"
+		if n == targetRevokeN || (i == len(o.sidecars)-1 && n >= targetRevokeN) {
+			target = verdict(rr.Samples.Quantile(0.99) < targetRevokeP99 && rr.Timeouts == 0, fmt.Sprintf("p99 < %v at %d sidecars", targetRevokeP99, targetRevokeN))
+		}
+		if rr.Unhealthy != "" {
+			setup += " (" + escape(rr.Unhealthy) + ")"
+		}
+		t.row("Revocation propagation", setup, revocationCell(*rr),
+			fmt.Sprintf("one polling Check round trip: p50 %s, p99 %s (the resolution)", ms(rr.Probe.Quantile(0.5)), ms(rr.Probe.Quantile(0.99))),
+			"—", target)
+	}
+
+	// Cold start and restart.
+	if r.cold > 0 {
+		t.row("Cold start", "new sidecar, empty data dir, exec → /readyz 200", fmt.Sprintf("%s: %s", large, secs(r.cold)),
+			fmt.Sprintf("%s: %s", small, secs(r.coldBase)), fmt.Sprintf("%.1f×", ratioDur(r.cold, r.coldBase)),
+			verdict(r.cold < targetCold, fmt.Sprintf("< %v", targetCold)))
+	} else {
+		t.row("Cold start", "new sidecar, empty data dir, exec → /readyz 200", notMeasured(r.coldErr), "—", "—", "—")
+	}
+	if r.restart > 0 {
+		t.row("Restart", "SIGTERM, start again on its own replica file, exec → /readyz 200", fmt.Sprintf("%s: %s (SIGTERM → exit %s)", large, secs(r.restart), secs(r.shutdown)),
+			fmt.Sprintf("%s: %s", small, secs(r.restartBase)), fmt.Sprintf("%.1f×", ratioDur(r.restart, r.restartBase)),
+			verdict(r.restart < targetRestart, fmt.Sprintf("< %v", targetRestart)))
+	} else {
+		t.row("Restart", "SIGTERM, start again on its own replica file", notMeasured(r.restartErr), "—", "—", "—")
+	}
+
+	// Memory.
+	if r.mem.RSS > 0 {
+		base := fmt.Sprintf("do-nothing gRPC server: %s; sidecar with %s: %s", mib(r.memNoop.RSS), small, mib(r.memSmall.RSS))
+		t.row("Memory (VmRSS)", fmt.Sprintf("sidecar after its %s load", large), fmt.Sprintf("%s (anon %s, file-backed %s)", mib(r.mem.RSS), mib(r.mem.Anon), mib(r.mem.File)),
+			base, fmt.Sprintf("%.1f× the do-nothing server", float64(r.mem.RSS)/float64(max(r.memNoop.RSS, 1))),
+			verdict(r.mem.RSS < targetRSS, "< 300 MiB"))
+	} else {
+		t.row("Memory (VmRSS)", fmt.Sprintf("sidecar with %s", large), notMeasured(r.memErr), "—", "—", "—")
+	}
+
+	// Admin creations.
+	created := float64(r.admin.Requests-r.admin.Unexpected-r.admin.Errors) / r.admin.Window.Seconds()
+	setup := fmt.Sprintf("%d operator clients POST /api/v1/api-keys, %s store, its sidecar following", o.admins, large)
+	base := "—"
+	if r.fsyncErr == nil && r.fsyncRate > 0 {
+		base = fmt.Sprintf("disk: %s write+fdatasync/s, one writer", count(int(r.fsyncRate)))
+	}
+	if r.adminErr != nil || r.admin.Window == 0 {
+		t.row("Admin key creations", setup, notMeasured(r.adminErr), base, "—", "—")
+	} else {
+		cell := fmt.Sprintf("%s creations/s · p50 %s · p99 %s", count(int(created)), ms(r.admin.Hist.Quantile(0.5)), ms(r.admin.Hist.Quantile(0.99)))
+		cell += problems(r.admin)
+		ratio := "—"
+		if r.fsyncRate > 0 {
+			ratio = fmt.Sprintf("%.2f creations per fsync", created/r.fsyncRate)
+		}
+		t.row("Admin key creations", setup, cell, base, ratio, verdict(created >= targetCreations, fmt.Sprintf("≥ %s/s", count(int(targetCreations)))))
+	}
+	t.write(w)
+	fmt.Fprintf(w, "\nRun time %v. Sidecars log at the shipped level (info): each denied request (10 %% of the load) writes one JSON log line, included in the figures.\n", time.Since(b.began).Round(time.Second))
+}
+
+// table is a markdown table.
+type table struct{ rows [][]string }
+
+func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) write(w io.Writer) {
+	for i, r := range t.rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+		if i == 0 {
+			fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(r)))
+		}
+	}
+}
+
+// loadCell formats throughput and latency quantiles of one load point,
+// with any failed or unexpected answers.
+func loadCell(r loadResult) string {
+	s := fmt.Sprintf("%s req/s · p50 %s · p99 %s · p99.9 %s", count(int(r.RPS())),
+		ms(r.Hist.Quantile(0.5)), ms(r.Hist.Quantile(0.99)), ms(r.Hist.Quantile(0.999)))
+	return s + problems(r)
+}
+
+func problems(r loadResult) string {
+	s := ""
+	if r.Unexpected > 0 {
+		s += fmt.Sprintf(" · **%d unexpected answers**", r.Unexpected)
+	}
+	if r.Errors > 0 {
+		s += fmt.Sprintf(" · **%d errors** (%s)", r.Errors, escape(firstLine(r.FirstErr)))
+	}
+	return s
+}
+
+func baseCell(name string, r loadResult, ok bool) string {
+	if !ok {
+		return name + ": not measured"
+	}
+	return name + ": " + loadCell(r)
+}
+
+func revocationCell(r revocationResult) string {
+	s := fmt.Sprintf("p50 %s · p99 %s · max %s (%d samples)", ms(r.Samples.Quantile(0.5)), ms(r.Samples.Quantile(0.99)), ms(r.Samples.Max()), r.Samples.Count())
+	if r.Timeouts > 0 {
+		s += fmt.Sprintf(" · **%d never denied within %v**", r.Timeouts, revokeTimeout)
+	}
+	return s
+}
+
+func verdict(ok bool, target string) string {
+	if ok {
+		return target + ": met"
+	}
+	return target + ": **missed**"
+}
+
+func notMeasured(err error) string {
+	if err == nil {
+		err = errNotMeasured
+	}
+	return "not yet: " + escape(firstLine(err))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// escape keeps a message from breaking the table.
+func escape(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+func ratioDur(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// ms formats a latency in milliseconds with three significant digits.
+func ms(d time.Duration) string {
+	v := float64(d) / 1e6
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.3f ms", v)
+	case v < 10:
+		return fmt.Sprintf("%.2f ms", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f ms", v)
+	default:
+		return fmt.Sprintf("%.0f ms", v)
+	}
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// count formats an integer with thousands separators.
+func count(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + count(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
