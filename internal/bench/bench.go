@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 // Sizes of the three load targets, in the order they are measured.
@@ -50,8 +52,8 @@ type results struct {
 	restartBase      time.Duration
 	restartErr       error
 	shutdown         time.Duration
-	mem, memSmall    memInfo
-	memNoop          memInfo
+	mem, memSmall    childproc.Mem
+	memNoop          childproc.Mem
 	memErr           error
 	admin            loadResult
 	adminErr         error
@@ -96,11 +98,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	b.progress("large store: %d keys in %v", o.keysLarge, time.Since(t0).Round(time.Millisecond))
 
-	noopG, err := startProc(ctx, "noop-grpc", b.self, []string{flagNoopGRPC, "127.0.0.1:0"}, nil)
+	noopG, err := childproc.Start(ctx, "noop-grpc", b.self, []string{flagNoopGRPC, "127.0.0.1:0"}, nil)
 	if err != nil {
 		return err
 	}
-	noopH, err := startProc(ctx, "noop-http", b.self, []string{flagNoopHTTP, "127.0.0.1:0"}, nil)
+	noopH, err := childproc.Start(ctx, "noop-http", b.self, []string{flagNoopHTTP, "127.0.0.1:0"}, nil)
 	if err != nil {
 		return err
 	}
@@ -117,7 +119,7 @@ func (b *bench) run(ctx context.Context) error {
 	// Cold starts: an empty data dir to /readyz 200, small store first as
 	// the baseline.
 	scSDir, scLDir := filepath.Join(b.root, "sidecar-small"), filepath.Join(b.root, "sidecar-large")
-	scS, d, err := b.cl.startReadySidecar(ctx, "sidecar-small", scSDir, adminS, startTimeout)
+	scS, d, err := b.cl.startReadySidecar(ctx, "sidecar-small", scSDir, adminS, childproc.StartTimeout)
 	if err != nil {
 		r.targetErr[targetSmall], r.coldErr = err, err
 		b.progress("sidecar (small store) failed: %v", err)
@@ -125,9 +127,9 @@ func (b *bench) run(ctx context.Context) error {
 		r.coldBase = d
 		b.progress("sidecar with %d keys ready in %v", o.keysSmall, d.Round(time.Millisecond))
 	}
-	var scL *proc
+	var scL *childproc.Proc
 	if ctx.Err() == nil {
-		scL, d, err = b.cl.startReadySidecar(ctx, "sidecar-large", scLDir, adminL, startTimeout)
+		scL, d, err = b.cl.startReadySidecar(ctx, "sidecar-large", scLDir, adminL, childproc.StartTimeout)
 		if err != nil {
 			r.targetErr[targetLarge], r.coldErr = err, err
 			b.progress("sidecar (large store) failed: %v", err)
@@ -139,7 +141,7 @@ func (b *bench) run(ctx context.Context) error {
 
 	// Load: per front door and concurrency, the three targets back to back
 	// so that each figure and its baseline see the same machine.
-	targets := [numTargets]*proc{noopG, scS, scL}
+	targets := [numTargets]*childproc.Proc{noopG, scS, scL}
 	keys := [numTargets]*keySet{b.small, b.small, b.large}
 	names := [numTargets]string{"do-nothing", fmt.Sprintf("extauthz %d keys", o.keysSmall), fmt.Sprintf("extauthz %d keys", o.keysLarge)}
 	b.loadGRPC(ctx, targets, keys, names)
@@ -147,21 +149,21 @@ func (b *bench) run(ctx context.Context) error {
 	b.loadHTTP(ctx, targets, keys, names)
 
 	// Memory after the load.
-	if m, err := noopG.memory(); err == nil {
+	if m, err := noopG.Memory(); err == nil {
 		r.memNoop = m
 	}
 	if scS != nil {
-		r.memSmall, _ = scS.memory()
+		r.memSmall, _ = scS.Memory()
 	}
 	if scL != nil {
-		if r.mem, err = scL.memory(); err != nil {
+		if r.mem, err = scL.Memory(); err != nil {
 			r.memErr = err
 		}
 	} else {
 		r.memErr = r.targetErr[targetLarge]
 	}
-	_, _ = noopG.stop(10 * time.Second)
-	_, _ = noopH.stop(10 * time.Second)
+	_, _ = noopG.Stop(10 * time.Second)
+	_, _ = noopH.Stop(10 * time.Second)
 
 	// Restart from the sidecar's own file: SIGTERM, then start again.
 	if scS != nil && ctx.Err() == nil {
@@ -173,8 +175,8 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	if scL != nil && ctx.Err() == nil {
 		var d time.Duration
-		r.shutdown, _ = scL.stop(30 * time.Second)
-		scL, d, err = b.cl.startReadySidecar(ctx, "sidecar-large", scLDir, adminL, startTimeout)
+		r.shutdown, _ = scL.Stop(30 * time.Second)
+		scL, d, err = b.cl.startReadySidecar(ctx, "sidecar-large", scLDir, adminL, childproc.StartTimeout)
 		if err != nil {
 			r.restartErr = err
 		} else {
@@ -190,9 +192,9 @@ func (b *bench) run(ctx context.Context) error {
 		b.adminCreations(ctx, adminL, largeDir)
 	}
 	if scL != nil {
-		_, _ = scL.stop(30 * time.Second)
+		_, _ = scL.Stop(30 * time.Second)
 	}
-	_, _ = adminL.stop(30 * time.Second)
+	_, _ = adminL.Stop(30 * time.Second)
 
 	// Revocation propagation on the small store.
 	if ctx.Err() == nil {
@@ -207,21 +209,21 @@ func (b *bench) run(ctx context.Context) error {
 
 // restartSidecar stops p with SIGTERM and starts it again on the same data
 // dir, returning the new process and its exec-to-ready time.
-func (b *bench) restartSidecar(ctx context.Context, p *proc, dir string, admin *proc) (*proc, time.Duration, error) {
-	if _, err := p.stop(30 * time.Second); err != nil {
+func (b *bench) restartSidecar(ctx context.Context, p *childproc.Proc, dir string, admin *childproc.Proc) (*childproc.Proc, time.Duration, error) {
+	if _, err := p.Stop(30 * time.Second); err != nil {
 		return nil, 0, err
 	}
-	return b.cl.startReadySidecar(ctx, p.name, dir, admin, startTimeout)
+	return b.cl.startReadySidecar(ctx, p.Name, dir, admin, childproc.StartTimeout)
 }
 
-func (b *bench) loadGRPC(ctx context.Context, targets [numTargets]*proc, keys [numTargets]*keySet, names [numTargets]string) {
+func (b *bench) loadGRPC(ctx context.Context, targets [numTargets]*childproc.Proc, keys [numTargets]*keySet, names [numTargets]string) {
 	o, r := b.opts, &b.res
 	var loads [numTargets]*grpcLoad
 	for t, p := range targets {
 		if p == nil {
 			continue
 		}
-		g, err := newGRPCLoad(p.addr("grpc"), o.conns, keys[t].Valid, keys[t].Invalid, targetKind(t) != targetNoop)
+		g, err := newGRPCLoad(p.Addr("grpc"), o.conns, keys[t].Valid, keys[t].Invalid, targetKind(t) != targetNoop)
 		if err != nil {
 			r.targetErr[t] = err
 			continue
@@ -239,7 +241,7 @@ func (b *bench) loadGRPC(ctx context.Context, targets [numTargets]*proc, keys [n
 	}
 }
 
-func (b *bench) loadHTTP(ctx context.Context, targets [numTargets]*proc, keys [numTargets]*keySet, names [numTargets]string) {
+func (b *bench) loadHTTP(ctx context.Context, targets [numTargets]*childproc.Proc, keys [numTargets]*keySet, names [numTargets]string) {
 	o, r := b.opts, &b.res
 	maxC := 0
 	for _, c := range o.concurrency {
@@ -250,7 +252,7 @@ func (b *bench) loadHTTP(ctx context.Context, targets [numTargets]*proc, keys [n
 		if p == nil {
 			continue
 		}
-		loads[t] = newHTTPLoad(p.addr("http"), maxC, keys[t].Valid, keys[t].Invalid, targetKind(t) != targetNoop)
+		loads[t] = newHTTPLoad(p.Addr("http"), maxC, keys[t].Valid, keys[t].Invalid, targetKind(t) != targetNoop)
 		defer loads[t].Close()
 	}
 	for _, c := range o.concurrency {
@@ -300,7 +302,7 @@ func (b *bench) interleave(ctx context.Context, c int, names [numTargets]string,
 
 // adminCreations runs -admin-clients operator clients creating keys for
 // -duration, beside the disk's fsync rate as the baseline.
-func (b *bench) adminCreations(ctx context.Context, admin *proc, dir string) {
+func (b *bench) adminCreations(ctx context.Context, admin *childproc.Proc, dir string) {
 	o, r := b.opts, &b.res
 	r.fsyncRate, r.fsyncErr = fsyncRate(dir, min(o.duration, 3*time.Second))
 	if r.fsyncErr == nil {
@@ -347,9 +349,9 @@ func fsyncRate(dir string, d time.Duration) (float64, error) {
 
 // revocations grows the set of sidecars following the small admin to each
 // -sidecars count and measures -revocations revocations at each.
-func (b *bench) revocations(ctx context.Context, admin, first *proc) {
+func (b *bench) revocations(ctx context.Context, admin, first *childproc.Proc) {
 	o, r := b.opts, &b.res
-	var running []*proc
+	var running []*childproc.Proc
 	if first != nil {
 		running = append(running, first)
 	}
@@ -389,10 +391,10 @@ func (b *bench) revocations(ctx context.Context, admin, first *proc) {
 // startSidecars starts count sidecars, at most 8 at a time, numbered from
 // base, and waits until each is ready. It returns those that became ready
 // and the first error.
-func (b *bench) startSidecars(ctx context.Context, admin *proc, count, base int) ([]*proc, error) {
+func (b *bench) startSidecars(ctx context.Context, admin *childproc.Proc, count, base int) ([]*childproc.Proc, error) {
 	var (
 		mu       sync.Mutex
-		out      []*proc
+		out      []*childproc.Proc
 		errs     []error
 		wg       sync.WaitGroup
 		parallel = make(chan struct{}, 8)
@@ -404,7 +406,7 @@ func (b *bench) startSidecars(ctx context.Context, admin *proc, count, base int)
 			parallel <- struct{}{}
 			defer func() { <-parallel }()
 			name := fmt.Sprintf("sidecar-r%d", base+i)
-			p, _, err := b.cl.startReadySidecar(ctx, name, filepath.Join(b.root, name), admin, startTimeout)
+			p, _, err := b.cl.startReadySidecar(ctx, name, filepath.Join(b.root, name), admin, childproc.StartTimeout)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/extauthz/extauthz/internal/childproc"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
 )
@@ -179,8 +180,8 @@ func (c *cluster) prefillAdmin(dir string, n, sample int) (*keySet, error) {
 }
 
 // startAdmin runs `extauthz admin` over dir on a free loopback port.
-func (c *cluster) startAdmin(ctx context.Context, name, dir string) (*proc, error) {
-	return startProc(ctx, name, c.bin, []string{"admin",
+func (c *cluster) startAdmin(ctx context.Context, name, dir string) (*childproc.Proc, error) {
+	return childproc.Start(ctx, name, c.bin, []string{"admin",
 		"--data-dir", dir,
 		"--admin-addr", "127.0.0.1:0",
 		"--admin-token-file", c.adminTokenFile,
@@ -194,9 +195,9 @@ func (c *cluster) startAdmin(ctx context.Context, name, dir string) (*proc, erro
 // startSidecar runs `extauthz sidecar` following admin, over dir, with
 // free loopback ports, at the shipped log level (info: every denial is
 // logged, which is part of the measured cost).
-func (c *cluster) startSidecar(ctx context.Context, name, dir string, admin *proc) (*proc, error) {
-	return startProc(ctx, name, c.bin, []string{"sidecar",
-		"--admin-url", admin.url("admin"),
+func (c *cluster) startSidecar(ctx context.Context, name, dir string, admin *childproc.Proc) (*childproc.Proc, error) {
+	return childproc.Start(ctx, name, c.bin, []string{"sidecar",
+		"--admin-url", admin.URL("admin"),
 		"--replication-token-file", c.replTokenFile,
 		"--policy", c.policyFile,
 		"--data-dir", dir,
@@ -210,14 +211,14 @@ func (c *cluster) startSidecar(ctx context.Context, name, dir string, admin *pro
 
 // startReadySidecar starts a sidecar and waits for /readyz; it returns the
 // time from exec to the first 200.
-func (c *cluster) startReadySidecar(ctx context.Context, name, dir string, admin *proc, timeout time.Duration) (*proc, time.Duration, error) {
+func (c *cluster) startReadySidecar(ctx context.Context, name, dir string, admin *childproc.Proc, timeout time.Duration) (*childproc.Proc, time.Duration, error) {
 	p, err := c.startSidecar(ctx, name, dir, admin)
 	if err != nil {
 		return nil, 0, err
 	}
-	d, err := p.waitReady(ctx, p.url("http")+"/readyz", timeout)
+	d, err := p.WaitReady(ctx, p.URL("http")+"/readyz", timeout)
 	if err != nil {
-		p.kill()
+		p.Kill()
 		return nil, 0, err
 	}
 	return p, d, nil
@@ -229,8 +230,8 @@ type adminClient struct {
 	http        *http.Client
 }
 
-func (c *cluster) adminClient(admin *proc, conns int) *adminClient {
-	return &adminClient{base: admin.url("admin"), token: c.adminToken, http: &http.Client{
+func (c *cluster) adminClient(admin *childproc.Proc, conns int) *adminClient {
+	return &adminClient{base: admin.URL("admin"), token: c.adminToken, http: &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2},
 	}}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 // TestMain lets the test binary stand in for the bench binary when it is
@@ -19,7 +21,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	stopAll()
+	childproc.StopAll()
 	os.Exit(code)
 }
 
@@ -34,11 +36,11 @@ func TestLoadAgainstNoop(t *testing.T) {
 	valid, invalid := []string{"nex_a", "nex_b"}, []string{"nex_c"}
 	spec := loadSpec{Concurrency: 4, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond}
 
-	pg, err := startProc(ctx, "noop-grpc", self, []string{flagNoopGRPC, "127.0.0.1:0"}, nil)
+	pg, err := childproc.Start(ctx, "noop-grpc", self, []string{flagNoopGRPC, "127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := newGRPCLoad(pg.addr("grpc"), 2, valid, invalid, false)
+	g, err := newGRPCLoad(pg.Addr("grpc"), 2, valid, invalid, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,28 +50,28 @@ func TestLoadAgainstNoop(t *testing.T) {
 	if res.Requests == 0 || res.Errors > 0 || res.Hist.Count() != res.Requests {
 		t.Fatalf("gRPC load: %+v", res)
 	}
-	if m, err := pg.memory(); err != nil || m.RSS == 0 {
+	if m, err := pg.Memory(); err != nil || m.RSS == 0 {
 		t.Fatalf("memory: %+v %v", m, err)
 	}
-	if _, err := pg.stop(5 * time.Second); err != nil {
+	if _, err := pg.Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 
-	ph, err := startProc(ctx, "noop-http", self, []string{flagNoopHTTP, "127.0.0.1:0"}, nil)
+	ph, err := childproc.Start(ctx, "noop-http", self, []string{flagNoopHTTP, "127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHTTPLoad(ph.addr("http"), 4, valid, invalid, false)
+	h := newHTTPLoad(ph.Addr("http"), 4, valid, invalid, false)
 	defer h.Close()
 	res = runHTTP(ctx, h, spec)
 	t.Logf("HTTP: %s", loadCell(res))
 	if res.Requests == 0 || res.Errors > 0 {
 		t.Fatalf("HTTP load: %+v", res)
 	}
-	if _, err := ph.waitReady(ctx, ph.url("http")+"/readyz", time.Second); err != nil {
+	if _, err := ph.WaitReady(ctx, ph.URL("http")+"/readyz", time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ph.stop(5 * time.Second); err != nil {
+	if _, err := ph.Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 }

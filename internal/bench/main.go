@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 // options are the command-line flags.
@@ -63,7 +65,7 @@ func runMain(opts *options) int {
 		return 1
 	}
 	defer os.RemoveAll(root)
-	defer stopAll()
+	defer childproc.StopAll()
 	b := &bench{opts: opts, root: root, began: time.Now()}
 	if err := b.run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/childproc"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/replication"
 )
@@ -217,10 +218,10 @@ func TestProfileSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.stop(10 * time.Second)
+	defer admin.Stop(10 * time.Second)
 	pprofAddr := "127.0.0.1:6161"
 	args := []string{"sidecar",
-		"--admin-url", admin.url("admin"), "--replication-token-file", c.replTokenFile,
+		"--admin-url", admin.URL("admin"), "--replication-token-file", c.replTokenFile,
 		"--policy", c.policyFile, "--data-dir", filepath.Join(dir, "sidecar"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "info",
 	}
@@ -231,13 +232,13 @@ func TestProfileSidecar(t *testing.T) {
 			args[0] = flagNoopHTTP
 		}
 	}
-	sc, err := startProc(ctx, "sidecar", bin, args, append([]string{"BENCH_PPROF_ADDR=" + pprofAddr}, strings.Fields(os.Getenv("BENCH_PROFILE_SIDECAR_ENV"))...))
+	sc, err := childproc.Start(ctx, "sidecar", bin, args, append([]string{"BENCH_PPROF_ADDR=" + pprofAddr}, strings.Fields(os.Getenv("BENCH_PROFILE_SIDECAR_ENV"))...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sc.stop(10 * time.Second)
+	defer sc.Stop(10 * time.Second)
 	if os.Getenv("BENCH_PROFILE_NOOP") == "" {
-		if _, err := sc.waitReady(ctx, sc.url("http")+"/readyz", time.Minute); err != nil {
+		if _, err := sc.WaitReady(ctx, sc.URL("http")+"/readyz", time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -245,12 +246,12 @@ func TestProfileSidecar(t *testing.T) {
 	done := make(chan loadResult)
 	go func() {
 		if os.Getenv("BENCH_PROFILE_DOOR") == "http" {
-			h := newHTTPLoad(sc.addr("http"), 64, ks.Valid, ks.Invalid, os.Getenv("BENCH_PROFILE_NOOP") == "")
+			h := newHTTPLoad(sc.Addr("http"), 64, ks.Valid, ks.Invalid, os.Getenv("BENCH_PROFILE_NOOP") == "")
 			defer h.Close()
 			done <- runHTTP(ctx, h, spec)
 			return
 		}
-		g, err := newGRPCLoad(sc.addr("grpc"), 4, ks.Valid, ks.Invalid, os.Getenv("BENCH_PROFILE_NOOP") == "")
+		g, err := newGRPCLoad(sc.Addr("grpc"), 4, ks.Valid, ks.Invalid, os.Getenv("BENCH_PROFILE_NOOP") == "")
 		if err != nil {
 			t.Error(err)
 			close(done)
@@ -279,7 +280,7 @@ func TestProfileSidecar(t *testing.T) {
 	res := <-done
 	t.Logf("load: %s", loadCell(res))
 	if os.Getenv("BENCH_PROFILE_NOOP") == "" {
-		logGoMetrics(t, sc.url("http")+"/metrics")
+		logGoMetrics(t, sc.URL("http")+"/metrics")
 		// The live heap after the load, beside the CPU profile.
 		if resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1"); err == nil {
 			if f, err := os.Create(out + ".heap"); err == nil {
@@ -293,8 +294,8 @@ func TestProfileSidecar(t *testing.T) {
 
 // pageFaults returns the minor and major page faults of p so far
 // (/proc/PID/stat fields 10 and 12).
-func pageFaults(p *proc) (minor, major int64) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat")
+func pageFaults(p *childproc.Proc) (minor, major int64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/stat")
 	if err != nil {
 		return 0, 0
 	}
@@ -356,22 +357,22 @@ func TestProfileColdStart(t *testing.T) {
 	}
 	const adminPprof, sidecarPprof = "127.0.0.1:6162", "127.0.0.1:6161"
 	t0 := time.Now()
-	admin, err := startProc(ctx, "admin", bin, []string{"admin", "--data-dir", filepath.Join(dir, "admin"), "--admin-addr", "127.0.0.1:0",
+	admin, err := childproc.Start(ctx, "admin", bin, []string{"admin", "--data-dir", filepath.Join(dir, "admin"), "--admin-addr", "127.0.0.1:0",
 		"--admin-token-file", c.adminTokenFile, "--replication-token-file", c.replTokenFile, "--policy", c.policyFile}, []string{"BENCH_PPROF_ADDR=" + adminPprof})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.stop(10 * time.Second)
+	defer admin.Stop(10 * time.Second)
 	t.Logf("admin with %d keys started in %v", n, time.Since(t0))
-	sc, err := startProc(ctx, "sidecar", bin, []string{"sidecar",
-		"--admin-url", admin.url("admin"), "--replication-token-file", c.replTokenFile,
+	sc, err := childproc.Start(ctx, "sidecar", bin, []string{"sidecar",
+		"--admin-url", admin.URL("admin"), "--replication-token-file", c.replTokenFile,
 		"--policy", c.policyFile, "--data-dir", filepath.Join(dir, "sidecar"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 	}, []string{"BENCH_PPROF_ADDR=" + sidecarPprof})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sc.stop(10 * time.Second)
+	defer sc.Stop(10 * time.Second)
 	secs := os.Getenv("BENCH_PROFILE_SECONDS")
 	if secs == "" {
 		secs = "20"
@@ -395,7 +396,7 @@ func TestProfileColdStart(t *testing.T) {
 			errs <- err
 		}()
 	}
-	d, err := sc.waitReady(ctx, sc.url("http")+"/readyz", 5*time.Minute)
+	d, err := sc.WaitReady(ctx, sc.URL("http")+"/readyz", 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +406,7 @@ func TestProfileColdStart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if m, err := sc.memory(); err == nil {
+	if m, err := sc.Memory(); err == nil {
 		t.Logf("sidecar memory: %+v MiB", []int64{m.RSS >> 20, m.Anon >> 20, m.File >> 20})
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 // revokeTimeout bounds the wait for one sidecar to deny a revoked key.
@@ -37,7 +39,7 @@ type revocationResult struct {
 // With poll > 0 each poller pauses that long between polls instead of
 // spinning: at 100 sidecars on 2 cores the tight loops saturate the CPU
 // and become most of what is measured.
-func measureRevocations(ctx context.Context, admin *adminClient, sidecars []*proc, keys []string, ids []string, poll time.Duration) (revocationResult, error) {
+func measureRevocations(ctx context.Context, admin *adminClient, sidecars []*childproc.Proc, keys []string, ids []string, poll time.Duration) (revocationResult, error) {
 	res := revocationResult{Sidecars: len(sidecars), Samples: NewHistogram(), Probe: NewHistogram()}
 	loads := make([]*grpcLoad, len(sidecars))
 	defer func() {
@@ -48,7 +50,7 @@ func measureRevocations(ctx context.Context, admin *adminClient, sidecars []*pro
 		}
 	}()
 	for i, sc := range sidecars {
-		g, err := newGRPCLoad(sc.addr("grpc"), 1, nil, nil, true)
+		g, err := newGRPCLoad(sc.Addr("grpc"), 1, nil, nil, true)
 		if err != nil {
 			return res, err
 		}
@@ -66,7 +68,7 @@ func measureRevocations(ctx context.Context, admin *adminClient, sidecars []*pro
 		// Every sidecar must allow the key before it is revoked.
 		for i, g := range loads {
 			if err := waitCode(ctx, g.clients[0], req, codes.OK, revokeTimeout); err != nil {
-				return res, fmt.Errorf("%s before revocation %d: %w", sidecars[i].name, k, err)
+				return res, fmt.Errorf("%s before revocation %d: %w", sidecars[i].Name, k, err)
 			}
 		}
 		code, body, err := admin.do(ctx, http.MethodDelete, "/api/v1/api-keys/"+ids[k], nil)

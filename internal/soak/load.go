@@ -13,6 +13,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 // route is a request the load sends, and the scope the Nexgent policy
@@ -69,12 +71,12 @@ type target struct {
 	client  authv3.AuthorizationClient
 }
 
-func newTarget(name string, p *proc) (*target, error) {
-	conn, err := grpc.NewClient(p.addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+func newTarget(name string, p *childproc.Proc) (*target, error) {
+	conn, err := grpc.NewClient(p.Addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: name, authURL: p.url("http") + "/auth", conn: conn, client: authv3.NewAuthorizationClient(conn)}, nil
+	return &target{name: name, authURL: p.URL("http") + "/auth", conn: conn, client: authv3.NewAuthorizationClient(conn)}, nil
 }
 
 // stats are the load's counters.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 type config struct {
@@ -91,9 +93,9 @@ type runner struct {
 	c        config
 	dir      string
 	token    string
-	admin    *proc
-	sidecars []*proc
-	procs    []*proc // every child, in start order
+	admin    *childproc.Proc
+	sidecars []*childproc.Proc
+	procs    []*childproc.Proc // every child, in start order
 	targets  []*target
 	series   []*series
 	t0       time.Time
@@ -149,10 +151,10 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 
 	r.t0 = time.Now()
-	r.admin, err = startProc(ctx, "admin", bin, []string{"admin",
+	r.admin, err = childproc.Start(ctx, "admin", bin, []string{"admin",
 		"--data-dir", filepath.Join(r.dir, "admin"), "--policy", policy,
 		"--admin-token-file", adminTok, "--replication-token-file", replTok,
-		"--admin-addr", "127.0.0.1:0"})
+		"--admin-addr", "127.0.0.1:0"}, jsonLogs)
 	if r.admin != nil {
 		r.procs = append(r.procs, r.admin)
 	}
@@ -161,10 +163,10 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	for i := range c.sidecars {
 		name := fmt.Sprintf("sidecar-%d", i+1)
-		p, err := startProc(ctx, name, bin, []string{"sidecar",
-			"--admin-url", r.admin.url("admin"), "--replication-token-file", replTok, "--policy", policy,
+		p, err := childproc.Start(ctx, name, bin, []string{"sidecar",
+			"--admin-url", r.admin.URL("admin"), "--replication-token-file", replTok, "--policy", policy,
 			"--data-dir", filepath.Join(r.dir, name), "--node", name,
-			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"})
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, jsonLogs)
 		if p != nil {
 			r.procs = append(r.procs, p)
 		}
@@ -174,10 +176,10 @@ func (r *runner) setup(ctx context.Context) error {
 		r.sidecars = append(r.sidecars, p)
 	}
 	for _, p := range r.sidecars {
-		if err := waitReady(ctx, p, p.url("http")+"/readyz", time.Minute); err != nil {
+		if _, err := p.WaitReady(ctx, p.URL("http")+"/readyz", time.Minute); err != nil {
 			return err
 		}
-		t, err := newTarget(p.name, p)
+		t, err := newTarget(p.Name, p)
 		if err != nil {
 			return err
 		}
@@ -187,14 +189,14 @@ func (r *runner) setup(ctx context.Context) error {
 	r.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: 16, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute,
 	}}
-	r.series = append(r.series, &series{name: "admin", p: r.admin, url: r.admin.url("admin") + "/metrics", revMetric: "extauthz_store_revision",
+	r.series = append(r.series, &series{name: "admin", p: r.admin, url: r.admin.URL("admin") + "/metrics", revMetric: "extauthz_store_revision",
 		dbPath: filepath.Join(r.dir, "admin", "extauthz.db")})
 	for _, p := range r.sidecars {
-		r.series = append(r.series, &series{name: p.name, p: p, url: p.url("http") + "/metrics", revMetric: "extauthz_replica_revision",
-			dbPath: filepath.Join(r.dir, p.name, "replica.db")})
+		r.series = append(r.series, &series{name: p.Name, p: p, url: p.URL("http") + "/metrics", revMetric: "extauthz_replica_revision",
+			dbPath: filepath.Join(r.dir, p.Name, "replica.db")})
 	}
 	r.o = newOracle(c.bound, c.expirySlack, r.t0, c.users)
-	r.churn = &churner{o: r.o, adminURL: r.admin.url("admin"), token: r.token, client: r.client,
+	r.churn = &churner{o: r.o, adminURL: r.admin.URL("admin"), token: r.token, client: r.client,
 		rng: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1)), targetLive: c.liveKeys}
 	r.load = &loader{o: r.o, targets: r.targets, st: &stats{}, timeout: c.timeout,
 		http: &http.Client{Transport: &http.Transport{
@@ -202,6 +204,9 @@ func (r *runner) setup(ctx context.Context) error {
 		}}}
 	return nil
 }
+
+// jsonLogs makes the children log JSON lines, which childproc reads.
+var jsonLogs = []string{"EXTAUTHZ_LOG_FORMAT=json"}
 
 // cleanup stops every child still running and removes the temp dir.
 func (r *runner) cleanup() {
@@ -211,7 +216,7 @@ func (r *runner) cleanup() {
 	var wg sync.WaitGroup
 	for _, p := range r.procs {
 		wg.Add(1)
-		go func() { defer wg.Done(); p.stop(15 * time.Second) }()
+		go func() { defer wg.Done(); p.Stop(15 * time.Second) }()
 	}
 	wg.Wait()
 	if r.dir != "" {
@@ -244,11 +249,11 @@ func (r *runner) soak(ctx context.Context) int {
 	for _, p := range r.procs {
 		go func() {
 			select {
-			case <-p.done:
+			case <-p.Done():
 				if runCtx.Err() == nil {
 					r.mu.Lock()
 					r.died = append(r.died, fmt.Sprintf("%s exited during the run (%v) after %v; last log lines:\n%s",
-						p.name, p.waitErr, p.exitAt.Sub(start).Round(time.Millisecond), p.logTail()))
+						p.Name, p.WaitErr(), p.ExitAt().Sub(start).Round(time.Millisecond), p.LogTail()))
 					r.mu.Unlock()
 					cancelRun()
 				}
@@ -297,13 +302,13 @@ func (r *runner) soak(ctx context.Context) int {
 		took time.Duration
 	}
 	var exits []exit
-	for _, p := range append(append([]*proc(nil), r.sidecars...), r.admin) {
-		if p.exited() {
-			exits = append(exits, exit{p.name, p.exitCode(), 0})
+	for _, p := range append(append([]*childproc.Proc(nil), r.sidecars...), r.admin) {
+		if p.Exited() {
+			exits = append(exits, exit{p.Name, p.ExitCode(), 0})
 			continue
 		}
-		took := p.stop(30 * time.Second)
-		exits = append(exits, exit{p.name, p.exitCode(), took})
+		took, _ := p.Stop(30 * time.Second)
+		exits = append(exits, exit{p.Name, p.ExitCode(), took})
 	}
 
 	// Summary.
@@ -385,14 +390,12 @@ func (r *runner) soak(ctx context.Context) int {
 		}
 	}
 	for _, p := range r.procs {
-		p.mu.Lock()
-		if p.warnings+p.errors > 0 {
-			fmt.Printf("  %s logged %d warnings and %d errors after start; first ones:\n", p.name, p.warnings, p.errors)
-			for _, l := range p.problems {
+		if warnings, errs, first := p.Problems(); warnings+errs > 0 {
+			fmt.Printf("  %s logged %d warnings and %d errors after start; first ones:\n", p.Name, warnings, errs)
+			for _, l := range first {
 				fmt.Println("    " + l)
 			}
 		}
-		p.mu.Unlock()
 	}
 	var exitLines []string
 	exitsOK := true

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/childproc"
 )
 
 // sample is one scrape of a process's /metrics.
@@ -26,7 +28,7 @@ type sample struct {
 // series is the samples of one process.
 type series struct {
 	name      string
-	p         *proc
+	p         *childproc.Proc
 	url       string // its /metrics
 	revMetric string
 	dbPath    string // its bbolt file (the admin's store, a sidecar's replica)
@@ -107,8 +109,9 @@ func take(ctx context.Context, client *http.Client, all []*series, t0 time.Time)
 			x := sample{at: at, err: err}
 			if err == nil {
 				x.goroutines, x.rss, x.revision = m["go_goroutines"], m["process_resident_memory_bytes"], m[s.revMetric]
-				ms := s.p.memStatus()
-				x.anon, x.file = ms.anon, ms.file
+				if ms, err := s.p.Memory(); err == nil {
+					x.anon, x.file = ms.Anon, ms.File
+				}
 				if fi, err := os.Stat(s.dbPath); err == nil {
 					x.dbSize = fi.Size()
 				}
