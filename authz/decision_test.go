@@ -1,11 +1,14 @@
 package authz
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 const (
@@ -205,5 +208,35 @@ func TestNoKeyMaterialInLogs(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s", want)
 		}
+	}
+}
+
+// TestAllowResponseFollowsTheRecord: a reused allow response is rebuilt
+// when its key record changes, and the cache keeps one entry per key.
+func TestAllowResponseFollowsTheRecord(t *testing.T) {
+	srv := NewEnvoyServer(nil)
+	k1 := &keystore.Key{ID: "k", Prefix: "nex_a1b2", Scopes: []string{"signals"}}
+	d := Decision{Kind: Allow, Key: k1, Sources: FromAPIKey, Strip: true}
+	r1 := srv.allowResponse(&d)
+	if again := srv.allowResponse(&d); again != r1 {
+		t.Fatal("same record: response not reused")
+	}
+	for i := 0; i < 100; i++ {
+		k := &keystore.Key{ID: "k", Prefix: "nex_a1b2", Scopes: []string{"signals", fmt.Sprint(i)}}
+		d.Key = k
+		r := srv.allowResponse(&d)
+		want := "signals," + fmt.Sprint(i)
+		var got string
+		for _, h := range r.GetOkResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == HeaderScopes {
+				got = h.GetHeader().GetValue()
+			}
+		}
+		if got != want {
+			t.Fatalf("record %d: x-auth-scopes = %q; want %q (stale response)", i, got, want)
+		}
+	}
+	if n := len(srv.allow); n != 1 {
+		t.Fatalf("cache holds %d entries for one key; want 1", n)
 	}
 }

@@ -26,43 +26,52 @@ type EnvoyServer struct {
 	a *Authorizer
 
 	mu    sync.RWMutex
-	allow map[allowKey]*authv3.CheckResponse
+	allow map[allowKey]allowEntry
 }
 
 // allowKey identifies an allow response: it depends only on the key record
-// (a pointer that the store's lookup cache keeps stable until the next
-// revision) and on which credential headers to strip.
+// and on which credential headers to strip.
 type allowKey struct {
-	key     *keystore.Key
+	id      string
 	sources uint8
 	strip   bool
 }
 
+// allowEntry is a built response and the record it was built from. The
+// store's lookup cache keeps a record's pointer stable until the next
+// revision, so a different pointer means the record may have changed and
+// the entry is rebuilt in place: the map holds at most one entry per key
+// and credential variant.
+type allowEntry struct {
+	key  *keystore.Key
+	resp *authv3.CheckResponse
+}
+
 // maxCachedResponses bounds the allow-response cache; it is emptied when
-// full, which also drops responses of records replaced by newer revisions.
+// full.
 const maxCachedResponses = 1 << 14
 
 // NewEnvoyServer returns the gRPC front door over a.
 func NewEnvoyServer(a *Authorizer) *EnvoyServer {
-	return &EnvoyServer{a: a, allow: make(map[allowKey]*authv3.CheckResponse)}
+	return &EnvoyServer{a: a, allow: make(map[allowKey]allowEntry)}
 }
 
 // allowResponse returns the prebuilt response for an allow decision. A
 // response is shared between concurrent calls; grpc only reads it.
 func (s *EnvoyServer) allowResponse(d *Decision) *authv3.CheckResponse {
-	k := allowKey{d.Key, d.Sources, d.Strip}
+	k := allowKey{d.Key.ID, d.Sources, d.Strip}
 	s.mu.RLock()
-	resp, ok := s.allow[k]
+	e, ok := s.allow[k]
 	s.mu.RUnlock()
-	if ok {
-		return resp
+	if ok && e.key == d.Key {
+		return e.resp
 	}
-	resp = envoyResponse(d)
+	resp := envoyResponse(d)
 	s.mu.Lock()
 	if len(s.allow) >= maxCachedResponses {
-		s.allow = make(map[allowKey]*authv3.CheckResponse)
+		s.allow = make(map[allowKey]allowEntry)
 	}
-	s.allow[k] = resp
+	s.allow[k] = allowEntry{d.Key, resp}
 	s.mu.Unlock()
 	return resp
 }
