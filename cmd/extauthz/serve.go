@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,7 @@ type serveConfig struct {
 	policyPoll                    time.Duration
 	usageFlush                    time.Duration
 	releaseEvery                  time.Duration
+	pprofAddr                     string
 	// admin
 	heartbeat      time.Duration
 	retentionCount int
@@ -109,6 +111,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	f.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on draining in-flight requests at shutdown")
 	f.DurationVar(&c.drainDelay, "drain-delay", 0, "time between turning not-ready and closing listeners at shutdown")
 	f.DurationVar(&c.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
+	f.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	f.DurationVar(&c.releaseEvery, "release-memory-interval", time.Minute, "how often the store's mapped file pages are given back to the page cache (0: never)")
 	if err := f.parse(args); err != nil {
 		return nil, err
@@ -288,6 +291,15 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		n.probes(mux)
 		mux.Handle("/", adm)
 		n.addHTTP("admin", c.adminAddr, mux)
+	}
+	if c.pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		n.addHTTP("pprof", c.pprofAddr, mux)
 	}
 	if n.role.enforces() {
 		trusted, err := authz.ParseTrustedProxies(strings.Split(c.trustForward, ","))

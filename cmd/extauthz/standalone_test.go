@@ -359,3 +359,23 @@ func TestCommandLine(t *testing.T) {
 	}
 
 }
+
+// TestPprofOffByDefault: profiling is served only when --pprof-addr asks.
+func TestPprofOffByDefault(t *testing.T) {
+	dir := t.TempDir()
+	pol := copyPolicy(t, dir, "nexgent.yaml")
+	base := []string{"standalone", "--data-dir", filepath.Join(dir, "data"), "--policy", pol,
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
+	p := start(t, append(base, "--pprof-addr", "127.0.0.1:0")...)
+	if code := httpJSON(t, "GET", p.url("pprof")+"/debug/pprof/cmdline", "", nil, nil); code != 200 {
+		t.Fatalf("pprof with --pprof-addr: %d", code)
+	}
+	if code := httpJSON(t, "GET", p.url("http")+"/debug/pprof/cmdline", "", nil, nil); code != 404 {
+		t.Fatalf("pprof on the forwardAuth port: %d; want 404", code)
+	}
+	p.stop(t, syscall.SIGTERM)
+	p = start(t, base...)
+	if _, ok := p.addrs["pprof"]; ok {
+		t.Fatal("a pprof listener without --pprof-addr")
+	}
+}
