@@ -214,7 +214,7 @@ func TestNoKeyMaterialInLogs(t *testing.T) {
 // TestAllowResponseFollowsTheRecord: a reused allow response is rebuilt
 // when its key record changes, and the cache keeps one entry per key.
 func TestAllowResponseFollowsTheRecord(t *testing.T) {
-	srv := NewEnvoyServer(nil)
+	srv := NewEnvoyServer(&Authorizer{})
 	k1 := &keystore.Key{ID: "k", Prefix: "nex_a1b2", Scopes: []string{"signals"}}
 	d := Decision{Kind: Allow, Key: k1, Sources: FromAPIKey, Strip: true}
 	r1 := srv.allowResponse(&d)
@@ -238,5 +238,33 @@ func TestAllowResponseFollowsTheRecord(t *testing.T) {
 	}
 	if n := len(srv.allow); n != 1 {
 		t.Fatalf("cache holds %d entries for one key; want 1", n)
+	}
+}
+
+// revKeys is a KeyLookup with a settable revision, for the cache reset.
+type revKeys struct {
+	emptyStore
+	rev uint64
+}
+
+func (r *revKeys) Revision() uint64 { return r.rev }
+
+// TestAllowCacheResetsPerRevision: the allow-response cache only holds
+// entries of the current store revision, so churn cannot grow it.
+func TestAllowCacheResetsPerRevision(t *testing.T) {
+	keys := &revKeys{rev: 1}
+	srv := NewEnvoyServer(&Authorizer{keys: keys})
+	for i := 0; i < 10; i++ {
+		d := Decision{Kind: Allow, Key: &keystore.Key{ID: fmt.Sprint(i), Prefix: "nex_a1b2"}}
+		srv.allowResponse(&d)
+	}
+	if len(srv.allow) != 10 {
+		t.Fatalf("cache holds %d entries; want 10", len(srv.allow))
+	}
+	keys.rev = 2
+	d := Decision{Kind: Allow, Key: &keystore.Key{ID: "new", Prefix: "nex_a1b2"}}
+	srv.allowResponse(&d)
+	if len(srv.allow) != 1 {
+		t.Fatalf("after a new revision the cache holds %d entries; want 1", len(srv.allow))
 	}
 }

@@ -25,9 +25,17 @@ type EnvoyServer struct {
 	authv3.UnimplementedAuthorizationServer
 	a *Authorizer
 
-	mu    sync.RWMutex
+	// allow caches allow responses for one store revision (when the key
+	// lookup reports revisions); a new revision, or a full cache, starts an
+	// empty one, so it never holds more than the keys used since the last
+	// change.
+	mu    sync.Mutex
+	rev   uint64
 	allow map[allowKey]allowEntry
 }
+
+// maxCachedResponses bounds the allow-response cache.
+const maxCachedResponses = 4096
 
 // allowKey identifies an allow response: it depends only on the key record
 // and on which credential headers to strip.
@@ -39,17 +47,15 @@ type allowKey struct {
 
 // allowEntry is a built response and the record it was built from. The
 // store's lookup cache keeps a record's pointer stable until the next
-// revision, so a different pointer means the record may have changed and
-// the entry is rebuilt in place: the map holds at most one entry per key
-// and credential variant.
+// revision; a different pointer means the record may have changed.
 type allowEntry struct {
 	key  *keystore.Key
 	resp *authv3.CheckResponse
 }
 
-// maxCachedResponses bounds the allow-response cache; it is emptied when
-// full.
-const maxCachedResponses = 1 << 14
+// revisioner is implemented by key lookups that know their store revision
+// (*keystore.Store, the replication follower).
+type revisioner interface{ Revision() uint64 }
 
 // NewEnvoyServer returns the gRPC front door over a.
 func NewEnvoyServer(a *Authorizer) *EnvoyServer {
@@ -59,19 +65,26 @@ func NewEnvoyServer(a *Authorizer) *EnvoyServer {
 // allowResponse returns the prebuilt response for an allow decision. A
 // response is shared between concurrent calls; grpc only reads it.
 func (s *EnvoyServer) allowResponse(d *Decision) *authv3.CheckResponse {
+	var rev uint64
+	if r, ok := s.a.keys.(revisioner); ok {
+		rev = r.Revision()
+	}
 	k := allowKey{d.Key.ID, d.Sources, d.Strip}
-	s.mu.RLock()
+	s.mu.Lock()
+	if rev != s.rev || len(s.allow) >= maxCachedResponses {
+		s.rev = rev
+		clear(s.allow)
+	}
 	e, ok := s.allow[k]
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if ok && e.key == d.Key {
 		return e.resp
 	}
 	resp := envoyResponse(d)
 	s.mu.Lock()
-	if len(s.allow) >= maxCachedResponses {
-		s.allow = make(map[allowKey]allowEntry)
+	if rev == s.rev {
+		s.allow[k] = allowEntry{d.Key, resp}
 	}
-	s.allow[k] = allowEntry{d.Key, resp}
 	s.mu.Unlock()
 	return resp
 }
