@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
 
@@ -20,12 +19,6 @@ var (
 )
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		// A small live heap under a high request rate: the default GOGC=100
-		// collects tens of times a second. 400 trades a few MiB for CPU;
-		// GOGC in the environment still wins.
-		debug.SetGCPercent(400)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
