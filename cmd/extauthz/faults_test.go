@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -76,36 +75,6 @@ func init() {
 	err = syscall.Exec(bin, append([]string{bin}, os.Args[1:]...), env)
 	fmt.Fprintln(os.Stderr, "exec:", err)
 	os.Exit(98)
-}
-
-// startProc is start for another executable or environment.
-func startProc(t *testing.T, exe string, env []string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(append(os.Environ(), "EXTAUTHZ_LOG_FORMAT=json"), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, logs: newLogBuffer(), addrs: map[string]string{}, done: make(chan error, 1)}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.logs.consume(stderr)
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	p.logs.waitFor(t, "startup", func(m map[string]any) bool {
-		if m["message"] == "listening" {
-			p.addrs[m["server"].(string)] = m["addr"].(string)
-		}
-		return m["message"] == "started"
-	})
-	return p
 }
 
 // startLimited runs the binary with every file it writes capped at limit

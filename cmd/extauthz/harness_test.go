@@ -113,8 +113,15 @@ type proc struct {
 // Ports are chosen at run time (127.0.0.1:0) and read from its logs.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binPath, args...)
-	cmd.Env = append(os.Environ(), "EXTAUTHZ_LOG_FORMAT=json")
+	return startProc(t, binPath, nil, args...)
+}
+
+// startProc runs exe with args (and env added) and waits until it logs
+// "started", collecting the address of every "listening" line.
+func startProc(t *testing.T, exe string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(append(os.Environ(), "EXTAUTHZ_LOG_FORMAT=json"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
