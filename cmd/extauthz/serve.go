@@ -503,33 +503,15 @@ func (n *node) background(ctx context.Context) {
 			release = n.store.ReleaseMemory
 		}
 		run(func() {
-			t := time.NewTicker(n.cfg.releaseEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if err := release(); err != nil {
-						n.log.Warn().Err(err).Msg("release mapped pages")
-					}
+			every(ctx, n.cfg.releaseEvery, func() {
+				if err := release(); err != nil {
+					n.log.Warn().Err(err).Msg("release mapped pages")
 				}
-			}
+			})
 		})
 	}
 	if n.usage != nil {
-		run(func() {
-			t := time.NewTicker(n.cfg.usageFlush)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					n.flushUsage()
-				}
-			}
-		})
+		run(func() { every(ctx, n.cfg.usageFlush, n.flushUsage) })
 	}
 	if n.health != nil {
 		// gRPC health follows readiness (replica loaded, not stale).
@@ -616,6 +598,20 @@ func (n *node) shutdown() {
 	}
 	wg.Wait()
 	n.log.Info().Msg("drained")
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 // jwtConfig reads the JWT settings of the admin API.
