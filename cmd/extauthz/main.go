@@ -1,5 +1,3 @@
-// Command extauthz is the API-key authorization service: admin API,
-// replication feed and the Envoy/Traefik front doors in one binary.
 package main
 
 import (
