@@ -9,11 +9,16 @@
 //     change writes the record, one change-log entry per record (a revision)
 //     and an audit event in the same bbolt transaction, and is fsynced before
 //     the call returns. Concurrent creates are coalesced with bbolt's Batch.
-//   - the replica of a sidecar, changed only through ApplyChanges and SetMeta
-//     with records received from the admin. A replica keeps no change log.
+//   - the replica of a sidecar (Options.Replica), changed only through
+//     ApplyChanges and SetOrigin with records received from the admin. A
+//     replica keeps no change log and no id index, and persists bbolt's
+//     freelist so it opens without walking the file.
 //
-// Lookup is the hot path of every authorization check: one read transaction,
-// one B+tree seek by hash, one small JSON decode.
+// Lookup is the hot path of every authorization check: a decoded record of a
+// known key is served from a cache valid for one store revision; otherwise
+// one read transaction, one B+tree seek by hash and one small JSON decode.
+// ReleaseMemory gives the clean pages of bbolt's file map back to the page
+// cache.
 //
 // The package does not log; it returns errors wrapping the sentinel errors
 // below. Byte slices read inside transactions are copied before they escape.

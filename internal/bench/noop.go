@@ -22,7 +22,7 @@ import (
 // go-control-plane and net/http as extauthz, run as a separate process
 // (the bench binary re-executed with a hidden flag) so that they compete for
 // the CPU exactly as a sidecar does. They log the same "listening" and
-// "started" lines as extauthz, so startProc handles both alike.
+// "started" lines as extauthz, so childproc.Start handles both alike.
 const (
 	flagNoopGRPC = "-serve-noop-grpc"
 	flagNoopHTTP = "-serve-noop-http"
