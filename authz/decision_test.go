@@ -21,7 +21,7 @@ const (
 // front doors and checks status, body bytes, headers and gRPC codes.
 func TestDecisionTable(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
-	signals, sigKey := e.mint(keyOpts{scopes: []string{"signals"}, user: "user-1"})
+	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}, user: "user-1"})
 	full, _ := e.mint(keyOpts{scopes: []string{"full_access"}})
 	revoked, revKey := e.mint(keyOpts{scopes: []string{"signals"}})
 	if _, err := e.store.RevokeKey(revKey.ID, "test"); err != nil {
@@ -101,7 +101,6 @@ func TestDecisionTable(t *testing.T) {
 			})
 		}
 	}
-	_ = sigKey
 }
 
 // TestUnavailable: an unusable store answers 503 over HTTP and the RPC error

@@ -29,7 +29,7 @@ type EnvoyServer struct {
 	// lookup reports revisions); a new revision, or a full cache, starts an
 	// empty one, so it never holds more than the keys used since the last
 	// change.
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	rev   uint64
 	allow map[allowKey]allowEntry
 }
@@ -70,18 +70,19 @@ func (s *EnvoyServer) allowResponse(d *Decision) *authv3.CheckResponse {
 		rev = r.Revision()
 	}
 	k := allowKey{d.Key.ID, d.Sources, d.Strip}
+	s.mu.RLock()
+	e, ok := s.allow[k]
+	current := rev == s.rev
+	s.mu.RUnlock()
+	if current && ok && e.key == d.Key {
+		return e.resp
+	}
+	resp := envoyResponse(d)
 	s.mu.Lock()
 	if rev != s.rev || len(s.allow) >= maxCachedResponses {
 		s.rev = rev
 		clear(s.allow)
 	}
-	e, ok := s.allow[k]
-	s.mu.Unlock()
-	if ok && e.key == d.Key {
-		return e.resp
-	}
-	resp := envoyResponse(d)
-	s.mu.Lock()
 	if rev == s.rev {
 		s.allow[k] = allowEntry{d.Key, resp}
 	}
