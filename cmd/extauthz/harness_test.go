@@ -130,8 +130,12 @@ func startProc(t *testing.T, exe string, env []string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go p.logs.consume(stderr)
-	go func() { p.done <- cmd.Wait() }()
+	// Wait closes the pipe, so it may only run once every log line has
+	// been read; otherwise the last lines (such as "drained") can be lost.
+	go func() {
+		p.logs.consume(stderr)
+		p.done <- cmd.Wait()
+	}()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
