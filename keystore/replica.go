@@ -47,7 +47,7 @@ func (s *Store) ApplyChanges(changes []Change) error {
 				rev = c.Revision
 			}
 		}
-		return meta.Put(metaRevision, u64(rev))
+		return putRevision(meta, rev)
 	})
 	if err != nil {
 		return fmt.Errorf("keystore: apply: %w", err)
@@ -64,7 +64,7 @@ func (s *Store) SetOrigin(storeID string, rev uint64) error {
 		if err := meta.Put(metaStoreID, []byte(storeID)); err != nil {
 			return err
 		}
-		return meta.Put(metaRevision, u64(rev))
+		return putRevision(meta, rev)
 	})
 	if err != nil {
 		return fmt.Errorf("keystore: set origin: %w", err)
@@ -78,6 +78,7 @@ func (s *Store) SetOrigin(storeID string, rev uint64) error {
 // Snapshot is a consistent view of the store for replication.
 type Snapshot struct {
 	tx       *bolt.Tx
+	replica  bool
 	Revision uint64
 	StoreID  string
 }
@@ -88,29 +89,42 @@ type Snapshot struct {
 func (s *Store) View(fn func(*Snapshot) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		return fn(&Snapshot{tx: tx, Revision: getU64(meta.Get(metaRevision)), StoreID: string(meta.Get(metaStoreID))})
+		return fn(&Snapshot{tx: tx, replica: s.replica, Revision: getU64(meta.Get(metaRevision)), StoreID: string(meta.Get(metaStoreID))})
 	})
 }
 
-// ForEach calls fn with every key (its enforcement view) and every user
-// record that is not the implicit active default, as changes without a
-// revision.
-func (sn *Snapshot) ForEach(fn func(Change) error) error {
-	err := sn.tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-		k := new(Key)
-		if err := json.Unmarshal(v, k); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		return fn(Change{Key: k.Enforcement()})
-	})
+// ForEachRecord calls fn with the stored JSON of every key's enforcement
+// view, in hash order, then of every user record that is not the implicit
+// active default. v is only valid until fn returns. This is what a
+// snapshot streams: no record is decoded.
+func (sn *Snapshot) ForEachRecord(fn func(isKey bool, v []byte) error) error {
+	keys := bucketEnforcement
+	if sn.replica {
+		keys = bucketKeys // a replica's records are the enforcement view
+	}
+	err := sn.tx.Bucket(keys).ForEach(func(_, v []byte) error { return fn(true, v) })
 	if err != nil {
 		return err
 	}
-	return sn.tx.Bucket(bucketUsers).ForEach(func(_, v []byte) error {
-		u := new(User)
-		if err := json.Unmarshal(v, u); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	return sn.tx.Bucket(bucketUsers).ForEach(func(_, v []byte) error { return fn(false, v) })
+}
+
+// ForEach is ForEachRecord with every record decoded into a change without
+// a revision.
+func (sn *Snapshot) ForEach(fn func(Change) error) error {
+	return sn.ForEachRecord(func(isKey bool, v []byte) error {
+		var c Change
+		if isKey {
+			c.Key = new(Key)
+			if err := json.Unmarshal(v, c.Key); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+		} else {
+			c.User = new(User)
+			if err := json.Unmarshal(v, c.User); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
 		}
-		return fn(Change{User: u})
+		return fn(c)
 	})
 }

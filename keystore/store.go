@@ -30,11 +30,21 @@ var (
 	bucketProjects = []byte("projects") // project id -> JSON Project
 	bucketChanges  = []byte("changes")  // revision (8 bytes BE) -> JSON Change
 	bucketAudit    = []byte("audit")    // unix nanos (8) + sequence (8) -> JSON Event
+	// bucketEnforcement is the authority's hash -> JSON of the key's
+	// enforcement view (Key.Enforcement), kept with every key write so a
+	// snapshot streams stored bytes instead of decoding and re-encoding
+	// every record. A replica has none: its key records are that view.
+	bucketEnforcement = []byte("enforcement")
 
 	metaSchema    = []byte("schema")
 	metaStoreID   = []byte("store_id")
 	metaRevision  = []byte("revision")
 	metaCompacted = []byte("compacted_through")
+	// metaEnforcementRev is the revision up to which bucketEnforcement
+	// is known to match the keys: every change moves it with metaRevision.
+	// A file last written by an extauthz without the bucket leaves it
+	// behind, and the next Open rebuilds the bucket.
+	metaEnforcementRev = []byte("enforcement_revision")
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit}
@@ -126,6 +136,11 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		} else if len(v) != 8 || binary.BigEndian.Uint64(v) != SchemaVersion {
 			return ErrSchema
+		}
+		if !opts.Replica {
+			if err := ensureEnforcement(tx); err != nil {
+				return err
+			}
 		}
 		if opts.Authority && meta.Get(metaStoreID) == nil {
 			if err := meta.Put(metaStoreID, []byte(uuid.NewString())); err != nil {
@@ -400,23 +415,77 @@ func putKey(tx *bolt.Tx, k *Key) error {
 	return putKeyBytes(tx, k, v, true)
 }
 
-// putKeyBytes stores the encoded record v of k, and its id index entry
-// when index is true.
-func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, index bool) error {
-	if !index {
+// putKeyBytes stores the encoded record v of k. With authority it also
+// keeps the id index and the enforcement view; a replica has neither.
+func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, authority bool) error {
+	if !authority {
 		return tx.Bucket(bucketKeys).Put(k.Hash[:], v)
 	}
 	ids := tx.Bucket(bucketIDs)
-	// A replica may receive a record whose id moved to another hash; drop the stale entry.
+	enf := tx.Bucket(bucketEnforcement)
+	// A record whose id moved to another hash: drop the stale entries.
 	if old := ids.Get([]byte(k.ID)); old != nil && !bytes.Equal(old, k.Hash[:]) {
+		old = bytes.Clone(old)
 		if err := tx.Bucket(bucketKeys).Delete(old); err != nil {
+			return err
+		}
+		if err := enf.Delete(old); err != nil {
 			return err
 		}
 	}
 	if err := tx.Bucket(bucketKeys).Put(k.Hash[:], v); err != nil {
 		return err
 	}
+	if err := putEnforcement(enf, k); err != nil {
+		return err
+	}
 	return ids.Put([]byte(k.ID), k.Hash[:])
+}
+
+// putEnforcement stores the JSON of k's enforcement view, unless the
+// bucket already holds exactly those bytes (a usage update changes none
+// of its fields).
+func putEnforcement(enf *bolt.Bucket, k *Key) error {
+	v, err := json.Marshal(k.Enforcement())
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(enf.Get(k.Hash[:]), v) {
+		return nil
+	}
+	return enf.Put(k.Hash[:], v)
+}
+
+// ensureEnforcement creates the enforcement bucket of an authoritative
+// store, and rebuilds it from the key records when some change was
+// written without it (by an older extauthz, see metaEnforcementRev).
+func ensureEnforcement(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	rev := getU64(meta.Get(metaRevision))
+	if tx.Bucket(bucketEnforcement) != nil && getU64(meta.Get(metaEnforcementRev)) == rev {
+		return nil
+	}
+	if tx.Bucket(bucketEnforcement) != nil {
+		if err := tx.DeleteBucket(bucketEnforcement); err != nil {
+			return err
+		}
+	}
+	enf, err := tx.CreateBucket(bucketEnforcement)
+	if err != nil {
+		return err
+	}
+	enf.FillPercent = 1.0 // filled in key order
+	err = tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
+		k := new(Key)
+		if err := json.Unmarshal(v, k); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		return putEnforcement(enf, k)
+	})
+	if err != nil {
+		return err
+	}
+	return meta.Put(metaEnforcementRev, u64(rev))
 }
 
 func putUser(tx *bolt.Tx, u *User) error {
@@ -425,6 +494,15 @@ func putUser(tx *bolt.Tx, u *User) error {
 		return err
 	}
 	return tx.Bucket(bucketUsers).Put([]byte(u.ID), v)
+}
+
+// putRevision records rev as the store's revision, and as the revision its
+// enforcement view is current to: every writer keeps that bucket (if any).
+func putRevision(meta *bolt.Bucket, rev uint64) error {
+	if err := meta.Put(metaRevision, u64(rev)); err != nil {
+		return err
+	}
+	return meta.Put(metaEnforcementRev, u64(rev))
 }
 
 func u64(v uint64) []byte {

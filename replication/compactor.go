@@ -38,7 +38,6 @@ type RetentionOptions struct {
 // opts.Every until ctx is done. Errors are logged and retried at the next
 // tick; it never returns before ctx is done.
 func RunCompactor(ctx context.Context, store *keystore.Store, opts RetentionOptions, log zerolog.Logger) {
-	log = log.With().Str("component", "replication").Logger()
 	if opts.Keep == 0 && opts.MaxAge <= 0 {
 		opts.Keep = DefaultRetentionKeep
 	}

@@ -86,7 +86,8 @@ type FollowerOptions struct {
 	// which would cut the watch stream. A custom client must not set
 	// Timeout either.
 	HTTPClient *http.Client
-	// Logger receives state changes and failures; never a secret.
+	// Logger receives state changes and failures; never a secret. The
+	// caller names the component (zerolog would repeat a second one).
 	Logger zerolog.Logger
 	// Registerer, when not nil, gets extauthz_replica_revision,
 	// extauthz_replica_staleness_seconds and extauthz_replica_resyncs_total.
@@ -166,7 +167,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	}
 	f := &Follower{
 		opts:    opts,
-		log:     opts.Logger.With().Str("component", "replication").Logger(),
+		log:     opts.Logger,
 		client:  opts.HTTPClient,
 		base:    strings.TrimRight(opts.AdminURL, "/"),
 		path:    filepath.Join(opts.Dir, ReplicaFile),

@@ -83,7 +83,7 @@ func NewServer(opts ServerOptions) *Server {
 		tokenSum:  sha256.Sum256([]byte(opts.Token)),
 		hasToken:  opts.Token != "",
 		heartbeat: opts.Heartbeat,
-		log:       opts.Logger.With().Str("component", "replication").Logger(),
+		log:       opts.Logger,
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "extauthz_watchers",
 			Help: "Open replication watch streams.",
@@ -219,17 +219,11 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
 		}
-		err = sn.ForEach(func(c keystore.Change) error {
-			rl, err := recordOf(c, false)
-			if err != nil {
-				return err
-			}
-			if buf, err = appendLine(buf[:0], rl); err != nil {
-				return err
-			}
+		err = sn.ForEachRecord(func(isKey bool, v []byte) error {
+			buf = appendStoredRecord(buf[:0], isKey, v)
 			sum.Write(buf)
 			count++
-			_, err = bw.Write(buf)
+			_, err := bw.Write(buf)
 			return err
 		})
 		if err != nil {

@@ -112,6 +112,15 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 		return nil, hdr, 0, bad("schema %d, want %d", hdr.Schema, SchemaVersion)
 	}
 
+	// Two stages, so that a snapshot loads on two cores: this goroutine
+	// reads, verifies and decodes lines; the writer puts them into the
+	// file in order, one transaction per chunk.
+	w := startChunkWriter(tmp)
+	defer func() {
+		if werr := w.finish(); err == nil && werr != nil {
+			err = werr
+		}
+	}()
 	sum := sha256.New()
 	batch := make([]keystore.Change, 0, snapshotChunk)
 	var end wireLine
@@ -139,11 +148,10 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 		count++
 		batch = append(batch, l.change())
 		if len(batch) == snapshotChunk {
-			if err := tmp.ApplyChanges(batch); err != nil {
-				return nil, hdr, 0, fmt.Errorf("replication: write snapshot file: %w", err)
+			if err := w.write(batch); err != nil {
+				return nil, hdr, 0, err
 			}
-			clear(batch)
-			batch = batch[:0]
+			batch = make([]keystore.Change, 0, snapshotChunk)
 		}
 	}
 	if _, err := lr.next(); !errors.Is(err, io.EOF) {
@@ -155,9 +163,11 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 	if got := hex.EncodeToString(sum.Sum(nil)); got != end.SHA256 {
 		return nil, hdr, 0, bad("sha256 mismatch")
 	}
-
-	if err := tmp.ApplyChanges(batch); err != nil {
-		return nil, hdr, 0, fmt.Errorf("replication: write snapshot file: %w", err)
+	if err := w.write(batch); err != nil {
+		return nil, hdr, 0, err
+	}
+	if err := w.finish(); err != nil {
+		return nil, hdr, 0, err
 	}
 	if err := tmp.SetOrigin(hdr.StoreID, hdr.Revision); err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: write snapshot file: %w", err)
@@ -181,6 +191,55 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 		return nil, hdr, 0, fmt.Errorf("replication: reopen replica: %w", err)
 	}
 	return st, hdr, count, nil
+}
+
+// chunkWriter applies chunks of snapshot records to a store in order, on
+// its own goroutine, one chunk ahead of the reader at most.
+type chunkWriter struct {
+	chunks chan []keystore.Change
+	done   chan struct{}
+	err    error // set by the writer goroutine before done closes
+	closed bool
+}
+
+func startChunkWriter(st *keystore.Store) *chunkWriter {
+	w := &chunkWriter{chunks: make(chan []keystore.Change, 1), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for c := range w.chunks {
+			if w.err != nil {
+				continue // drain, so that write never blocks forever
+			}
+			if err := st.ApplyChanges(c); err != nil {
+				w.err = fmt.Errorf("replication: write snapshot file: %w", err)
+			}
+		}
+	}()
+	return w
+}
+
+// write queues a chunk. It returns the writer's error once it has one.
+func (w *chunkWriter) write(c []keystore.Change) error {
+	select {
+	case <-w.done:
+		return w.err
+	default:
+	}
+	if len(c) > 0 {
+		w.chunks <- c
+	}
+	return nil
+}
+
+// finish waits for every queued chunk and returns the first error. It may
+// be called more than once.
+func (w *chunkWriter) finish() error {
+	if !w.closed {
+		w.closed = true
+		close(w.chunks)
+	}
+	<-w.done
+	return w.err
 }
 
 // syncDir makes a rename in dir durable; failures only weaken durability.

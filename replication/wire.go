@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
 	"github.com/extauthz/extauthz/keystore"
 )
 
@@ -112,12 +115,38 @@ func recordOf(c keystore.Change, withRevision bool) (recordLine, error) {
 	return rl, nil
 }
 
+// appendStoredRecord appends the snapshot line of a record as the store
+// holds it (keystore.Snapshot.ForEachRecord): the same bytes appendLine
+// writes for recordOf's line, without decoding and re-encoding it.
+func appendStoredRecord(dst []byte, isKey bool, v []byte) []byte {
+	if isKey {
+		dst = append(dst, `{"type":"key","key":`...)
+	} else {
+		dst = append(dst, `{"type":"user","user":`...)
+	}
+	dst = append(dst, v...)
+	return append(dst, "}\n"...)
+}
+
 // errBadLine wraps every decoding failure of a stream line.
 var errBadLine = errors.New("replication: bad stream line")
 
+// lineOptions are the JSON v2 options of decodeLine.
+var lineOptions = jsonv1.FormatDurationAsNano(true)
+
+// decodeLine decodes one line of either stream. It uses the JSON v2
+// decoder (github.com/go-json-experiment/json, the implementation behind
+// Go's encoding/json/v2): loading a 1,000,000-key snapshot is mostly line
+// decoding, and v2 does it in less than half the time and allocations of
+// encoding/json. It reads what encoding/json reads (durations as integer
+// nanoseconds, unknown names ignored; see wireLine) and is stricter only
+// where a line from a real admin can never differ: names must match
+// exactly (encoding/json also takes "TYPE" for "type"), and a repeated
+// name or invalid UTF-8 is an error. The wire tests and fuzzers hold it
+// to that.
 func decodeLine(b []byte) (wireLine, error) {
 	var l wireLine
-	if err := json.Unmarshal(b, &l); err != nil {
+	if err := jsonv2.Unmarshal(b, &l, lineOptions); err != nil {
 		return l, fmt.Errorf("%w: %v", errBadLine, err)
 	}
 	return l, nil

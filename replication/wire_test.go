@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 const testHash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -112,6 +116,7 @@ func encodeWire(l wireLine) ([]byte, error) {
 // checkStable asserts that a decoded line re-encodes to bytes that decode
 // and re-encode to the same bytes again, and carries no key name.
 func checkStable(t *testing.T, decode func([]byte) (wireLine, error), in []byte) {
+	checkSameAsV1(t, in)
 	l, err := decode(in)
 	if err != nil {
 		return
@@ -132,6 +137,119 @@ func checkStable(t *testing.T, decode func([]byte) (wireLine, error), in []byte)
 	enc2, err := encodeWire(l2)
 	if err != nil || !bytes.Equal(enc, enc2) {
 		t.Fatalf("unstable encoding:\n%q\n%q (%v)", enc, enc2, err)
+	}
+}
+
+// checkSameAsV1 asserts that whatever the JSON v2 decoder of decodeLine
+// accepts, encoding/json decodes to the same line: v2 may be stricter,
+// never different. The one allowed difference is a name that matches a
+// field only without regard to case, which encoding/json takes and v2
+// ignores as unknown.
+func checkSameAsV1(t *testing.T, in []byte) {
+	t.Helper()
+	got, err := decodeLine(in)
+	if err != nil {
+		return
+	}
+	var tree any
+	if err := json.Unmarshal(in, &tree); err != nil {
+		t.Fatalf("decodeLine accepts %q, encoding/json does not: %v", in, err)
+	}
+	if hasFoldedName(tree) {
+		return
+	}
+	var want wireLine
+	if err := json.Unmarshal(in, &want); err != nil {
+		t.Fatalf("decodeLine accepts %q, encoding/json does not: %v", in, err)
+	}
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if !bytes.Equal(g, w) {
+		t.Fatalf("decodeLine(%q) =\n%s\nencoding/json gives\n%s", in, g, w)
+	}
+}
+
+// wireNames are the JSON names of every field a line can carry.
+var wireNames = func() map[string]bool {
+	names := map[string]bool{}
+	for _, v := range []any{wireLine{}, keystore.Key{}, keystore.User{}, keystore.RateLimit{}} {
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			names[name] = true
+		}
+	}
+	return names
+}()
+
+// hasFoldedName reports whether a decoded JSON tree has an object name
+// that is not a field's name but equals one without regard to case.
+func hasFoldedName(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for name, child := range v {
+			if !wireNames[name] {
+				for known := range wireNames {
+					if strings.EqualFold(name, known) {
+						return true
+					}
+				}
+			}
+			if hasFoldedName(child) {
+				return true
+			}
+		}
+	case []any:
+		for _, child := range v {
+			if hasFoldedName(child) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestEveryFieldCrossesTheWire: a key with every enforcement field set,
+// encoded as the server does, decodes to exactly its enforcement view.
+func TestEveryFieldCrossesTheWire(t *testing.T) {
+	at := func(s string) *time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &v
+	}
+	h, _ := keystore.ParseHash(testHash)
+	k := &keystore.Key{
+		ID: "k1", Hash: h, Prefix: "nxg_abcd", Name: "not sent", Scopes: []string{"read", "write"},
+		ProjectID: "p1", UserID: "u1", CreatedAt: *at("2030-01-01T00:00:00.123456789Z"),
+		ExpiresAt: at("2031-01-01T00:00:00+01:00"), RevokedAt: at("2030-06-01T12:00:00Z"),
+		LastUsedAt: at("2030-02-01T00:00:00Z"), UseCount: 9, CreatedBy: "operator", Metadata: map[string]string{"a": "b"},
+		RateLimit: &keystore.RateLimit{Requests: 5, Per: 90 * time.Second},
+	}
+	for _, withRev := range []bool{false, true} {
+		rl, err := recordOf(keystore.Change{Revision: 7, Key: k}, withRev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := appendLine(nil, rl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decode := decodeSnapshotLine
+		if withRev {
+			decode = decodeWatchLine
+		}
+		l, err := decode(line)
+		if err != nil {
+			t.Fatalf("decode %s: %v", line, err)
+		}
+		want, _ := json.Marshal(k.Enforcement())
+		got, _ := json.Marshal(l.Key)
+		if !bytes.Equal(got, want) {
+			t.Errorf("key crossed the wire as\n%s\nwant\n%s", got, want)
+		}
+		checkSameAsV1(t, line)
 	}
 }
 
@@ -218,5 +336,33 @@ func TestSnapshotLinesHaveNoRevision(t *testing.T) {
 	b, _ = json.Marshal(heartbeatLine{Type: typeHeartbeat})
 	if !bytes.Contains(b, []byte(`"revision":0`)) {
 		t.Errorf("heartbeat %s lacks revision 0", b)
+	}
+}
+
+// TestStoredRecordLineIsTheEncodedLine: a snapshot line built from stored
+// bytes is byte for byte the line recordOf and appendLine produce.
+func TestStoredRecordLineIsTheEncodedLine(t *testing.T) {
+	h, _ := keystore.ParseHash(testHash)
+	exp := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	k := &keystore.Key{ID: "k1", Hash: h, Prefix: "nex_abcd", Scopes: []string{"a"}, ProjectID: "p", UserID: "u", CreatedAt: exp.Add(-time.Hour), ExpiresAt: &exp}
+	u := &keystore.User{ID: "u", Active: true, UpdatedAt: exp}
+	for _, c := range []keystore.Change{{Key: k}, {User: u}} {
+		rl, err := recordOf(c, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := appendLine(nil, rl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored []byte
+		if c.Key != nil {
+			stored, _ = json.Marshal(c.Key.Enforcement())
+		} else {
+			stored, _ = json.Marshal(c.User)
+		}
+		if got := appendStoredRecord(nil, c.Key != nil, stored); !bytes.Equal(got, want) {
+			t.Errorf("stored line\n%s\nwant\n%s", got, want)
+		}
 	}
 }
