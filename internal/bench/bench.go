@@ -374,18 +374,39 @@ func (b *bench) revocations(ctx context.Context, admin, first *childproc.Proc) {
 			}
 		}
 		b.progress("revocation: %d sidecars ready (%v to start the new ones)", len(running), time.Since(t0).Round(time.Millisecond))
-		keys, ids := b.small.Valid[next:next+o.revocations], b.small.IDs[next:next+o.revocations]
-		next += o.revocations
-		got, err := measureRevocations(ctx, ac, running, keys, ids, o.revokePoll)
-		if err != nil {
-			r.revocationErr, r.revocationErrAtN = err, n
-			b.progress("revocation N=%d failed: %v", n, err)
-			return
+		// Every sidecar polled; then, with more sidecars than
+		// -revoke-probe, a random few polled per revocation.
+		probes := []int{0}
+		if o.revokeProbe > 0 && len(running) > o.revokeProbe {
+			probes = append(probes, o.revokeProbe)
 		}
-		got.Unhealthy = res.Unhealthy
-		r.revocations = append(r.revocations, got)
-		b.progress("revocation N=%d: %s", len(running), revocationCell(got))
+		for _, probe := range probes {
+			keys, ids := b.small.Valid[next:next+o.revocations], b.small.IDs[next:next+o.revocations]
+			next += o.revocations
+			got, err := measureRevocations(ctx, ac, running, keys, ids, probe, o.revokePoll)
+			if err != nil {
+				r.revocationErr, r.revocationErrAtN = err, n
+				b.progress("revocation N=%d failed: %v", n, err)
+				return
+			}
+			got.Unhealthy = res.Unhealthy
+			r.revocations = append(r.revocations, got)
+			b.progress("revocation N=%d, %d polled: %s", len(running), got.Probed, revocationCell(got))
+		}
 	}
+}
+
+// revocationRuns is how many revocation series a run measures: one per
+// sidecar count, and one more for each count above -revoke-probe.
+func (o *options) revocationRuns() int {
+	runs := 0
+	for _, n := range o.sidecars {
+		runs++
+		if o.revokeProbe > 0 && n > o.revokeProbe {
+			runs++
+		}
+	}
+	return runs
 }
 
 // startSidecars starts count sidecars, at most 8 at a time, numbered from

@@ -29,6 +29,7 @@ type options struct {
 	sidecars    []int
 	revocations int
 	revokePoll  time.Duration
+	revokeProbe int
 	admins      int
 	rounds      int
 	quick       bool
@@ -94,6 +95,7 @@ func parseFlags(args []string) (*options, error) {
 	side := fs.String("sidecars", "1,10,100", "sidecar counts for revocation propagation, comma-separated, increasing")
 	fs.IntVar(&o.revocations, "revocations", 50, "keys revoked per sidecar count")
 	fs.DurationVar(&o.revokePoll, "revoke-poll", 0, "pause between a revocation poller's Checks (0: tight loop)")
+	fs.IntVar(&o.revokeProbe, "revoke-probe", 10, "above this many sidecars, also measure with only this many, drawn at random, polled per revocation (0: never)")
 	fs.IntVar(&o.admins, "admin-clients", 16, "concurrent clients creating keys on the admin")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 2s points, 20,000 large keys, sidecars 1,3, 5 revocations (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
@@ -134,7 +136,7 @@ func parseFlags(args []string) (*options, error) {
 	if _, err := os.Stat(o.policy); err != nil {
 		problems = append(problems, fmt.Errorf("-policy: %w (run from the repository root)", err))
 	}
-	if o.duration <= 0 || o.warmup < 0 || o.conns < 1 || o.admins < 1 || o.rounds < 1 || o.sample < 1 || o.keysSmall < 1 || o.keysLarge < 1 || o.revocations < 1 || o.revokePoll < 0 {
+	if o.duration <= 0 || o.warmup < 0 || o.conns < 1 || o.admins < 1 || o.rounds < 1 || o.sample < 1 || o.keysSmall < 1 || o.keysLarge < 1 || o.revocations < 1 || o.revokePoll < 0 || o.revokeProbe < 0 {
 		problems = append(problems, errors.New("durations, counts and sizes must be positive"))
 	}
 	for i := 1; i < len(o.sidecars); i++ {
@@ -143,7 +145,7 @@ func parseFlags(args []string) (*options, error) {
 			break
 		}
 	}
-	if need := o.revocations * len(o.sidecars); need > min(o.keysSmall, o.sample) {
+	if need := o.revocations * o.revocationRuns(); need > min(o.keysSmall, o.sample) {
 		problems = append(problems, fmt.Errorf("-revocations × sidecar counts needs %d keys, the small store's sample has %d", need, min(o.keysSmall, o.sample)))
 	}
 	return o, errors.Join(problems...)

@@ -81,38 +81,39 @@ func (b *bench) print(w io.Writer) {
 		}
 	}
 
-	// Revocation propagation.
-	for i, n := range o.sidecars {
-		setup := fmt.Sprintf("N=%d sidecars, %s, %d revocations, pollers in a tight loop", n, small, o.revocations)
+	// Revocation propagation: one row per measured series, then the
+	// sidecar count it failed at, if any.
+	for _, rr := range r.revocations {
+		n := rr.Sidecars
+		how := "pollers in a tight loop"
 		if o.revokePoll > 0 {
-			setup = fmt.Sprintf("N=%d sidecars, %s, %d revocations, each poller pausing %v between Checks", n, small, o.revocations, o.revokePoll)
+			how = fmt.Sprintf("each poller pausing %v between Checks", o.revokePoll)
 		}
-		var rr *revocationResult
-		if i < len(r.revocations) {
-			rr = &r.revocations[i]
+		polled := fmt.Sprintf("all %d polled", n)
+		if rr.Probed < n {
+			polled = fmt.Sprintf("%d of %d polled per revocation, drawn at random", rr.Probed, n)
 		}
-		switch {
-		case rr == nil && r.revocationErr != nil && r.revocationErrAtN == n:
-			t.row("Revocation propagation", setup, "not yet: "+escape(firstLine(r.revocationErr)), "—", "—", "—")
-			continue
-		case rr == nil || rr.Samples == nil:
-			msg := "not measured"
-			if rr != nil && rr.Unhealthy != "" {
-				msg = "not measured: " + rr.Unhealthy
-			}
-			t.row("Revocation propagation", setup, escape(msg), "—", "—", "—")
-			continue
-		}
-		target := "—"
-		if n == targetRevokeN || (i == len(o.sidecars)-1 && n >= targetRevokeN) {
-			target = verdict(rr.Samples.Quantile(0.99) < targetRevokeP99 && rr.Timeouts == 0, fmt.Sprintf("p99 < %v at %d sidecars", targetRevokeP99, targetRevokeN))
+		setup := fmt.Sprintf("N=%d sidecars, %s, %d revocations, %s, %s", n, small, o.revocations, polled, how)
+		if n == 1 {
+			setup = fmt.Sprintf("N=1 sidecar, %s, %d revocations, %s", small, o.revocations, how)
 		}
 		if rr.Unhealthy != "" {
 			setup += " (" + escape(rr.Unhealthy) + ")"
 		}
-		t.row("Revocation propagation", setup, revocationCell(*rr),
+		if rr.Samples == nil {
+			t.row("Revocation propagation", setup, "not measured", "—", "—", "—")
+			continue
+		}
+		target := "—"
+		if n >= targetRevokeN && (rr.Probed < n || o.revokeProbe == 0 || o.revokeProbe >= n) {
+			target = verdict(rr.Samples.Quantile(0.99) < targetRevokeP99 && rr.Timeouts == 0, fmt.Sprintf("p99 < %v at %d sidecars", targetRevokeP99, targetRevokeN))
+		}
+		t.row("Revocation propagation", setup, revocationCell(rr),
 			fmt.Sprintf("one polling Check round trip: p50 %s, p99 %s (the resolution)", ms(rr.Probe.Quantile(0.5)), ms(rr.Probe.Quantile(0.99))),
 			"—", target)
+	}
+	if r.revocationErr != nil {
+		t.row("Revocation propagation", fmt.Sprintf("N=%d sidecars", r.revocationErrAtN), "not yet: "+escape(firstLine(r.revocationErr)), "—", "—", "—")
 	}
 
 	// Cold start and restart.
