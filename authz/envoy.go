@@ -10,7 +10,11 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -32,6 +36,7 @@ type EnvoyServer struct {
 	mu    sync.RWMutex
 	rev   uint64
 	allow map[allowKey]allowEntry
+	wire  map[*authv3.CheckResponse][]byte // each cached response, encoded
 }
 
 // maxCachedResponses bounds the allow-response cache.
@@ -59,7 +64,36 @@ type revisioner interface{ Revision() uint64 }
 
 // NewEnvoyServer returns the gRPC front door over a.
 func NewEnvoyServer(a *Authorizer) *EnvoyServer {
-	return &EnvoyServer{a: a, allow: make(map[allowKey]allowEntry)}
+	return &EnvoyServer{a: a, allow: make(map[allowKey]allowEntry), wire: make(map[*authv3.CheckResponse][]byte)}
+}
+
+// Codec returns the codec to serve s with (grpc.ForceServerCodecV2): the
+// proto codec, except that a cached allow response goes out as the bytes
+// encoded once when it was cached. Encoding an allow response (identity
+// headers, headers to remove, dynamic metadata) is about 1.5 µs, most of
+// the time extauthz itself spends on an allowed Check.
+func (s *EnvoyServer) Codec() encoding.CodecV2 {
+	return responseCodec{CodecV2: encoding.GetCodecV2(grpcproto.Name), s: s}
+}
+
+// responseCodec is the codec returned by EnvoyServer.Codec.
+type responseCodec struct {
+	encoding.CodecV2
+	s *EnvoyServer
+}
+
+func (c responseCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*authv3.CheckResponse); ok {
+		c.s.mu.RLock()
+		b := c.s.wire[r]
+		c.s.mu.RUnlock()
+		if b != nil {
+			// A SliceBuffer is never returned to a pool: sharing it
+			// between concurrent responses is safe, grpc only reads it.
+			return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+		}
+	}
+	return c.CodecV2.Marshal(v)
 }
 
 // allowResponse returns the prebuilt response for an allow decision. A
@@ -78,13 +112,22 @@ func (s *EnvoyServer) allowResponse(d *Decision) *authv3.CheckResponse {
 		return e.resp
 	}
 	resp := envoyResponse(d)
+	wire, err := proto.Marshal(resp)
+	if err != nil {
+		return resp // not cached: encoded by grpc as usual
+	}
 	s.mu.Lock()
 	if rev != s.rev || len(s.allow) >= maxCachedResponses {
 		s.rev = rev
 		clear(s.allow)
+		clear(s.wire)
 	}
 	if rev == s.rev {
+		if old, ok := s.allow[k]; ok {
+			delete(s.wire, old.resp)
+		}
 		s.allow[k] = allowEntry{d.Key, resp}
+		s.wire[resp] = wire
 	}
 	s.mu.Unlock()
 	return resp

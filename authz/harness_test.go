@@ -106,8 +106,9 @@ func newEnv(t *testing.T, policyFile string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, NewEnvoyServer(e.a))
+	envoy := NewEnvoyServer(e.a)
+	gs := grpc.NewServer(grpc.ForceServerCodecV2(envoy.Codec()))
+	authv3.RegisterAuthorizationServer(gs, envoy)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

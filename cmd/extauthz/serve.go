@@ -314,12 +314,14 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		n.addHTTP("http", c.httpAddr, mux)
 
 		n.health = newHealthServer()
+		envoy := authz.NewEnvoyServer(n.authz)
 		n.grpc = grpc.NewServer(
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.MaxRecvMsgSize(4<<20),
 			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ReadHeaderTimeout
+			grpc.ForceServerCodecV2(envoy.Codec()),
 		)
-		authv3.RegisterAuthorizationServer(n.grpc, authz.NewEnvoyServer(n.authz))
+		authv3.RegisterAuthorizationServer(n.grpc, envoy)
 		healthgrpc.RegisterHealthServer(n.grpc, n.health)
 		n.setServing(false)
 	}

@@ -149,10 +149,14 @@ func BenchmarkGRPC(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv := grpc.NewServer(
+			opts := []grpc.ServerOption{
 				grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-				grpc.MaxRecvMsgSize(4<<20),
-			)
+				grpc.MaxRecvMsgSize(4 << 20),
+			}
+			if tc.srv == authv3.AuthorizationServer(fx.envoy) {
+				opts = append(opts, grpc.ForceServerCodecV2(fx.envoy.Codec())) // as cmd/extauthz serves it
+			}
+			srv := grpc.NewServer(opts...)
 			authv3.RegisterAuthorizationServer(srv, tc.srv)
 			go func() { _ = srv.Serve(ln) }()
 			defer srv.Stop()
