@@ -47,7 +47,7 @@ type wtx struct {
 func (w *wtx) nextRevision() (uint64, error) {
 	meta := w.tx.Bucket(bucketMeta)
 	rev := getU64(meta.Get(metaRevision)) + 1
-	if err := putRevision(meta, rev); err != nil {
+	if err := meta.Put(metaRevision, u64(rev)); err != nil {
 		return 0, err
 	}
 	w.rev = rev

@@ -9,6 +9,9 @@
 //     change writes the record, one change-log entry per record (a revision)
 //     and an audit event in the same bbolt transaction, and is fsynced before
 //     the call returns. Concurrent creates are coalesced with bbolt's Batch.
+//     A key record is stored with its enforcement view first (record.go),
+//     which Snapshot.ForEachRecord streams to replicas without decoding
+//     anything.
 //   - the replica of a sidecar (Options.Replica), changed only through
 //     ApplyChanges and SetOrigin with records received from the admin. A
 //     replica keeps no change log and no id index, and persists bbolt's

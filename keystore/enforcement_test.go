@@ -3,6 +3,7 @@ package keystore
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,58 +102,144 @@ func TestSnapshotStreamsTheEnforcementView(t *testing.T) {
 	}
 }
 
-// TestEnforcementViewRebuiltAfterOlderWriter: a file changed by an extauthz
-// that did not keep the enforcement bucket (simulated by writing a key
-// record and revision the way it did) gets its bucket rebuilt on the next
-// Open, so a snapshot never streams a stale record.
-func TestEnforcementViewRebuiltAfterOlderWriter(t *testing.T) {
+// TestSchema1Migration: a file written by schema 1 (each key record one
+// JSON object with every field) is rewritten on Open, keeps every field,
+// and then streams only the enforcement view.
+func TestSchema1Migration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := time.Date(2030, 2, 1, 0, 0, 0, 0, time.UTC)
+	_, k := newKey(t, "read")
+	k.Name, k.CreatedBy, k.LastUsedAt, k.UseCount, k.Metadata = "secret name", "operator", &used, 7, map[string]string{"team": "x"}
+	_, plain := newKey(t, "write")
+	plain.Name = ""
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(metaSchema, u64(1)); err != nil {
+			return err
+		}
+		if err := meta.Put(metaStoreID, []byte("s1")); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte("enforcement")); err != nil { // left by development builds
+			return err
+		}
+		for _, rec := range []*Key{k, plain} {
+			v, _ := json.Marshal(rec) // the schema 1 record
+			if err := tx.Bucket(bucketKeys).Put(rec.Hash[:], v); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketIDs).Put([]byte(rec.ID), rec.Hash[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	migrateChunk = 1 // two records: two chunks
+	defer func() { migrateChunk = 10_000 }()
 	s, err := Open(path, Options{Authority: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, k := newKey(t, "read")
-	if err := s.CreateKey(k, "operator"); err != nil {
+	for _, rec := range []*Key{plain} {
+		if got, err := s.GetKey(rec.ID); err != nil || got.Scopes[0] != "write" {
+			t.Fatalf("GetKey(%s) = %+v, %v", rec.ID, got, err)
+		}
+	}
+	got, err := s.GetKey(k.ID)
+	if err != nil {
 		t.Fatal(err)
 	}
+	want, _ := json.Marshal(k)
+	if g, _ := json.Marshal(got); !bytes.Equal(g, want) {
+		t.Errorf("migrated record\n%s\nwant\n%s", g, want)
+	}
+	checkEnforcementView(t, s)
 	s.Close()
 
-	for _, how := range []string{"older writer revokes", "bucket missing"} {
-		db, err := bolt.Open(path, 0o600, nil)
+	db, err = bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaSchema); getU64(v) != SchemaVersion {
+			t.Errorf("schema after migration = %d; want %d", getU64(v), SchemaVersion)
+		}
+		if tx.Bucket([]byte("enforcement")) != nil {
+			t.Error("the development builds' enforcement bucket is still there")
+		}
+		// A key without extra fields is stored as its view alone.
+		if v := tx.Bucket(bucketKeys).Get(plain.Hash[:]); bytes.IndexByte(v, '\n') >= 0 {
+			t.Errorf("record without extras has two parts: %s", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewerSchemaRefused: a file from a later schema is not guessed at.
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	s := mustOpen(t, path, nil)
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSchema, u64(SchemaVersion+1)) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{Authority: true}); !errors.Is(err, ErrSchema) {
+		t.Fatalf("Open of a schema %d file: %v; want ErrSchema", SchemaVersion+1, err)
+	}
+}
+
+// TestKeyRecordRoundTrip: every field survives the stored form, and the
+// view part is exactly the enforcement view.
+func TestKeyRecordRoundTrip(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	full := &Key{ID: "k", Hash: HashKey("x"), Prefix: "nex_", Name: "n\nwith newline", Scopes: []string{"a"}, ProjectID: "p", UserID: "u",
+		CreatedAt: at, ExpiresAt: &at, LastUsedAt: &at, UseCount: 3, RevokedAt: &at, CreatedBy: "c", RevokedBy: "r",
+		Metadata: map[string]string{"k": "v\n"}, RateLimit: &RateLimit{Requests: 1, Per: time.Second}}
+	for _, k := range []*Key{full, full.Enforcement()} {
+		v, err := encodeKey(k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = db.Update(func(tx *bolt.Tx) error {
-			if how == "bucket missing" {
-				return tx.DeleteBucket(bucketEnforcement)
-			}
-			var rec Key
-			if err := json.Unmarshal(tx.Bucket(bucketKeys).Get(k.Hash[:]), &rec); err != nil {
-				return err
-			}
-			now := time.Now().UTC()
-			rec.RevokedAt = &now
-			v, _ := json.Marshal(&rec)
-			if err := tx.Bucket(bucketKeys).Put(k.Hash[:], v); err != nil {
-				return err
-			}
-			meta := tx.Bucket(bucketMeta)
-			return meta.Put(metaRevision, u64(getU64(meta.Get(metaRevision))+1))
-		})
-		db.Close()
+		got, err := decodeKey(v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Open(path, Options{Authority: true})
-		if err != nil {
-			t.Fatalf("%s: %v", how, err)
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(k)
+		if !bytes.Equal(a, b) {
+			t.Errorf("round trip\n%s\nwant\n%s", a, b)
 		}
-		checkEnforcementView(t, s)
-		keys, _ := snapshotRecords(t, s)
-		if !strings.Contains(keys[k.ID], `"revoked_at"`) {
-			t.Errorf("%s: snapshot record %s misses the revocation", how, keys[k.ID])
+		view, _ := json.Marshal(k.Enforcement())
+		if !bytes.Equal(enforcementJSON(v), view) {
+			t.Errorf("view part %s; want %s", enforcementJSON(v), view)
 		}
-		s.Close()
+	}
+	if _, err := decodeKey([]byte("{\"id\":\"k\"}\nnot json")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("corrupt extras: %v; want ErrCorrupt", err)
 	}
 }
 

@@ -29,7 +29,7 @@ func (s *Store) ApplyChanges(changes []Change) error {
 			}
 			switch {
 			case c.Key != nil:
-				v, err := json.Marshal(c.Key)
+				v, err := encodeKey(c.Key)
 				if err != nil {
 					return err
 				}
@@ -47,7 +47,7 @@ func (s *Store) ApplyChanges(changes []Change) error {
 				rev = c.Revision
 			}
 		}
-		return putRevision(meta, rev)
+		return meta.Put(metaRevision, u64(rev))
 	})
 	if err != nil {
 		return fmt.Errorf("keystore: apply: %w", err)
@@ -64,7 +64,7 @@ func (s *Store) SetOrigin(storeID string, rev uint64) error {
 		if err := meta.Put(metaStoreID, []byte(storeID)); err != nil {
 			return err
 		}
-		return putRevision(meta, rev)
+		return meta.Put(metaRevision, u64(rev))
 	})
 	if err != nil {
 		return fmt.Errorf("keystore: set origin: %w", err)
@@ -78,7 +78,6 @@ func (s *Store) SetOrigin(storeID string, rev uint64) error {
 // Snapshot is a consistent view of the store for replication.
 type Snapshot struct {
 	tx       *bolt.Tx
-	replica  bool
 	Revision uint64
 	StoreID  string
 }
@@ -89,20 +88,16 @@ type Snapshot struct {
 func (s *Store) View(fn func(*Snapshot) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		return fn(&Snapshot{tx: tx, replica: s.replica, Revision: getU64(meta.Get(metaRevision)), StoreID: string(meta.Get(metaStoreID))})
+		return fn(&Snapshot{tx: tx, Revision: getU64(meta.Get(metaRevision)), StoreID: string(meta.Get(metaStoreID))})
 	})
 }
 
 // ForEachRecord calls fn with the stored JSON of every key's enforcement
 // view, in hash order, then of every user record that is not the implicit
 // active default. v is only valid until fn returns. This is what a
-// snapshot streams: no record is decoded.
+// snapshot streams: no record is decoded (see record.go).
 func (sn *Snapshot) ForEachRecord(fn func(isKey bool, v []byte) error) error {
-	keys := bucketEnforcement
-	if sn.replica {
-		keys = bucketKeys // a replica's records are the enforcement view
-	}
-	err := sn.tx.Bucket(keys).ForEach(func(_, v []byte) error { return fn(true, v) })
+	err := sn.tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error { return fn(true, enforcementJSON(v)) })
 	if err != nil {
 		return err
 	}
@@ -115,10 +110,11 @@ func (sn *Snapshot) ForEach(fn func(Change) error) error {
 	return sn.ForEachRecord(func(isKey bool, v []byte) error {
 		var c Change
 		if isKey {
-			c.Key = new(Key)
-			if err := json.Unmarshal(v, c.Key); err != nil {
-				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			k, err := decodeKey(v)
+			if err != nil {
+				return err
 			}
+			c.Key = k
 		} else {
 			c.User = new(User)
 			if err := json.Unmarshal(v, c.User); err != nil {

@@ -20,31 +20,23 @@ import (
 )
 
 // SchemaVersion is the on-disk layout version written into every store.
-const SchemaVersion = 1
+// 2: key records store their enforcement view first (record.go). Open
+// migrates a schema 1 file; older builds refuse a schema 2 file.
+const SchemaVersion = 2
 
 var (
 	bucketMeta     = []byte("meta")
-	bucketKeys     = []byte("keys")     // hash -> JSON Key
+	bucketKeys     = []byte("keys")     // hash -> key record (record.go)
 	bucketIDs      = []byte("ids")      // key id -> hash
 	bucketUsers    = []byte("users")    // user id -> JSON User
 	bucketProjects = []byte("projects") // project id -> JSON Project
 	bucketChanges  = []byte("changes")  // revision (8 bytes BE) -> JSON Change
 	bucketAudit    = []byte("audit")    // unix nanos (8) + sequence (8) -> JSON Event
-	// bucketEnforcement is the authority's hash -> JSON of the key's
-	// enforcement view (Key.Enforcement), kept with every key write so a
-	// snapshot streams stored bytes instead of decoding and re-encoding
-	// every record. A replica has none: its key records are that view.
-	bucketEnforcement = []byte("enforcement")
 
 	metaSchema    = []byte("schema")
 	metaStoreID   = []byte("store_id")
 	metaRevision  = []byte("revision")
 	metaCompacted = []byte("compacted_through")
-	// metaEnforcementRev is the revision up to which bucketEnforcement
-	// is known to match the keys: every change moves it with metaRevision.
-	// A file last written by an extauthz without the bucket leaves it
-	// behind, and the next Open rebuilds the bucket.
-	metaEnforcementRev = []byte("enforcement_revision")
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit}
@@ -130,17 +122,17 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(metaSchema); v == nil {
+		switch v := meta.Get(metaSchema); {
+		case v == nil:
 			if err := meta.Put(metaSchema, u64(SchemaVersion)); err != nil {
 				return err
 			}
-		} else if len(v) != 8 || binary.BigEndian.Uint64(v) != SchemaVersion {
-			return ErrSchema
-		}
-		if !opts.Replica {
-			if err := ensureEnforcement(tx); err != nil {
-				return err
+		case len(v) == 8 && binary.BigEndian.Uint64(v) == 1:
+			if err := migrateKeys(tx); err != nil {
+				return fmt.Errorf("migrate from schema 1: %w", err)
 			}
+		case len(v) != 8 || binary.BigEndian.Uint64(v) != SchemaVersion:
+			return ErrSchema
 		}
 		if opts.Authority && meta.Get(metaStoreID) == nil {
 			if err := meta.Put(metaStoreID, []byte(uuid.NewString())); err != nil {
@@ -255,9 +247,9 @@ func (s *Store) lookup(h Hash) (LookupResult, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		k := new(Key)
-		if err := json.Unmarshal(v, k); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		k, err := decodeKey(v)
+		if err != nil {
+			return err
 		}
 		// The seek already matched; compare the stored hash in constant time
 		// so no byte-wise early exit ever depends on secret material.
@@ -329,9 +321,9 @@ func (s *Store) ListKeys(keep func(*Key) bool) ([]*Key, error) {
 func (s *Store) ForEachKey(fn func(*Key) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-			k := new(Key)
-			if err := json.Unmarshal(v, k); err != nil {
-				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			k, err := decodeKey(v)
+			if err != nil {
+				return err
 			}
 			return fn(k)
 		})
@@ -390,11 +382,7 @@ func getKey(tx *bolt.Tx, h Hash) (*Key, error) {
 	if v == nil {
 		return nil, ErrNotFound
 	}
-	k := new(Key)
-	if err := json.Unmarshal(v, k); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	return k, nil
+	return decodeKey(v)
 }
 
 func getKeyByID(tx *bolt.Tx, id string) (*Key, error) {
@@ -408,84 +396,73 @@ func getKeyByID(tx *bolt.Tx, id string) (*Key, error) {
 }
 
 func putKey(tx *bolt.Tx, k *Key) error {
-	v, err := json.Marshal(k)
+	v, err := encodeKey(k)
 	if err != nil {
 		return err
 	}
 	return putKeyBytes(tx, k, v, true)
 }
 
-// putKeyBytes stores the encoded record v of k. With authority it also
-// keeps the id index and the enforcement view; a replica has neither.
-func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, authority bool) error {
-	if !authority {
+// putKeyBytes stores the encoded record v of k, and its id index entry
+// when index is true.
+func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, index bool) error {
+	if !index {
 		return tx.Bucket(bucketKeys).Put(k.Hash[:], v)
 	}
 	ids := tx.Bucket(bucketIDs)
-	enf := tx.Bucket(bucketEnforcement)
-	// A record whose id moved to another hash: drop the stale entries.
+	// A replica may receive a record whose id moved to another hash; drop the stale entry.
 	if old := ids.Get([]byte(k.ID)); old != nil && !bytes.Equal(old, k.Hash[:]) {
-		old = bytes.Clone(old)
 		if err := tx.Bucket(bucketKeys).Delete(old); err != nil {
-			return err
-		}
-		if err := enf.Delete(old); err != nil {
 			return err
 		}
 	}
 	if err := tx.Bucket(bucketKeys).Put(k.Hash[:], v); err != nil {
 		return err
 	}
-	if err := putEnforcement(enf, k); err != nil {
-		return err
-	}
 	return ids.Put([]byte(k.ID), k.Hash[:])
 }
 
-// putEnforcement stores the JSON of k's enforcement view, unless the
-// bucket already holds exactly those bytes (a usage update changes none
-// of its fields).
-func putEnforcement(enf *bolt.Bucket, k *Key) error {
-	v, err := json.Marshal(k.Enforcement())
-	if err != nil {
-		return err
-	}
-	if bytes.Equal(enf.Get(k.Hash[:]), v) {
-		return nil
-	}
-	return enf.Put(k.Hash[:], v)
-}
+// migrateChunk bounds the records migrateKeys holds decoded at once.
+var migrateChunk = 10_000
 
-// ensureEnforcement creates the enforcement bucket of an authoritative
-// store, and rebuilds it from the key records when some change was
-// written without it (by an older extauthz, see metaEnforcementRev).
-func ensureEnforcement(tx *bolt.Tx) error {
-	meta := tx.Bucket(bucketMeta)
-	rev := getU64(meta.Get(metaRevision))
-	if tx.Bucket(bucketEnforcement) != nil && getU64(meta.Get(metaEnforcementRev)) == rev {
-		return nil
+// migrateKeys rewrites every key record of a schema 1 file in the schema 2
+// form, in the transaction that opens it, migrateChunk records at a time.
+func migrateKeys(tx *bolt.Tx) error {
+	keys := tx.Bucket(bucketKeys)
+	var from []byte // first hash of the next chunk
+	for done := false; !done; {
+		type rec struct{ h, v []byte }
+		var recs []rec
+		c := keys.Cursor()
+		h, v := c.First()
+		if from != nil {
+			h, v = c.Seek(from)
+		}
+		for ; h != nil && len(recs) < migrateChunk; h, v = c.Next() {
+			k, err := decodeKey(v)
+			if err != nil {
+				return err
+			}
+			nv, err := encodeKey(k)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, rec{bytes.Clone(h), nv})
+		}
+		done, from = h == nil, bytes.Clone(h)
+		for _, r := range recs {
+			if err := keys.Put(r.h, r.v); err != nil {
+				return err
+			}
+		}
 	}
-	if tx.Bucket(bucketEnforcement) != nil {
-		if err := tx.DeleteBucket(bucketEnforcement); err != nil {
+	// Left by development builds between the two schemas.
+	if tx.Bucket([]byte("enforcement")) != nil {
+		if err := tx.DeleteBucket([]byte("enforcement")); err != nil {
 			return err
 		}
 	}
-	enf, err := tx.CreateBucket(bucketEnforcement)
-	if err != nil {
-		return err
-	}
-	enf.FillPercent = 1.0 // filled in key order
-	err = tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
-		k := new(Key)
-		if err := json.Unmarshal(v, k); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		return putEnforcement(enf, k)
-	})
-	if err != nil {
-		return err
-	}
-	return meta.Put(metaEnforcementRev, u64(rev))
+	return tx.Bucket(bucketMeta).Put(metaSchema, u64(SchemaVersion))
 }
 
 func putUser(tx *bolt.Tx, u *User) error {
@@ -494,15 +471,6 @@ func putUser(tx *bolt.Tx, u *User) error {
 		return err
 	}
 	return tx.Bucket(bucketUsers).Put([]byte(u.ID), v)
-}
-
-// putRevision records rev as the store's revision, and as the revision its
-// enforcement view is current to: every writer keeps that bucket (if any).
-func putRevision(meta *bolt.Bucket, rev uint64) error {
-	if err := meta.Put(metaRevision, u64(rev)); err != nil {
-		return err
-	}
-	return meta.Put(metaEnforcementRev, u64(rev))
 }
 
 func u64(v uint64) []byte {
