@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/extauthz/extauthz/keystore"
 )
@@ -223,7 +225,7 @@ func TestAllowResponseFollowsTheRecord(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		k := &keystore.Key{ID: "k", Prefix: "nex_a1b2", Scopes: []string{"signals", fmt.Sprint(i)}}
 		d.Key = k
-		r := srv.allowResponse(&d)
+		r := wireDecoded(t, srv.allowResponse(&d))
 		want := "signals," + fmt.Sprint(i)
 		var got string
 		for _, h := range r.GetOkResponse().GetHeaders() {
@@ -238,6 +240,21 @@ func TestAllowResponseFollowsTheRecord(t *testing.T) {
 	if n := len(srv.allow); n != 1 {
 		t.Fatalf("cache holds %d entries for one key; want 1", n)
 	}
+}
+
+// wireDecoded returns r as a client sees it: encoded, then decoded. A
+// cached allow response is pre-encoded and has no fields of its own.
+func wireDecoded(t *testing.T, r *authv3.CheckResponse) *authv3.CheckResponse {
+	t.Helper()
+	b, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := new(authv3.CheckResponse)
+	if err := proto.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // revKeys is a KeyLookup with a settable revision, for the cache reset.
