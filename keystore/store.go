@@ -447,7 +447,9 @@ func migrateKeys(tx *bolt.Tx) error {
 			if err != nil {
 				return err
 			}
-			recs = append(recs, rec{bytes.Clone(h), nv})
+			if !bytes.Equal(nv, v) { // a replica's records are already the view alone
+				recs = append(recs, rec{bytes.Clone(h), nv})
+			}
 		}
 		done, from = h == nil, bytes.Clone(h)
 		for _, r := range recs {
