@@ -84,9 +84,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	fs.StringVar(&o.bin, "bin", "", "the extauthz binary to measure (required)")
 	fs.StringVar(&o.policy, "policy", "examples/policies/nexgent.yaml", "policy file given to admin and sidecars (its first key format mints the bench keys)")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per load point")
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured time per load point")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each load point")
-	fs.IntVar(&o.rounds, "rounds", 5, "slices each load point is split into, alternating with its baseline")
+	fs.IntVar(&o.rounds, "rounds", 10, "slices each load point is split into, alternating with its baseline")
 	fs.IntVar(&o.keysSmall, "keys-small", 1000, "keys in the small store")
 	fs.IntVar(&o.keysLarge, "keys-large", 1_000_000, "keys in the large store")
 	fs.IntVar(&o.sample, "sample", 10_000, "raw keys kept per store for the load (the rest exist only as hashes)")
