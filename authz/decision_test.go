@@ -218,14 +218,14 @@ func TestAllowResponseFollowsTheRecord(t *testing.T) {
 	srv := NewEnvoyServer(&Authorizer{})
 	k1 := &keystore.Key{ID: "k", Prefix: "nex_a1b2", Scopes: []string{"signals"}}
 	d := Decision{Kind: Allow, Key: k1, Sources: FromAPIKey, Strip: true}
-	r1 := srv.allowResponse(&d)
-	if again := srv.allowResponse(&d); again != r1 {
+	r1 := srv.allow.get(&d)
+	if again := srv.allow.get(&d); again != r1 {
 		t.Fatal("same record: response not reused")
 	}
 	for i := 0; i < 100; i++ {
 		k := &keystore.Key{ID: "k", Prefix: "nex_a1b2", Scopes: []string{"signals", fmt.Sprint(i)}}
 		d.Key = k
-		r := wireDecoded(t, srv.allowResponse(&d))
+		r := wireDecoded(t, srv.allow.get(&d))
 		want := "signals," + fmt.Sprint(i)
 		var got string
 		for _, h := range r.GetOkResponse().GetHeaders() {
@@ -237,7 +237,7 @@ func TestAllowResponseFollowsTheRecord(t *testing.T) {
 			t.Fatalf("record %d: x-auth-scopes = %q; want %q (stale response)", i, got, want)
 		}
 	}
-	if n := len(srv.allow); n != 1 {
+	if n := srv.allow.len(); n != 1 {
 		t.Fatalf("cache holds %d entries for one key; want 1", n)
 	}
 }
@@ -272,15 +272,15 @@ func TestAllowCacheResetsPerRevision(t *testing.T) {
 	srv := NewEnvoyServer(&Authorizer{keys: keys})
 	for i := 0; i < 10; i++ {
 		d := Decision{Kind: Allow, Key: &keystore.Key{ID: fmt.Sprint(i), Prefix: "nex_a1b2"}}
-		srv.allowResponse(&d)
+		srv.allow.get(&d)
 	}
-	if len(srv.allow) != 10 {
-		t.Fatalf("cache holds %d entries; want 10", len(srv.allow))
+	if srv.allow.len() != 10 {
+		t.Fatalf("cache holds %d entries; want 10", srv.allow.len())
 	}
 	keys.rev = 2
 	d := Decision{Kind: Allow, Key: &keystore.Key{ID: "new", Prefix: "nex_a1b2"}}
-	srv.allowResponse(&d)
-	if len(srv.allow) != 1 {
-		t.Fatalf("after a new revision the cache holds %d entries; want 1", len(srv.allow))
+	srv.allow.get(&d)
+	if srv.allow.len() != 1 {
+		t.Fatalf("after a new revision the cache holds %d entries; want 1", srv.allow.len())
 	}
 }

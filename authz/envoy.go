@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 	"strings"
-	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -17,8 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-
-	"github.com/extauthz/extauthz/keystore"
 )
 
 // FrontendEnvoy labels checks that came through the gRPC front door.
@@ -27,78 +24,24 @@ const FrontendEnvoy = "envoy"
 // EnvoyServer implements the Envoy ext_authz v3 Authorization service.
 type EnvoyServer struct {
 	authv3.UnimplementedAuthorizationServer
-	a *Authorizer
-
-	// allow caches allow responses for one store revision (when the key
-	// lookup reports revisions); a new revision, or a full cache, starts an
-	// empty one, so it never holds more than the keys used since the last
-	// change.
-	mu    sync.RWMutex
-	rev   uint64
-	allow map[allowKey]allowEntry
+	a     *Authorizer
+	allow *allowCache[*authv3.CheckResponse] // pre-encoded (see preEncoded)
 }
-
-// maxCachedResponses bounds the allow-response cache.
-const maxCachedResponses = 4096
-
-// allowKey identifies an allow response: it depends only on the key record
-// and on which credential headers to strip.
-type allowKey struct {
-	id      string
-	sources uint8
-	strip   bool
-}
-
-// allowEntry is a built response and the record it was built from. The
-// store's lookup cache keeps a record's pointer stable until the next
-// revision; a different pointer means the record may have changed. The
-// response is pre-encoded (see preEncoded).
-type allowEntry struct {
-	key  *keystore.Key
-	resp *authv3.CheckResponse
-}
-
-// revisioner is implemented by key lookups that know their store revision
-// (*keystore.Store, the replication follower).
-type revisioner interface{ Revision() uint64 }
 
 // NewEnvoyServer returns the gRPC front door over a.
 func NewEnvoyServer(a *Authorizer) *EnvoyServer {
-	return &EnvoyServer{a: a, allow: make(map[allowKey]allowEntry)}
-}
-
-// allowResponse returns the prebuilt response for an allow decision. A
-// response is shared between concurrent calls; grpc only reads it.
-// Building and encoding it (identity headers with explicit append=false,
-// headers to remove, dynamic metadata) costs more than the decision, so
-// both are done once per key and revision.
-func (s *EnvoyServer) allowResponse(d *Decision) *authv3.CheckResponse {
-	var rev uint64
-	if r, ok := s.a.keys.(revisioner); ok {
-		rev = r.Revision()
-	}
-	k := allowKey{d.Key.ID, d.Sources, d.Strip}
-	s.mu.RLock()
-	e, ok := s.allow[k]
-	current := rev == s.rev
-	s.mu.RUnlock()
-	if current && ok && e.key == d.Key {
-		return e.resp
-	}
-	resp, err := preEncoded(envoyResponse(d))
-	if err != nil {
-		return envoyResponse(d) // not cached; grpc will report the encoding error
-	}
-	s.mu.Lock()
-	if rev != s.rev || len(s.allow) >= maxCachedResponses {
-		s.rev = rev
-		clear(s.allow)
-	}
-	if rev == s.rev {
-		s.allow[k] = allowEntry{d.Key, resp}
-	}
-	s.mu.Unlock()
-	return resp
+	// Building and encoding an allow response (identity headers with
+	// explicit append=false, headers to remove, dynamic metadata) costs
+	// more than the decision, so both are done once per key and revision.
+	// A cached response is shared between concurrent calls; grpc only
+	// reads it.
+	return &EnvoyServer{a: a, allow: newAllowCache(a, func(d *Decision) (*authv3.CheckResponse, bool) {
+		resp, err := preEncoded(envoyResponse(d))
+		if err != nil {
+			return envoyResponse(d), false // grpc will report the encoding error
+		}
+		return resp, true
+	})}
 }
 
 // Codec returns the codec to serve s with (grpc.ForceServerCodecV2): the
@@ -148,7 +91,7 @@ func (s *EnvoyServer) Check(ctx context.Context, req *authv3.CheckRequest) (*aut
 	case d.Kind == Unavailable:
 		return nil, status.Error(codes.Unavailable, "authorization unavailable")
 	case d.Kind == Allow && d.Key != nil:
-		return s.allowResponse(&d), nil
+		return s.allow.get(&d), nil
 	}
 	return envoyResponse(&d), nil
 }

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -58,5 +59,33 @@ func TestPreEncodedAllowResponses(t *testing.T) {
 	}
 	if got := check(keys[0].raw); !proto.Equal(got, keys[0].want) {
 		t.Fatalf("after a new revision: got\n%v\nwant\n%v", got, keys[0].want)
+	}
+}
+
+// TestCachedHTTPAllowHeaders: the HTTP door's cached allow headers stay
+// per key on repeated calls, and the two credential sources strip
+// different headers for the same key.
+func TestCachedHTTPAllowHeaders(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	type minted struct{ raw, id, scopes string }
+	var keys []minted
+	for _, scopes := range [][]string{{"signals"}, {"agents", "signals"}, {"full_access"}} {
+		raw, k := e.mint(keyOpts{scopes: scopes})
+		keys = append(keys, minted{raw, k.ID, strings.Join(scopes, ",")})
+	}
+	for round := range 3 {
+		for i, k := range keys {
+			for _, hdr := range []map[string]string{{"X-API-Key": k.raw}, {"Authorization": "Bearer " + k.raw}} {
+				got := e.viaTraefik("GET", "/api/v1/trading-signals", hdr)
+				wantRemove := "x-auth-project-id,x-auth-user-id,x-api-key"
+				if _, bearer := hdr["Authorization"]; bearer {
+					wantRemove = "x-auth-project-id,x-auth-user-id,authorization"
+				}
+				if got.status != 200 || got.headers["x-auth-key-id"] != k.id || got.headers["x-auth-scopes"] != k.scopes || strings.Join(got.remove, ",") != wantRemove {
+					t.Fatalf("round %d, key %d, %v: %d key-id %q scopes %q remove %q; want %s %s %s",
+						round, i, hdr, got.status, got.headers["x-auth-key-id"], got.headers["x-auth-scopes"], strings.Join(got.remove, ","), k.id, k.scopes, wantRemove)
+				}
+			}
+		}
 	}
 }

@@ -62,13 +62,53 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 type ForwardAuth struct {
 	a       *Authorizer
 	trusted []netip.Prefix
+	allow   *allowCache[*httpAllow]
 }
 
 // NewForwardAuth returns the HTTP front door over a, believing forwarded
 // headers from the trusted prefixes.
 func NewForwardAuth(a *Authorizer, trusted []netip.Prefix) *ForwardAuth {
-	return &ForwardAuth{a: a, trusted: trusted}
+	return &ForwardAuth{a: a, trusted: trusted, allow: newAllowCache(a, func(d *Decision) (*httpAllow, bool) {
+		return newHTTPAllow(d), true
+	})}
 }
+
+// httpAllow is the response header of an allowed check with a key, built
+// once per key and revision. Its slices are shared by every response that
+// uses it and never modified.
+type httpAllow struct {
+	header http.Header
+}
+
+// headerToRemove names the headers Envoy's HTTP mode must drop upstream.
+const headerToRemove = "X-Envoy-Auth-Headers-To-Remove"
+
+// newHTTPAllow builds the identity headers for d.Key and the headers to
+// remove upstream: the credential and any identity header not set, so a
+// client-sent copy never survives. Traefik does the same for the names
+// its authResponseHeaders lists.
+func newHTTPAllow(d *Decision) *httpAllow {
+	h := http.Header{}
+	var remove []string
+	for _, kv := range identity(d.Key) {
+		if kv[1] != "" {
+			h[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+		} else {
+			remove = append(remove, kv[0])
+		}
+	}
+	if d.Strip {
+		remove = append(remove, credentialHeaders(d.Sources)...)
+	}
+	if len(remove) > 0 {
+		h[headerToRemove] = []string{strings.Join(remove, ",")}
+	}
+	return &httpAllow{header: h}
+}
+
+// publicRemove is the header to remove on a public route: every identity
+// header, so none can be forged.
+var publicRemove = []string{strings.Join(identityHeaderNames[:], ",")}
 
 func (f *ForwardAuth) trust(remoteAddr string) (string, bool) {
 	host, _, err := net.SplitHostPort(remoteAddr)
@@ -94,27 +134,12 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	d := f.a.Check(req.Context(), &r)
 	h := w.Header()
 	if d.Kind == Allow {
-		// Headers Envoy's HTTP mode must drop upstream: the credential and
-		// any identity header we do not set, so a client-sent copy never
-		// survives. Traefik does the same for the names its
-		// authResponseHeaders lists.
-		var remove []string
 		if d.Key == nil {
-			remove = identityHeaderNames[:]
+			h[headerToRemove] = publicRemove
 		} else {
-			for _, kv := range identity(d.Key) {
-				if kv[1] != "" {
-					h[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
-				} else {
-					remove = append(remove, kv[0])
-				}
+			for name, v := range f.allow.get(&d).header {
+				h[name] = v
 			}
-			if d.Strip {
-				remove = append(remove, credentialHeaders(d.Sources)...)
-			}
-		}
-		if len(remove) > 0 {
-			h.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(remove, ","))
 		}
 		w.WriteHeader(http.StatusOK)
 		return

@@ -1,0 +1,84 @@
+package authz
+
+import (
+	"sync"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// maxCachedResponses bounds each front door's allow cache.
+const maxCachedResponses = 4096
+
+// allowKey identifies an allow answer: it depends only on the key record
+// and on which credential headers to strip.
+type allowKey struct {
+	id      string
+	sources uint8
+	strip   bool
+}
+
+// revisioner is implemented by key lookups that know their store revision
+// (*keystore.Store, the replication follower).
+type revisioner interface{ Revision() uint64 }
+
+// allowCache keeps what a front door answers to an allowed check, built
+// once per key and store revision (when the key lookup reports revisions).
+// A new revision, or a full cache, starts an empty one, so it never holds
+// more than the keys used since the last change. An entry also remembers
+// the record it was built from: the store's lookup cache keeps a record's
+// pointer stable until the next revision, and a different pointer means
+// the record may have changed.
+type allowCache[T any] struct {
+	a     *Authorizer
+	build func(*Decision) (T, bool) // false: do not cache
+
+	mu sync.RWMutex
+	re uint64
+	m  map[allowKey]allowEntry[T]
+}
+
+type allowEntry[T any] struct {
+	key *keystore.Key
+	v   T
+}
+
+func newAllowCache[T any](a *Authorizer, build func(*Decision) (T, bool)) *allowCache[T] {
+	return &allowCache[T]{a: a, build: build, m: make(map[allowKey]allowEntry[T])}
+}
+
+// get returns the answer for an allow decision with a key.
+func (c *allowCache[T]) get(d *Decision) T {
+	var rev uint64
+	if r, ok := c.a.keys.(revisioner); ok {
+		rev = r.Revision()
+	}
+	k := allowKey{d.Key.ID, d.Sources, d.Strip}
+	c.mu.RLock()
+	e, ok := c.m[k]
+	current := rev == c.re
+	c.mu.RUnlock()
+	if current && ok && e.key == d.Key {
+		return e.v
+	}
+	v, cache := c.build(d)
+	if !cache {
+		return v
+	}
+	c.mu.Lock()
+	if rev != c.re || len(c.m) >= maxCachedResponses {
+		c.re = rev
+		clear(c.m)
+	}
+	if rev == c.re {
+		c.m[k] = allowEntry[T]{d.Key, v}
+	}
+	c.mu.Unlock()
+	return v
+}
+
+// len reports the number of entries (for tests).
+func (c *allowCache[T]) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}
