@@ -49,6 +49,7 @@ const (
 
 	minBackoff      = 100 * time.Millisecond
 	snapshotChunk   = 10_000 // records per ApplyChanges while loading a snapshot
+	loadGCPercent   = 400    // GOGC while a snapshot loads (see loadSnapshot)
 	watchBatchMax   = 10_000 // changes per ApplyChanges on the watch
 	maxUsageKeys    = 100_000
 	usageChunk      = 4096 // entries per usage POST, far below MaxUsageBody

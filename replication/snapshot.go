@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
@@ -79,6 +80,9 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 // renames it over Dir/replica.db and opens it. The result is only returned
 // when header, every line, count and sha256 verified.
 func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Store, hdr wireLine, count uint64, err error) {
+	// A load allocates a lot of short-lived garbage (decoded lines, encoded
+	// records) over a small live heap; collect less often while it runs.
+	defer debug.SetGCPercent(debug.SetGCPercent(loadGCPercent))
 	_ = os.Remove(f.tmpPath)
 	tmp, err := keystore.Open(f.tmpPath, keystore.Options{NoSync: true, Replica: true})
 	if err != nil {
