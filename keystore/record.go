@@ -32,13 +32,16 @@ func (x *keyExtras) empty() bool {
 
 // encodeKey returns the stored form of k.
 func encodeKey(k *Key) ([]byte, error) {
+	x := keyExtras{Name: k.Name, LastUsedAt: k.LastUsedAt, UseCount: k.UseCount, CreatedBy: k.CreatedBy, RevokedBy: k.RevokedBy, Metadata: k.Metadata}
+	if x.empty() {
+		// Already the view alone (every replica record): every field
+		// outside the view is omitted when empty, so k encodes exactly as
+		// k.Enforcement() would, without the copy.
+		return json.Marshal(k)
+	}
 	v, err := json.Marshal(k.Enforcement())
 	if err != nil {
 		return nil, err
-	}
-	x := keyExtras{Name: k.Name, LastUsedAt: k.LastUsedAt, UseCount: k.UseCount, CreatedBy: k.CreatedBy, RevokedBy: k.RevokedBy, Metadata: k.Metadata}
-	if x.empty() {
-		return v, nil
 	}
 	xv, err := json.Marshal(&x)
 	if err != nil {
