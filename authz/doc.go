@@ -14,6 +14,11 @@
 //     auth_request and Envoy's HTTP ext_authz mode, on /auth and every path
 //     below it, for every method.
 //
+// What a door answers to an allowed key (the gRPC response, encoded once
+// and sent as bytes; the forwardAuth identity headers) is built once per
+// key and store revision and reused from a bounded cache (allowcache.go);
+// denials are built per request.
+//
 // The package declares the small interfaces it needs (KeyLookup,
 // UsageRecorder) and imports keystore only for its types. It logs one line
 // per denial (allowed checks at debug) and never logs key material.
