@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,23 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 	full := &Key{ID: "k", Hash: HashKey("x"), Prefix: "nex_", Name: "n\nwith newline", Scopes: []string{"a"}, ProjectID: "p", UserID: "u",
 		CreatedAt: at, ExpiresAt: &at, LastUsedAt: &at, UseCount: 3, RevokedAt: &at, CreatedBy: "c", RevokedBy: "r",
 		Metadata: map[string]string{"k": "v\n"}, RateLimit: &RateLimit{Requests: 1, Per: time.Second}}
+	// Every field of Key is either in the enforcement view or one of the
+	// extras, never both and never neither (a new field must be placed),
+	// and the fixture above sets them all.
+	extras := map[string]bool{}
+	for f := range reflect.TypeFor[keyExtras]().Fields() {
+		extras[f.Name] = true
+	}
+	fv, ev := reflect.ValueOf(full).Elem(), reflect.ValueOf(full.Enforcement()).Elem()
+	for i := range fv.NumField() {
+		f := fv.Type().Field(i)
+		if fv.Field(i).IsZero() {
+			t.Errorf("the fixture leaves Key.%s unset", f.Name)
+		}
+		if inView := !ev.Field(i).IsZero(); inView == extras[f.Name] {
+			t.Errorf("Key.%s: in the enforcement view %v, in keyExtras %v; want exactly one", f.Name, inView, extras[f.Name])
+		}
+	}
 	for _, k := range []*Key{full, full.Enforcement()} {
 		v, err := encodeKey(k)
 		if err != nil {

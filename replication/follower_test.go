@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -628,4 +629,63 @@ func TestBackoffCappedAndJittered(t *testing.T) {
 	if d := b.next(); d > 100*time.Millisecond {
 		t.Errorf("after reset: %v", d)
 	}
+}
+
+// TestChunkWriterStopsAtFirstError: once the snapshot writer fails (here:
+// its store is closed, as a full disk would fail it), the next write
+// reports the error, so a load stops at once instead of downloading the
+// rest; finish returns the same error and the goroutine ends.
+func TestChunkWriterStopsAtFirstError(t *testing.T) {
+	st, err := keystore.Open(filepath.Join(t.TempDir(), "tmp.db"), keystore.Options{Replica: true, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	h := keystore.HashKey("k")
+	chunk := []keystore.Change{{Key: &keystore.Key{ID: "k", Hash: h, Prefix: "nex_"}}}
+	w := startChunkWriter(st)
+	if err := w.write(chunk); err != nil {
+		t.Fatalf("first write: %v; want it queued", err)
+	}
+	<-w.failed
+	werr := w.write(chunk)
+	if werr == nil || !strings.Contains(werr.Error(), "write snapshot file") {
+		t.Fatalf("write after the failure = %v; want the writer's error", werr)
+	}
+	if err := w.finish(); err != werr {
+		t.Fatalf("finish = %v; want %v", err, werr)
+	}
+	if err := w.finish(); err != werr {
+		t.Fatalf("second finish = %v; want %v", err, werr)
+	}
+}
+
+// TestRelaxGC: overlapping loads raise the GC percentage once and restore
+// it when the last one ends; an operator's GOGC is left alone.
+func TestRelaxGC(t *testing.T) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set in this environment")
+	}
+	gcPercent := func() int { v := debug.SetGCPercent(100); debug.SetGCPercent(v); return v }
+	prev := debug.SetGCPercent(150)
+	defer debug.SetGCPercent(prev)
+	r1, r2 := relaxGC(), relaxGC()
+	if got := gcPercent(); got != loadGCPercent {
+		t.Fatalf("during two loads: GC percent %d; want %d", got, loadGCPercent)
+	}
+	r1()
+	if got := gcPercent(); got != loadGCPercent {
+		t.Fatalf("one load still running: GC percent %d; want %d", got, loadGCPercent)
+	}
+	r2()
+	if got := gcPercent(); got != 150 {
+		t.Fatalf("after both loads: GC percent %d; want 150", got)
+	}
+	t.Setenv("GOGC", "150")
+	relaxGC()()
+	r := relaxGC()
+	if got := gcPercent(); got != 150 {
+		t.Fatalf("with GOGC set: GC percent %d; want it untouched (150)", got)
+	}
+	r()
 }

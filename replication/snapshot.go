@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
@@ -80,9 +81,9 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 // renames it over Dir/replica.db and opens it. The result is only returned
 // when header, every line, count and sha256 verified.
 func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Store, hdr wireLine, count uint64, err error) {
-	// A load allocates a lot of short-lived garbage (decoded lines, encoded
-	// records) over a small live heap; collect less often while it runs.
-	defer debug.SetGCPercent(debug.SetGCPercent(loadGCPercent))
+	if !f.ready.Load() {
+		defer relaxGC()()
+	}
 	_ = os.Remove(f.tmpPath)
 	tmp, err := keystore.Open(f.tmpPath, keystore.Options{NoSync: true, Replica: true})
 	if err != nil {
@@ -201,13 +202,14 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 // its own goroutine, one chunk ahead of the reader at most.
 type chunkWriter struct {
 	chunks chan []keystore.Change
-	done   chan struct{}
-	err    error // set by the writer goroutine before done closes
+	failed chan struct{} // closed when err is set
+	done   chan struct{} // closed when the goroutine has returned
+	err    error         // set by the writer goroutine before failed closes
 	closed bool
 }
 
 func startChunkWriter(st *keystore.Store) *chunkWriter {
-	w := &chunkWriter{chunks: make(chan []keystore.Change, 1), done: make(chan struct{})}
+	w := &chunkWriter{chunks: make(chan []keystore.Change, 1), failed: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		for c := range w.chunks {
@@ -216,16 +218,18 @@ func startChunkWriter(st *keystore.Store) *chunkWriter {
 			}
 			if err := st.ApplyChanges(c); err != nil {
 				w.err = fmt.Errorf("replication: write snapshot file: %w", err)
+				close(w.failed)
 			}
 		}
 	}()
 	return w
 }
 
-// write queues a chunk. It returns the writer's error once it has one.
+// write queues a chunk. It returns the writer's error once it has one, so
+// that a full disk stops the download at once.
 func (w *chunkWriter) write(c []keystore.Change) error {
 	select {
-	case <-w.done:
+	case <-w.failed:
 		return w.err
 	default:
 	}
@@ -244,6 +248,41 @@ func (w *chunkWriter) finish() error {
 	}
 	<-w.done
 	return w.err
+}
+
+// gcRelax counts the loads running with relaxGC, so that overlapping loads
+// (several followers in one process) restore the setting once, at the end.
+var gcRelax struct {
+	sync.Mutex
+	n    int
+	prev int
+}
+
+// relaxGC raises the GC percentage to loadGCPercent until the returned
+// function is called. A first load allocates a lot of short-lived garbage
+// (decoded lines, encoded records) over a small live heap, so the
+// collector would run very often; nothing is served yet, so the extra
+// heap cannot hurt checks. It is only used before a replica is serving
+// (a resync while serving keeps the collector as configured, since the
+// lookup cache may be large), and never overrides an operator's GOGC.
+func relaxGC() (restore func()) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return func() {}
+	}
+	gcRelax.Lock()
+	if gcRelax.n == 0 {
+		gcRelax.prev = debug.SetGCPercent(loadGCPercent)
+	}
+	gcRelax.n++
+	gcRelax.Unlock()
+	return func() {
+		gcRelax.Lock()
+		gcRelax.n--
+		if gcRelax.n == 0 {
+			debug.SetGCPercent(gcRelax.prev)
+		}
+		gcRelax.Unlock()
+	}
 }
 
 // syncDir makes a rename in dir durable; failures only weaken durability.
