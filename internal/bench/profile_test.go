@@ -1,8 +1,7 @@
 package main
 
-// In-process benchmarks of the check path, for CPU profiles: the sidecar
-// binary exposes no pprof endpoint, so these rebuild what `extauthz
-// sidecar` runs (replication.Follower over a replica file, authz with the
+// In-process benchmarks of the check path, for CPU profiles without a
+// process in between: these rebuild what `extauthz sidecar` runs (replication.Follower over a replica file, authz with the
 // shipped logger at info level writing to a real file, Prometheus metrics,
 // usage tracking, the gRPC front door) inside a test binary:
 //
@@ -187,33 +186,40 @@ func BenchmarkGRPC(b *testing.B) {
 	}
 }
 
-// TestProfileSidecar profiles a real sidecar process under the bench's
-// gRPC (or, with BENCH_PROFILE_DOOR=http, forwardAuth) load. It needs an
-// extauthz binary built with a pprof hook that listens on
-// $BENCH_PPROF_ADDR (the shipped binary has none; build a copy with a
-// net/http/pprof init file outside the repository):
+// profileSetup is the start of the process profiling tests: the binary
+// (BENCH_PROFILE_BIN, run with --pprof-addr), the output path
+// (BENCH_PROFILE_OUT), the store size (BENCH_PROFILE_KEYS, else keys) and
+// a cluster in a temp dir. It skips the test unless both are set.
+func profileSetup(t *testing.T, keys int) (bin, out string, n int, dir string, c *cluster) {
+	t.Helper()
+	bin, out = os.Getenv("BENCH_PROFILE_BIN"), os.Getenv("BENCH_PROFILE_OUT")
+	if bin == "" || out == "" {
+		t.Skip("BENCH_PROFILE_BIN and BENCH_PROFILE_OUT not set")
+	}
+	n = keys
+	if v := os.Getenv("BENCH_PROFILE_KEYS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	dir = t.TempDir()
+	c, err := newCluster(dir, bin, filepath.Join("..", "..", "examples", "policies", "nexgent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, out, n, dir, c
+}
+
+// TestProfileSidecar profiles a real sidecar process (--pprof-addr) under
+// the bench's gRPC (or, with BENCH_PROFILE_DOOR=http, forwardAuth) load:
 //
-//	BENCH_PROFILE_BIN=/tmp/extauthz-pprof BENCH_PROFILE_OUT=/tmp/sidecar.prof \
+//	make build && BENCH_PROFILE_BIN=$PWD/bin/extauthz BENCH_PROFILE_OUT=/tmp/sidecar.prof \
 //	  go test ./internal/bench -run ProfileSidecar -v
 //
 // BENCH_PROFILE_NOOP=1 profiles the do-nothing server instead, for
 // comparison. BENCH_PROFILE_SIDECAR_ENV adds environment variables to the sidecar only
 // (e.g. "GOGC=400"), BENCH_PROFILE_KEYS sets the store size.
 func TestProfileSidecar(t *testing.T) {
-	bin, out := os.Getenv("BENCH_PROFILE_BIN"), os.Getenv("BENCH_PROFILE_OUT")
-	if bin == "" || out == "" {
-		t.Skip("BENCH_PROFILE_BIN and BENCH_PROFILE_OUT not set")
-	}
-	n := 1000
-	if v := os.Getenv("BENCH_PROFILE_KEYS"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
+	bin, out, n, dir, c := profileSetup(t, 1000)
 	ctx := context.Background()
-	dir := t.TempDir()
-	c, err := newCluster(dir, bin, filepath.Join("..", "..", "examples", "policies", "nexgent.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ks, err := c.prefillAdmin(filepath.Join(dir, "admin"), n, 10_000)
 	if err != nil {
 		t.Fatal(err)
@@ -228,8 +234,9 @@ func TestProfileSidecar(t *testing.T) {
 		"--admin-url", admin.URL("admin"), "--replication-token-file", c.replTokenFile,
 		"--policy", c.policyFile, "--data-dir", filepath.Join(dir, "sidecar"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "info",
+		"--pprof-addr", pprofAddr,
 	}
-	if os.Getenv("BENCH_PROFILE_NOOP") != "" { // the do-nothing server instead
+	if os.Getenv("BENCH_PROFILE_NOOP") != "" { // the do-nothing server instead (pprof from BENCH_PPROF_ADDR)
 		self, _ := os.Executable()
 		bin, args = self, []string{flagNoopGRPC, "127.0.0.1:0"}
 		if os.Getenv("BENCH_PROFILE_DOOR") == "http" {
@@ -334,35 +341,22 @@ func logGoMetrics(t *testing.T, url string) {
 	}
 }
 
-// TestProfileColdStart profiles the admin and a new sidecar while the
-// sidecar loads its first snapshot, with the same pprof-hooked binary as
-// TestProfileSidecar; the profiles go to $BENCH_PROFILE_OUT.admin and
-// $BENCH_PROFILE_OUT.sidecar.
+// TestProfileColdStart profiles the admin and a new sidecar (both with
+// --pprof-addr) while the sidecar loads its first snapshot; the profiles go
+// to $BENCH_PROFILE_OUT.admin and $BENCH_PROFILE_OUT.sidecar.
 //
-//	BENCH_PROFILE_KEYS=1000000 BENCH_PROFILE_BIN=/tmp/extauthz-pprof BENCH_PROFILE_OUT=/tmp/cold \
+//	BENCH_PROFILE_KEYS=1000000 BENCH_PROFILE_BIN=$PWD/bin/extauthz BENCH_PROFILE_OUT=/tmp/cold \
 //	  go test ./internal/bench -run ProfileColdStart -v -timeout 10m
 func TestProfileColdStart(t *testing.T) {
-	bin, out := os.Getenv("BENCH_PROFILE_BIN"), os.Getenv("BENCH_PROFILE_OUT")
-	if bin == "" || out == "" {
-		t.Skip("BENCH_PROFILE_BIN and BENCH_PROFILE_OUT not set")
-	}
-	n := 100_000
-	if v := os.Getenv("BENCH_PROFILE_KEYS"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
+	bin, out, n, dir, c := profileSetup(t, 100_000)
 	ctx := context.Background()
-	dir := t.TempDir()
-	c, err := newCluster(dir, bin, filepath.Join("..", "..", "examples", "policies", "nexgent.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.prefillAdmin(filepath.Join(dir, "admin"), n, 10); err != nil {
 		t.Fatal(err)
 	}
 	const adminPprof, sidecarPprof = "127.0.0.1:6162", "127.0.0.1:6161"
 	t0 := time.Now()
 	admin, err := childproc.Start(ctx, "admin", bin, []string{"admin", "--data-dir", filepath.Join(dir, "admin"), "--admin-addr", "127.0.0.1:0",
-		"--admin-token-file", c.adminTokenFile, "--replication-token-file", c.replTokenFile, "--policy", c.policyFile}, []string{"BENCH_PPROF_ADDR=" + adminPprof})
+		"--admin-token-file", c.adminTokenFile, "--replication-token-file", c.replTokenFile, "--policy", c.policyFile, "--pprof-addr", adminPprof}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +365,8 @@ func TestProfileColdStart(t *testing.T) {
 	sc, err := childproc.Start(ctx, "sidecar", bin, []string{"sidecar",
 		"--admin-url", admin.URL("admin"), "--replication-token-file", c.replTokenFile,
 		"--policy", c.policyFile, "--data-dir", filepath.Join(dir, "sidecar"),
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-	}, []string{"BENCH_PPROF_ADDR=" + sidecarPprof})
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--pprof-addr", sidecarPprof,
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
