@@ -13,9 +13,12 @@
 //     which Snapshot.ForEachRecord streams to replicas without decoding
 //     anything.
 //   - the replica of a sidecar (Options.Replica), changed only through
-//     ApplyChanges and SetOrigin with records received from the admin. A
-//     replica keeps no change log and no id index, and persists bbolt's
-//     freelist so it opens without walking the file.
+//     ApplyChanges, Stage/Commit and SetOrigin with records received from
+//     the admin. Stage puts changes in force from memory at once; Commit
+//     writes them in one fsynced transaction later (staged.go), so the
+//     fsync is not on the path from the admin to the decision. A replica
+//     keeps no change log and no id index, and persists bbolt's freelist
+//     so it opens without walking the file.
 //
 // Lookup is the hot path of every authorization check: a decoded record of a
 // known key is served from a cache valid for one store revision; otherwise

@@ -10,11 +10,29 @@ import (
 // ApplyChanges applies changes received from the authoritative store, in
 // order, in one transaction, and advances the revision to the last one.
 // Changes at or below the current revision are skipped, so a replayed
-// batch is harmless. A replica writes no change log and no audit.
+// batch is harmless. A replica writes no change log and no audit. Staged
+// changes (see Stage) are committed first.
 func (s *Store) ApplyChanges(changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if err := s.commitLocked(); err != nil {
+		return err
+	}
+	rev, err := s.writeChanges(changes)
+	if err != nil {
+		return err
+	}
+	s.durable.Store(rev)
+	s.notify(rev)
+	return nil
+}
+
+// writeChanges is the transaction of ApplyChanges and Commit. It returns
+// the file's revision after it.
+func (s *Store) writeChanges(changes []Change) (uint64, error) {
 	var rev uint64
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -50,10 +68,9 @@ func (s *Store) ApplyChanges(changes []Change) error {
 		return meta.Put(metaRevision, u64(rev))
 	})
 	if err != nil {
-		return fmt.Errorf("keystore: apply: %w", err)
+		return 0, fmt.Errorf("keystore: apply: %w", err)
 	}
-	s.notify(rev)
-	return nil
+	return rev, nil
 }
 
 // SetOrigin records the authoritative store id and revision a replica's
@@ -71,6 +88,7 @@ func (s *Store) SetOrigin(storeID string, rev uint64) error {
 	}
 	s.storeID.Store(storeID)
 	s.rev.Store(rev)
+	s.durable.Store(rev)
 	s.notify(rev)
 	return nil
 }

@@ -68,13 +68,17 @@ type Store struct {
 	now     func() time.Time
 	replica bool
 
-	rev     atomic.Uint64
-	storeID atomic.Value // string
+	rev     atomic.Uint64 // revision in force, staged changes included
+	durable atomic.Uint64 // revision of the file
+	storeID atomic.Value  // string
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every committed revision
 
 	cache lookupCache
+
+	staged   staged     // a replica's changes in force but not yet in the file
+	commitMu sync.Mutex // one Commit at a time
 }
 
 // maxCachedLookups bounds the decoded-record cache of Lookup.
@@ -141,6 +145,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		s.storeID.Store(string(meta.Get(metaStoreID)))
 		s.rev.Store(getU64(meta.Get(metaRevision)))
+		s.durable.Store(s.rev.Load())
 		return nil
 	})
 	if err != nil {
@@ -150,8 +155,15 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the file. Calls after Close fail with ErrClosed.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits staged changes and closes the file. Calls after Close fail
+// with ErrClosed.
+func (s *Store) Close() error {
+	err := s.Commit()
+	if err != nil && errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		err = nil
+	}
+	return errors.Join(err, s.db.Close())
+}
 
 // Path returns the file the store lives in.
 func (s *Store) Path() string { return s.path }
@@ -159,14 +171,15 @@ func (s *Store) Path() string { return s.path }
 // Sync forces the file to disk; used after NoSync bulk loads.
 func (s *Store) Sync() error { return s.db.Sync() }
 
-// Revision returns the last committed revision.
+// Revision returns the revision in force: the last committed one, or on a
+// replica the last staged one (see Stage).
 func (s *Store) Revision() uint64 { return s.rev.Load() }
 
 // StoreID returns the identity of the authoritative store this data came
 // from; empty for a replica that never loaded a snapshot.
 func (s *Store) StoreID() string { v, _ := s.storeID.Load().(string); return v }
 
-// Changed returns a channel closed at the next committed revision.
+// Changed returns a channel closed at the next revision in force.
 func (s *Store) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,14 +255,21 @@ func (s *Store) Lookup(h Hash) (LookupResult, error) {
 
 func (s *Store) lookup(h Hash) (LookupResult, error) {
 	var res LookupResult
+	// Held across the transaction: see staged.
+	p := &s.staged
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketKeys).Get(h[:])
-		if v == nil {
-			return ErrNotFound
-		}
-		k, err := decodeKey(v)
-		if err != nil {
-			return err
+		k := p.keys[h]
+		if k == nil {
+			v := tx.Bucket(bucketKeys).Get(h[:])
+			if v == nil {
+				return ErrNotFound
+			}
+			var err error
+			if k, err = decodeKey(v); err != nil {
+				return err
+			}
 		}
 		// The seek already matched; compare the stored hash in constant time
 		// so no byte-wise early exit ever depends on secret material.
@@ -258,14 +278,17 @@ func (s *Store) lookup(h Hash) (LookupResult, error) {
 		}
 		res.Key = k
 		res.OwnerActive = true
-		if k.UserID != "" {
-			if uv := tx.Bucket(bucketUsers).Get([]byte(k.UserID)); uv != nil {
-				var u User
-				if err := json.Unmarshal(uv, &u); err != nil {
-					return fmt.Errorf("%w: %v", ErrCorrupt, err)
-				}
-				res.OwnerActive = u.Active
+		if k.UserID == "" {
+			return nil
+		}
+		if u := p.users[k.UserID]; u != nil {
+			res.OwnerActive = u.Active
+		} else if uv := tx.Bucket(bucketUsers).Get([]byte(k.UserID)); uv != nil {
+			var u User
+			if err := json.Unmarshal(uv, &u); err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
 			}
+			res.OwnerActive = u.Active
 		}
 		return nil
 	})

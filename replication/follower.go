@@ -43,6 +43,9 @@ const (
 	DefaultMaxBackoff  = 5 * time.Second
 	DefaultUsageFlush  = 10 * time.Second
 	DefaultIdleTimeout = 15 * time.Second
+	// DefaultSyncInterval is how long a change received on the watch may
+	// be in force before it is in the replica file (see Stage).
+	DefaultSyncInterval = time.Second
 
 	// ReplicaFile is the replica's file name inside FollowerOptions.Dir.
 	ReplicaFile = "replica.db"
@@ -82,6 +85,11 @@ type FollowerOptions struct {
 	// arrived for this long (a dead admin or network); zero means
 	// DefaultIdleTimeout, three default heartbeats.
 	IdleTimeout time.Duration
+	// SyncInterval is how long after a change is received, and put in
+	// force in memory, the replica file gets it, together with whatever
+	// else arrived meanwhile; zero means DefaultSyncInterval, negative
+	// means at once (still after the change is in force).
+	SyncInterval time.Duration
 	// HTTPClient talks to the admin. Nil means a client with dial,
 	// TLS-handshake and response-header timeouts but no overall timeout,
 	// which would cut the watch stream. A custom client must not set
@@ -91,7 +99,8 @@ type FollowerOptions struct {
 	// caller names the component (zerolog would repeat a second one).
 	Logger zerolog.Logger
 	// Registerer, when not nil, gets extauthz_replica_revision,
-	// extauthz_replica_staleness_seconds and extauthz_replica_resyncs_total.
+	// extauthz_replica_persisted_revision, extauthz_replica_staleness_seconds
+	// and extauthz_replica_resyncs_total.
 	Registerer prometheus.Registerer
 	// Now is the clock for staleness; nil means time.Now.
 	Now func() time.Time
@@ -121,8 +130,23 @@ type Follower struct {
 	ready atomic.Bool
 
 	lastCurrent atomic.Int64 // Now() in Unix nanoseconds; 0 = never
-	lastTouch   time.Time    // Run's goroutine only
 	running     atomic.Bool
+
+	touchMu   sync.Mutex
+	lastTouch time.Time // the file's mtime as last set
+
+	// persistDue is set while a commit of staged changes is scheduled;
+	// commitFailed stops the watch until the replica file takes writes
+	// again.
+	persistDue   atomic.Bool
+	commitFailed atomic.Bool
+
+	// walMu orders appends to the write-ahead log with the staging of
+	// their changes, and with emptying the log after a commit. Taken
+	// before mu.
+	walMu   sync.Mutex
+	wal     *wal // nil until the first change after a start or a snapshot
+	walPath string
 
 	usageMu  sync.Mutex
 	usage    map[string]keystore.Usage
@@ -157,6 +181,9 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = DefaultSyncInterval
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -173,6 +200,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		base:    strings.TrimRight(opts.AdminURL, "/"),
 		path:    filepath.Join(opts.Dir, ReplicaFile),
 		tmpPath: filepath.Join(opts.Dir, ReplicaFile+".tmp"),
+		walPath: filepath.Join(opts.Dir, WALFile),
 		now:     opts.Now,
 		created: opts.Now(),
 		usage:   make(map[string]keystore.Usage),
@@ -205,6 +233,10 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	}
 	f.store = st
 	if st.StoreID() != "" {
+		if err := f.replayWAL(st); err != nil {
+			st.Close()
+			return nil, err
+		}
 		f.ready.Store(true)
 		last := f.now()
 		if statErr == nil && fi.ModTime().Before(last) {
@@ -221,6 +253,10 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 				Help: "Revision of the local replica.",
 			}, func() float64 { return float64(f.Revision()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "extauthz_replica_persisted_revision",
+				Help: "Revision of the replica file; below extauthz_replica_revision while received changes, already in force, wait to be written.",
+			}, func() float64 { return float64(f.PersistedRevision()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "extauthz_replica_staleness_seconds",
 				Help: "Seconds since the replica was last known current (heartbeat or change on a live watch).",
 			}, func() float64 { return f.Staleness().Seconds() }),
@@ -234,6 +270,38 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		}
 	}
 	return f, nil
+}
+
+// replayWAL puts the changes of a write-ahead log left by a process that
+// died back in force and commits them (see wal).
+func (f *Follower) replayWAL(st *keystore.Store) error {
+	r, err := readWAL(f.walPath, st.StoreID(), st.Revision())
+	if err != nil {
+		return err
+	}
+	if r.problem != nil {
+		f.log.Warn().Err(r.problem).Int("changes", len(r.changes)).Msg("write-ahead log ends early: replaying what precedes, the watch fetches the rest")
+	}
+	if len(r.changes) == 0 {
+		if err := os.Remove(f.walPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replication: remove write-ahead log: %w", err)
+		}
+		return nil
+	}
+	if f.wal, err = resumeWAL(f.walPath, r.head, r.valid); err != nil {
+		return err
+	}
+	if err := st.Stage(r.changes); err != nil {
+		return err
+	}
+	f.log.Info().Int("changes", len(r.changes)).Uint64("revision", st.Revision()).Msg("write-ahead log replayed")
+	if err := st.Commit(); err != nil {
+		// In force from memory all the same; the watch retries the commit.
+		f.commitFailed.Store(true)
+		f.log.Error().Err(err).Msg("replica file not written: the changes in force stay in memory and following pauses until it is")
+		return nil
+	}
+	return f.wal.reset()
 }
 
 func defaultClient() *http.Client {
@@ -317,7 +385,8 @@ func (f *Follower) Staleness() time.Duration {
 	return 0
 }
 
-// Revision returns the replica's revision (0 when nothing is loaded).
+// Revision returns the revision in force in the replica (0 when nothing
+// is loaded).
 func (f *Follower) Revision() uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -325,6 +394,17 @@ func (f *Follower) Revision() uint64 {
 		return 0
 	}
 	return f.store.Revision()
+}
+
+// PersistedRevision returns the revision of the replica file: Revision
+// minus the changes in force that wait to be written (see SyncInterval).
+func (f *Follower) PersistedRevision() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.store == nil {
+		return 0
+	}
+	return f.store.DurableRevision()
 }
 
 // StoreID returns the id of the admin store the replica came from.
@@ -337,9 +417,12 @@ func (f *Follower) StoreID() string {
 	return f.store.StoreID()
 }
 
-// Close closes the replica store; lookups then fail with ErrClosed. It
-// waits for in-flight lookups. Call it after Run has returned.
+// Close commits the changes in force to the replica file and closes it;
+// lookups then fail with ErrClosed. It waits for in-flight lookups. Call
+// it after Run has returned.
 func (f *Follower) Close() error {
+	f.walMu.Lock()
+	defer f.walMu.Unlock()
 	f.mu.Lock()
 	st := f.store
 	f.store = nil
@@ -347,14 +430,54 @@ func (f *Follower) Close() error {
 	if st == nil {
 		return nil
 	}
-	return st.Close()
+	err := st.Close()
+	if f.wal != nil {
+		// Keep the log if the file did not get everything in it.
+		werr := f.wal.close()
+		if err == nil && werr == nil {
+			werr = os.Remove(f.walPath)
+		}
+		f.wal = nil
+		err = errors.Join(err, werr)
+	}
+	return err
+}
+
+// dropWAL removes the write-ahead log before a snapshot replaces the
+// replica: its changes belong to the replica being replaced.
+func (f *Follower) dropWAL() error {
+	f.walMu.Lock()
+	defer f.walMu.Unlock()
+	if f.wal != nil {
+		f.wal.close()
+		f.wal = nil
+	}
+	if err := os.Remove(f.walPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replication: remove write-ahead log: %w", err)
+	}
+	return nil
 }
 
 func (f *Follower) markCurrent(at time.Time) {
 	f.lastCurrent.Store(at.UnixNano())
-	// Persist the moment in the file's mtime, so that a restart while the
-	// admin is down still knows how stale the replica is.
-	if at.Sub(f.lastTouch) >= touchEvery || at.Before(f.lastTouch) {
+	f.touch(at, false)
+}
+
+// touch persists the moment the replica was last known current in the
+// file's mtime, so that a restart while the admin is down still knows how
+// stale the replica is: at most every touchEvery unless force, and only
+// when the file holds every change in force (a commit writing the file
+// later sets the mtime again, and touches it back).
+func (f *Follower) touch(at time.Time, force bool) {
+	f.touchMu.Lock()
+	defer f.touchMu.Unlock()
+	if !force && at.Sub(f.lastTouch) < touchEvery && !at.Before(f.lastTouch) {
+		return
+	}
+	f.mu.RLock()
+	current := f.store != nil && f.store.Staged() == 0
+	f.mu.RUnlock()
+	if current {
 		f.lastTouch = at
 		_ = os.Chtimes(f.path, at, at)
 	}
@@ -518,6 +641,13 @@ func statusError(resp *http.Response) error {
 // watch follows the change stream from the replica's revision. live
 // reports whether a heartbeat arrived, i.e. the follower was current.
 func (f *Follower) watch(ctx context.Context) (live bool, err error) {
+	if f.commitFailed.Load() {
+		// The watch stopped because the file refused the changes in
+		// force; it resumes once they are written.
+		if err := f.commit(); err != nil {
+			return false, err
+		}
+	}
 	f.mu.RLock()
 	st := f.store
 	f.mu.RUnlock()
@@ -551,7 +681,7 @@ func (f *Follower) watch(ctx context.Context) (live bool, err error) {
 }
 
 // consumeWatch applies a watch stream until it ends. Lines that arrived
-// together are applied in one ApplyChanges. onLive is called at every
+// together are staged together (see stage). onLive is called at every
 // heartbeat that confirms the replica is current.
 func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) error {
 	lr := newLineReader(body, MaxLineSize)
@@ -561,13 +691,14 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 	// replica is current.
 	live := false
 	batch := make([]keystore.Change, 0, 64)
+	var lines []byte // the batch's lines as received, for the write-ahead log
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := f.apply(batch)
+		err := f.stage(batch, lines)
 		clear(batch)
-		batch = batch[:0]
+		batch, lines = batch[:0], lines[:0]
 		if err != nil {
 			return err
 		}
@@ -599,6 +730,9 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 			if err := flush(); err != nil {
 				return err
 			}
+			if f.commitFailed.Load() {
+				return errCommit
+			}
 			if l.Revision != pos {
 				return fmt.Errorf("%w: heartbeat at revision %d, replica at %d", errProtocol, l.Revision, pos)
 			}
@@ -615,6 +749,7 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 		}
 		pos = l.Revision
 		batch = append(batch, l.change())
+		lines = append(lines, line...)
 		if len(batch) >= watchBatchMax || !lr.lineBuffered() {
 			if err := flush(); err != nil {
 				return err
@@ -623,13 +758,111 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 	}
 }
 
-// apply writes changes to the current replica, holding the lock shared so
-// that Close cannot close the store underneath.
-func (f *Follower) apply(changes []keystore.Change) error {
+// emptyWAL empties the write-ahead log when the replica file holds every
+// change in force.
+func (f *Follower) emptyWAL() error {
+	f.walMu.Lock()
+	defer f.walMu.Unlock()
+	f.mu.RLock()
+	done := f.store != nil && f.store.Staged() == 0
+	f.mu.RUnlock()
+	if !done || f.wal == nil {
+		return nil
+	}
+	return f.wal.reset()
+}
+
+// errCommit ends the watch when the replica file refused the changes in
+// force: the replica is then not known current (it turns stale, and 503
+// with MaxStaleness) and the staged changes stay bounded.
+var errCommit = errors.New("replication: replica file not writable")
+
+// stage puts changes in force in the current replica at once, after
+// appending their lines to the write-ahead log, and schedules writing them
+// to the replica file (see persist): the decision changes without waiting
+// for an fsync, and a burst of changes shares one commit.
+func (f *Follower) stage(changes []keystore.Change, lines []byte) error {
+	if f.commitFailed.Load() {
+		return errCommit
+	}
+	big, err := f.stageLogged(changes, lines)
+	if err != nil {
+		return err
+	}
+	d := f.opts.SyncInterval
+	if d < 0 || big {
+		return f.commit()
+	}
+	if f.persistDue.CompareAndSwap(false, true) {
+		// Jittered in [d/2, 3d/2): sidecars on one node receive a change
+		// together and would otherwise all fsync together. A timer, not a
+		// goroutine woken per change: this is the path to the decision.
+		time.AfterFunc(d/2+rand.N(d), f.persist)
+	}
+	return nil
+}
+
+// stageLogged appends lines to the write-ahead log and stages changes,
+// under walMu so that a commit never empties the log of a change it did
+// not write. big reports a log past walMax. It holds mu shared so that
+// Close cannot close the store underneath.
+func (f *Follower) stageLogged(changes []keystore.Change, lines []byte) (big bool, err error) {
+	f.walMu.Lock()
+	defer f.walMu.Unlock()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.store == nil {
-		return ErrClosed
+	st := f.store
+	if st == nil {
+		return false, ErrClosed
 	}
-	return f.store.ApplyChanges(changes)
+	if f.wal == nil {
+		if f.wal, err = createWAL(f.walPath, st.StoreID()); err != nil {
+			return false, err
+		}
+	}
+	if err := f.wal.append(lines); err != nil {
+		return false, err
+	}
+	if err := st.Stage(changes); err != nil {
+		// Not in force: take the lines back out of the log.
+		return false, errors.Join(err, f.wal.cut(int64(len(lines))))
+	}
+	return f.wal.size > walMax, nil
+}
+
+// persist commits the staged changes when their SyncInterval is over. A
+// failed commit is retried by the next watch (see errCommit); Close
+// commits what is left at shutdown.
+func (f *Follower) persist() {
+	f.persistDue.Store(false) // changes staged from now on schedule the next commit
+	if err := f.commit(); err != nil && !errors.Is(err, ErrClosed) {
+		f.log.Error().Err(err).Msg("replica file not written: the changes in force stay in memory and following pauses until it is")
+	}
+}
+
+// commit writes the staged changes of the current replica to its file.
+func (f *Follower) commit() error {
+	f.mu.RLock()
+	st := f.store
+	var err error
+	if st == nil {
+		err = ErrClosed
+	} else {
+		err = st.Commit()
+	}
+	f.mu.RUnlock()
+	if err != nil {
+		if !errors.Is(err, ErrClosed) {
+			f.commitFailed.Store(true)
+		}
+		return fmt.Errorf("replication: write replica: %w", err)
+	}
+	f.commitFailed.Store(false)
+	if err := f.emptyWAL(); err != nil {
+		return err
+	}
+	if last := f.lastCurrent.Load(); last != 0 {
+		f.touch(time.Unix(0, last), true)
+	}
+	return nil
 }

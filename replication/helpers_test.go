@@ -145,9 +145,12 @@ func newFollower(t testing.TB, dir, adminURL string, mods ...followerOpt) (*Foll
 		MaxBackoff:  50 * time.Millisecond,
 		UsageFlush:  10 * time.Millisecond,
 		IdleTimeout: 2 * time.Second,
-		Node:        "test-node",
-		Logger:      zerolog.Nop(),
-		Registerer:  reg,
+		// Short, so that waiting for the file is quick; tests of staging
+		// set their own.
+		SyncInterval: 20 * time.Millisecond,
+		Node:         "test-node",
+		Logger:       zerolog.Nop(),
+		Registerer:   reg,
 	}
 	for _, m := range mods {
 		m(&opts)
@@ -199,8 +202,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // caughtUp waits until the follower holds the admin's store id and revision.
 func caughtUp(t testing.TB, f *Follower, admin *keystore.Store) {
 	t.Helper()
-	waitFor(t, "follower to catch up", func() bool {
-		return f.Ready() && f.StoreID() == admin.StoreID() && f.Revision() == admin.Revision()
+	waitFor(t, "follower to catch up, in force and in its file", func() bool {
+		return f.Ready() && f.StoreID() == admin.StoreID() && f.Revision() == admin.Revision() && f.PersistedRevision() == admin.Revision()
 	})
 }
 

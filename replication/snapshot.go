@@ -65,6 +65,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 	}
 	f.store = ns
 	f.ready.Store(true)
+	f.commitFailed.Store(false) // the new file holds everything in force
 	f.mu.Unlock()
 	// No lookup holds the old store any more: the exclusive lock above
 	// waited for them.
@@ -184,6 +185,10 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 	tmp = nil
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: close snapshot file: %w", err)
+	}
+	// The log's changes are older than the snapshot, or of another store.
+	if err := f.dropWAL(); err != nil {
+		return nil, hdr, 0, err
 	}
 	// The live replica keeps its open handle on the old file until the
 	// swap; the rename only changes what the name points to.

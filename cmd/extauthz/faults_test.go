@@ -219,6 +219,10 @@ func replicaRevision(t *testing.T, p *proc) uint64 {
 	return uint64(promValue(t, p.url("http")+"/metrics", "extauthz_replica_revision", ""))
 }
 
+func replicaPersistedRevision(t *testing.T, p *proc) uint64 {
+	return uint64(promValue(t, p.url("http")+"/metrics", "extauthz_replica_persisted_revision", ""))
+}
+
 func adminRevision(t *testing.T, c *cluster) uint64 {
 	return uint64(promValue(t, c.adminURL()+"/metrics", "extauthz_store_revision", ""))
 }
@@ -312,6 +316,49 @@ func TestFaultSidecarRestartUnderLoad(t *testing.T) {
 	}
 	t.Logf("live 200s %d/%d, revoked 401s %d/%d (before/after), connection errors %d",
 		liveOK[0].Load(), liveOK[1].Load(), revokedDenied[0].Load(), revokedDenied[1].Load(), connErrors.Load())
+}
+
+// TestFaultSidecarKilledKeepsChangesInForce: a change a sidecar put in
+// force is never undone by its death. With --replica-sync-interval far
+// longer than the test, the revocation is only in the write-ahead log when
+// the sidecar is SIGKILLed; the admin is killed too, so the restarted
+// sidecar can learn it from nowhere else. It must deny the key at once,
+// and have written it to its file.
+func TestFaultSidecarKilledKeepsChangesInForce(t *testing.T) {
+	c := newCluster(t, 0)
+	live := signalsKey(c, "live")
+	victim := signalsKey(c, "revoked before the crash")
+	dir := filepath.Join(c.dir, "sidecar-wal")
+	args := c.sidecarVia(c.directAdminURL(), dir, "--replica-sync-interval", "1h")
+	sc := start(t, args...)
+	eventually(t, "sidecar ready", func() bool { code, _ := readyz(t, sc); return code == 200 })
+	expectAuth(t, sc, "key to revoke", victim.Key, 200)
+
+	faultRevoke(t, c, victim.ID)
+	expectAuth(t, sc, "revoked key", victim.Key, 401)
+	if in, persisted := replicaRevision(t, sc), replicaPersistedRevision(t, sc); persisted >= in {
+		t.Fatalf("replica file at %d, in force %d: the file already has the revocation (the test proves nothing)", persisted, in)
+	}
+	head := adminRevision(t, c)
+	if code := c.admin.stop(t, syscall.SIGKILL); code == 0 {
+		t.Fatal("SIGKILLed admin exited 0")
+	}
+	if code := sc.stop(t, syscall.SIGKILL); code == 0 {
+		t.Fatal("SIGKILLed sidecar exited 0")
+	}
+
+	sc = start(t, args...)
+	eventually(t, "restarted sidecar ready from its file", func() bool { code, _ := readyz(t, sc); return code == 200 })
+	if code, body := authCode(t, sc, victim.Key); code != 401 {
+		t.Fatalf("revoked key after the crash: %d %s; want 401", code, body)
+	}
+	expectAuth(t, sc, "live key after the crash", live.Key, 200)
+	if in, persisted := replicaRevision(t, sc), replicaPersistedRevision(t, sc); in != head || persisted != head {
+		t.Errorf("restarted replica at %d in force, %d in its file; want %d for both", in, persisted, head)
+	}
+	if !strings.Contains(sc.logs.String(), "write-ahead log replayed") {
+		t.Error("no replay logged")
+	}
 }
 
 // replProxy is a fake of the network between a sidecar and the admin (the

@@ -68,7 +68,17 @@ type serveConfig struct {
 	adminURL            string
 	maxStaleness        time.Duration
 	reconnectMaxBackoff time.Duration
+	syncInterval        time.Duration
 	node                string
+}
+
+// syncInterval maps --replica-sync-interval to FollowerOptions, whose zero
+// means the default: the flag's 0 means at once.
+func syncInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func parseServeFlags(r role, args []string, getenv func(string) string, out io.Writer) (*serveConfig, error) {
@@ -100,6 +110,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
 		f.DurationVar(&c.reconnectMaxBackoff, "reconnect-max-backoff", 5*time.Second, "cap of the jittered reconnect backoff")
+		f.DurationVar(&c.syncInterval, "replica-sync-interval", replication.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
 		host, _ := os.Hostname()
 		f.StringVar(&c.node, "node", host, "node name reported with usage")
 	}
@@ -239,6 +250,7 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 				Dir:          c.dataDir,
 				MaxBackoff:   c.reconnectMaxBackoff,
 				MaxStaleness: c.maxStaleness,
+				SyncInterval: syncInterval(c.syncInterval),
 				UsageFlush:   c.usageFlush,
 				Node:         c.node,
 				Logger:       n.log.With().Str("component", "replica").Logger(),

@@ -1,0 +1,185 @@
+package replication
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// WALFile is the name of the replica's write-ahead log inside
+// FollowerOptions.Dir.
+const WALFile = ReplicaFile + ".wal"
+
+// walMax bounds the write-ahead log: past it, the watch commits at once
+// instead of after SyncInterval (a long catch-up).
+const walMax = 64 << 20
+
+// wal is the replica's write-ahead log. A change received on the watch is
+// appended here, as the line the admin sent, before it is put in force;
+// the replica file gets it at the next commit, after which the log is
+// emptied. The log is not synced: a process that dies (SIGKILL, OOM) loses
+// nothing, because the kernel still holds what it wrote, and the next
+// start replays the log into the file (replayWAL). A machine that loses
+// power may lose the log's tail; the file, synced by every commit, is then
+// as of its last commit, and the watch fetches the rest from the admin.
+//
+// The first line names the admin store the changes belong to. Like the
+// watch, the log carries hashes, never a raw key.
+type wal struct {
+	f    *os.File
+	size int64 // bytes in the file
+	head int64 // bytes of the header line
+}
+
+// walHeader is the first line of the log.
+type walHeader struct {
+	Type    string `json:"type"` // always "wal"
+	StoreID string `json:"store_id"`
+}
+
+// createWAL starts an empty log for changes of storeID at path.
+func createWAL(path, storeID string) (*wal, error) {
+	h, err := json.Marshal(walHeader{Type: "wal", StoreID: storeID})
+	if err != nil {
+		return nil, err
+	}
+	h = append(h, '\n')
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("replication: create write-ahead log: %w", err)
+	}
+	if _, err := f.Write(h); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("replication: write-ahead log: %w", err)
+	}
+	return &wal{f: f, size: int64(len(h)), head: int64(len(h))}, nil
+}
+
+// append writes lines (whole watch lines, newline included). On failure
+// the log is cut back to what it held, so a half-written line never sits
+// before the next one.
+func (w *wal) append(lines []byte) error {
+	n, err := w.f.WriteAt(lines, w.size)
+	if err == nil {
+		w.size += int64(n)
+		return nil
+	}
+	if terr := w.f.Truncate(w.size); terr != nil {
+		err = errors.Join(err, terr)
+	}
+	return fmt.Errorf("replication: write-ahead log: %w", err)
+}
+
+// cut removes the last n bytes appended.
+func (w *wal) cut(n int64) error {
+	if err := w.f.Truncate(w.size - n); err != nil {
+		return fmt.Errorf("replication: cut write-ahead log: %w", err)
+	}
+	w.size -= n
+	return nil
+}
+
+// reset empties the log after a commit put everything in it in the file.
+func (w *wal) reset() error {
+	if err := w.f.Truncate(w.head); err != nil {
+		return fmt.Errorf("replication: empty write-ahead log: %w", err)
+	}
+	w.size = w.head
+	return nil
+}
+
+func (w *wal) close() error { return w.f.Close() }
+
+// walRead is what readWAL found in a log.
+type walRead struct {
+	changes []keystore.Change // after the replica's revision, in order
+	head    int64             // bytes of the header line
+	valid   int64             // bytes of whole, valid lines: where appending resumes
+	problem error             // what ended the read early, if anything
+}
+
+// readWAL reads the log at path for a replica of store storeID at
+// revision from. A log that ends in a torn or invalid line, or skips a
+// revision, yields the changes before that point and the problem; a log of
+// another store yields nothing and the problem. A missing log yields
+// nothing. err is only for a log that cannot be read at all.
+func readWAL(path, storeID string, from uint64) (walRead, error) {
+	var r walRead
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("replication: open write-ahead log: %w", err)
+	}
+	defer f.Close()
+	return parseWAL(f, storeID, from), nil
+}
+
+// parseWAL is readWAL on the log's content.
+func parseWAL(rd io.Reader, storeID string, from uint64) walRead {
+	var r walRead
+	lr := newLineReader(rd, MaxLineSize)
+	line, err := lr.next()
+	if err != nil {
+		r.problem = fmt.Errorf("header: %w", err)
+		return r
+	}
+	var h walHeader
+	if err := json.Unmarshal(line, &h); err != nil || h.Type != "wal" {
+		r.problem = errors.New("header: not a write-ahead log")
+		return r
+	}
+	if h.StoreID != storeID {
+		r.problem = fmt.Errorf("log of store %q, replica of %q", h.StoreID, storeID)
+		return r
+	}
+	r.head = int64(len(line))
+	r.valid = r.head
+	pos := from
+	for {
+		line, err := lr.next()
+		if errors.Is(err, io.EOF) {
+			return r
+		}
+		var l wireLine
+		if err == nil {
+			l, err = decodeWatchLine(line)
+		}
+		switch {
+		case err != nil:
+			r.problem = err
+		case l.Type == typeHeartbeat:
+			r.problem = errors.New("heartbeat line in the log")
+		case l.Revision <= pos && len(r.changes) == 0:
+			// Already in the file: a commit raced with later appends.
+		case l.Revision == pos+1:
+			r.changes = append(r.changes, l.change())
+			pos = l.Revision
+		default:
+			r.problem = fmt.Errorf("revision %d follows %d", l.Revision, pos)
+		}
+		if r.problem != nil {
+			return r
+		}
+		r.valid += int64(len(line))
+	}
+}
+
+// resumeWAL opens an existing log to append after its first valid bytes,
+// dropping whatever follows them.
+func resumeWAL(path string, head, valid int64) (*wal, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("replication: open write-ahead log: %w", err)
+	}
+	if err := f.Truncate(valid); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("replication: cut write-ahead log: %w", err)
+	}
+	return &wal{f: f, size: valid, head: head}, nil
+}
