@@ -37,6 +37,7 @@ var (
 	metaStoreID   = []byte("store_id")
 	metaRevision  = []byte("revision")
 	metaCompacted = []byte("compacted_through")
+	metaFileID    = []byte("file_id") // random, given to each file when it is created
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit}
@@ -71,9 +72,10 @@ type Store struct {
 	rev     atomic.Uint64 // revision in force, staged changes included
 	durable atomic.Uint64 // revision of the file
 	storeID atomic.Value  // string
+	fileID  string
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every committed revision
+	changed chan struct{} // closed and replaced at every new revision in force
 
 	cache lookupCache
 
@@ -85,8 +87,8 @@ type Store struct {
 const maxCachedLookups = 1 << 18
 
 // lookupCache keeps decoded Lookup results of known keys for one store
-// revision; any committed change empties it. Unknown hashes are never
-// cached, so random keys cannot grow it.
+// revision; any new revision in force (committed or staged) empties it.
+// Unknown hashes are never cached, so random keys cannot grow it.
 type lookupCache struct {
 	mu  sync.RWMutex
 	rev uint64
@@ -138,6 +140,12 @@ func Open(path string, opts Options) (*Store, error) {
 		case len(v) != 8 || binary.BigEndian.Uint64(v) != SchemaVersion:
 			return ErrSchema
 		}
+		if meta.Get(metaFileID) == nil {
+			if err := meta.Put(metaFileID, []byte(uuid.NewString())); err != nil {
+				return err
+			}
+		}
+		s.fileID = string(meta.Get(metaFileID))
 		if opts.Authority && meta.Get(metaStoreID) == nil {
 			if err := meta.Put(metaStoreID, []byte(uuid.NewString())); err != nil {
 				return err
@@ -164,6 +172,12 @@ func (s *Store) Close() error {
 	}
 	return errors.Join(err, s.db.Close())
 }
+
+// FileID identifies this file: it is drawn when the file is created and
+// never changes, so a new file at the same path (a snapshot installed over
+// a replica) has another. Files created before it existed get one when
+// they are next opened.
+func (s *Store) FileID() string { return s.fileID }
 
 // Path returns the file the store lives in.
 func (s *Store) Path() string { return s.path }
@@ -220,7 +234,7 @@ type LookupResult struct {
 
 // Lookup finds the key whose hash is h. It returns ErrNotFound for an
 // unknown hash, and another error only when the store cannot be read.
-// Results of known keys are cached until the next committed revision; the
+// Results of known keys are cached until the next revision in force; the
 // returned Key is shared and must not be modified.
 func (s *Store) Lookup(h Hash) (LookupResult, error) {
 	rev := s.rev.Load() // read before the transaction: a cached entry is never older than its tag

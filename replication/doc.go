@@ -17,8 +17,8 @@
 // trailer verifies, so lookups see the old or the new replica, never a
 // mix. A change from the watch is appended to a write-ahead log
 // (Dir/replica.db.wal, not synced), put in force from memory at once, and
-// committed to the file within SyncInterval; a restart after a crash
-// replays the log (wal.go). While the admin is unreachable the replica keeps serving
+// committed to the file about SyncInterval later (jittered ±50 %); a
+// restart after a crash replays the log (wal.go). While the admin is unreachable the replica keeps serving
 // (fail-static); MaxStaleness turns a replica that has not been known
 // current for too long into Healthy errors.
 //

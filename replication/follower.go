@@ -139,6 +139,8 @@ type Follower struct {
 	// commitFailed stops the watch until the replica file takes writes
 	// again.
 	persistDue   atomic.Bool
+	persistTimer atomic.Pointer[time.Timer]
+	commitMu     sync.Mutex // one commit, and its commitFailed verdict, at a time
 	commitFailed atomic.Bool
 
 	// walMu orders appends to the write-ahead log with the staging of
@@ -232,10 +234,16 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		return nil, fmt.Errorf("replication: open replica: %w", err)
 	}
 	f.store = st
+	fail := func(err error) (*Follower, error) {
+		if f.wal != nil {
+			f.wal.close()
+		}
+		st.Close()
+		return nil, err
+	}
 	if st.StoreID() != "" {
 		if err := f.replayWAL(st); err != nil {
-			st.Close()
-			return nil, err
+			return fail(err)
 		}
 		f.ready.Store(true)
 		last := f.now()
@@ -243,6 +251,9 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 			last = fi.ModTime()
 		}
 		f.lastCurrent.Store(last.UnixNano())
+		// Opening (and a replay) wrote the file: put back the moment it
+		// was last known current.
+		f.touch(last, true)
 		f.log.Info().Str("store_id", st.StoreID()).Uint64("revision", st.Revision()).Msg("serving persisted replica")
 	}
 
@@ -250,7 +261,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		cs := []prometheus.Collector{
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "extauthz_replica_revision",
-				Help: "Revision of the local replica.",
+				Help: "Revision in force in the local replica, changes not yet written to its file included.",
 			}, func() float64 { return float64(f.Revision()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "extauthz_replica_persisted_revision",
@@ -264,8 +275,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		}
 		for _, c := range cs {
 			if err := reg.Register(c); err != nil {
-				st.Close()
-				return nil, fmt.Errorf("replication: register metrics: %w", err)
+				return fail(fmt.Errorf("replication: register metrics: %w", err))
 			}
 		}
 	}
@@ -275,7 +285,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 // replayWAL puts the changes of a write-ahead log left by a process that
 // died back in force and commits them (see wal).
 func (f *Follower) replayWAL(st *keystore.Store) error {
-	r, err := readWAL(f.walPath, st.StoreID(), st.Revision())
+	r, err := readWAL(f.walPath, st.StoreID(), st.FileID(), st.Revision())
 	if err != nil {
 		return err
 	}
@@ -301,7 +311,11 @@ func (f *Follower) replayWAL(st *keystore.Store) error {
 		f.log.Error().Err(err).Msg("replica file not written: the changes in force stay in memory and following pauses until it is")
 		return nil
 	}
-	return f.wal.reset()
+	if err := f.wal.reset(); err != nil {
+		// The file has it all; the next commit tries again.
+		f.log.Warn().Err(err).Msg("write-ahead log not emptied")
+	}
+	return nil
 }
 
 func defaultClient() *http.Client {
@@ -421,6 +435,9 @@ func (f *Follower) StoreID() string {
 // lookups then fail with ErrClosed. It waits for in-flight lookups. Call
 // it after Run has returned.
 func (f *Follower) Close() error {
+	if t := f.persistTimer.Load(); t != nil {
+		t.Stop() // the commit below does its work
+	}
 	f.walMu.Lock()
 	defer f.walMu.Unlock()
 	f.mu.Lock()
@@ -431,6 +448,11 @@ func (f *Follower) Close() error {
 		return nil
 	}
 	err := st.Close()
+	if last := f.lastCurrent.Load(); err == nil && last != 0 {
+		// Its commit set the file's time to now; it was current then.
+		at := time.Unix(0, last)
+		_ = os.Chtimes(f.path, at, at)
+	}
 	if f.wal != nil {
 		// Keep the log if the file did not get everything in it.
 		werr := f.wal.close()
@@ -443,14 +465,13 @@ func (f *Follower) Close() error {
 	return err
 }
 
-// dropWAL removes the write-ahead log before a snapshot replaces the
-// replica: its changes belong to the replica being replaced.
+// dropWAL removes the write-ahead log of a replica a snapshot replaced;
+// the caller holds walMu. A log left behind by a crash before this point
+// names the replaced file and is never replayed into the new one.
 func (f *Follower) dropWAL() error {
-	f.walMu.Lock()
-	defer f.walMu.Unlock()
 	if f.wal != nil {
 		f.wal.close()
-		f.wal = nil
+		f.wal = nil // the next change starts a log for the new file
 	}
 	if err := os.Remove(f.walPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("replication: remove write-ahead log: %w", err)
@@ -797,7 +818,7 @@ func (f *Follower) stage(changes []keystore.Change, lines []byte) error {
 		// Jittered in [d/2, 3d/2): sidecars on one node receive a change
 		// together and would otherwise all fsync together. A timer, not a
 		// goroutine woken per change: this is the path to the decision.
-		time.AfterFunc(d/2+rand.N(d), f.persist)
+		f.persistTimer.Store(time.AfterFunc(d/2+rand.N(d), f.persist))
 	}
 	return nil
 }
@@ -816,7 +837,7 @@ func (f *Follower) stageLogged(changes []keystore.Change, lines []byte) (big boo
 		return false, ErrClosed
 	}
 	if f.wal == nil {
-		if f.wal, err = createWAL(f.walPath, st.StoreID()); err != nil {
+		if f.wal, err = createWAL(f.walPath, st.StoreID(), st.FileID()); err != nil {
 			return false, err
 		}
 	}
@@ -842,6 +863,8 @@ func (f *Follower) persist() {
 
 // commit writes the staged changes of the current replica to its file.
 func (f *Follower) commit() error {
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
 	f.mu.RLock()
 	st := f.store
 	var err error

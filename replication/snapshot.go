@@ -56,10 +56,12 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 
 	// Count first, so that whoever sees the new replica also sees it counted.
 	f.resyncs.WithLabelValues("ok").Inc()
+	f.walMu.Lock()
 	f.mu.Lock()
 	old := f.store
 	if old == nil {
 		f.mu.Unlock()
+		f.walMu.Unlock()
 		ns.Close()
 		return ErrClosed
 	}
@@ -67,6 +69,11 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 	f.ready.Store(true)
 	f.commitFailed.Store(false) // the new file holds everything in force
 	f.mu.Unlock()
+	// The old replica's log is of no use to the new file.
+	if err := f.dropWAL(); err != nil {
+		f.log.Warn().Err(err).Msg("write-ahead log of the previous replica")
+	}
+	f.walMu.Unlock()
 	// No lookup holds the old store any more: the exclusive lock above
 	// waited for them.
 	if err := old.Close(); err != nil {
@@ -185,10 +192,6 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 	tmp = nil
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: close snapshot file: %w", err)
-	}
-	// The log's changes are older than the snapshot, or of another store.
-	if err := f.dropWAL(); err != nil {
-		return nil, hdr, 0, err
 	}
 	// The live replica keeps its open handle on the old file until the
 	// swap; the rename only changes what the name points to.

@@ -27,7 +27,9 @@ const walMax = 64 << 20
 // power may lose the log's tail; the file, synced by every commit, is then
 // as of its last commit, and the watch fetches the rest from the admin.
 //
-// The first line names the admin store the changes belong to. Like the
+// The first line names the admin store the changes belong to and the
+// replica file they follow (keystore.Store.FileID): a log is replayed only
+// into that very file, never into a snapshot installed over it. Like the
 // watch, the log carries hashes, never a raw key.
 type wal struct {
 	f    *os.File
@@ -39,11 +41,13 @@ type wal struct {
 type walHeader struct {
 	Type    string `json:"type"` // always "wal"
 	StoreID string `json:"store_id"`
+	FileID  string `json:"file_id"`
 }
 
-// createWAL starts an empty log for changes of storeID at path.
-func createWAL(path, storeID string) (*wal, error) {
-	h, err := json.Marshal(walHeader{Type: "wal", StoreID: storeID})
+// createWAL starts an empty log at path for changes of store storeID to
+// the replica file fileID.
+func createWAL(path, storeID, fileID string) (*wal, error) {
+	h, err := json.Marshal(walHeader{Type: "wal", StoreID: storeID, FileID: fileID})
 	if err != nil {
 		return nil, err
 	}
@@ -102,12 +106,12 @@ type walRead struct {
 	problem error             // what ended the read early, if anything
 }
 
-// readWAL reads the log at path for a replica of store storeID at
-// revision from. A log that ends in a torn or invalid line, or skips a
-// revision, yields the changes before that point and the problem; a log of
-// another store yields nothing and the problem. A missing log yields
-// nothing. err is only for a log that cannot be read at all.
-func readWAL(path, storeID string, from uint64) (walRead, error) {
+// readWAL reads the log at path for the replica file fileID of store
+// storeID, at revision from. A log that ends in a torn or invalid line, or
+// skips a revision, yields the changes before that point and the problem;
+// a log of another store or file yields nothing and the problem. A missing
+// log yields nothing. err is only for a log that cannot be read at all.
+func readWAL(path, storeID, fileID string, from uint64) (walRead, error) {
 	var r walRead
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -117,11 +121,11 @@ func readWAL(path, storeID string, from uint64) (walRead, error) {
 		return r, fmt.Errorf("replication: open write-ahead log: %w", err)
 	}
 	defer f.Close()
-	return parseWAL(f, storeID, from), nil
+	return parseWAL(f, storeID, fileID, from), nil
 }
 
 // parseWAL is readWAL on the log's content.
-func parseWAL(rd io.Reader, storeID string, from uint64) walRead {
+func parseWAL(rd io.Reader, storeID, fileID string, from uint64) walRead {
 	var r walRead
 	lr := newLineReader(rd, MaxLineSize)
 	line, err := lr.next()
@@ -134,8 +138,8 @@ func parseWAL(rd io.Reader, storeID string, from uint64) walRead {
 		r.problem = errors.New("header: not a write-ahead log")
 		return r
 	}
-	if h.StoreID != storeID {
-		r.problem = fmt.Errorf("log of store %q, replica of %q", h.StoreID, storeID)
+	if h.StoreID != storeID || h.FileID != fileID {
+		r.problem = fmt.Errorf("log of store %q file %q, replica of store %q file %q", h.StoreID, h.FileID, storeID, fileID)
 		return r
 	}
 	r.head = int64(len(line))

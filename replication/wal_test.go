@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/extauthz/extauthz/keystore"
 )
 
@@ -98,9 +100,16 @@ func TestChangeInForceBeforeTheFile(t *testing.T) {
 
 func jsonNumber(v uint64) string { b, _ := json.Marshal(v); return string(b) }
 
-// walLines builds a log: a header for storeID, then lines.
+// testFile is the replica file id of the logs walLines builds.
+const testFile = "file-1"
+
+// walLines builds a log: a header for storeID and testFile, then lines.
 func walLines(storeID string, lines ...string) []byte {
-	h, _ := json.Marshal(walHeader{Type: "wal", StoreID: storeID})
+	return walLinesOf(storeID, testFile, lines...)
+}
+
+func walLinesOf(storeID, fileID string, lines ...string) []byte {
+	h, _ := json.Marshal(walHeader{Type: "wal", StoreID: storeID, FileID: fileID})
 	out := append(h, '\n')
 	for _, l := range lines {
 		out = append(out, l...)
@@ -139,6 +148,7 @@ func TestReadWAL(t *testing.T) {
 		{"gap after the file", walLines(store, two), 4, 0, head, "revision 6 follows 4"},
 		{"heartbeat", walLines(store, one, `{"type":"heartbeat","revision":5}`+"\n"), 4, 1, head + int64(len(one)), "heartbeat"},
 		{"another store", walLines("store-2", one), 4, 0, 0, "log of store"},
+		{"another file", walLinesOf(store, "file-2", one), 4, 0, 0, "log of store"},
 		{"no header", []byte(one), 4, 0, 0, "not a write-ahead log"},
 		{"empty file", nil, 4, 0, 0, "header"},
 	} {
@@ -147,7 +157,7 @@ func TestReadWAL(t *testing.T) {
 			if err := os.WriteFile(path, tc.log, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r, err := readWAL(path, store, tc.from)
+			r, err := readWAL(path, store, testFile, tc.from)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +177,7 @@ func TestReadWAL(t *testing.T) {
 			}
 		})
 	}
-	if r, err := readWAL(filepath.Join(t.TempDir(), "absent"), store, 0); err != nil || r.problem != nil || len(r.changes) != 0 {
+	if r, err := readWAL(filepath.Join(t.TempDir(), "absent"), store, testFile, 0); err != nil || r.problem != nil || len(r.changes) != 0 {
 		t.Errorf("missing log: %+v, %v; want nothing", r, err)
 	}
 }
@@ -181,7 +191,7 @@ func TestWALResumeAfterTornTail(t *testing.T) {
 	if err := os.WriteFile(path, walLines(store, one, two[:10]), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r, err := readWAL(path, store, 4)
+	r, err := readWAL(path, store, testFile, 4)
 	if err != nil || len(r.changes) != 1 || r.problem == nil {
 		t.Fatalf("torn log: %+v, %v", r, err)
 	}
@@ -192,7 +202,7 @@ func TestWALResumeAfterTornTail(t *testing.T) {
 	if err := w.append([]byte(two + three)); err != nil {
 		t.Fatal(err)
 	}
-	if r, err = readWAL(path, store, 4); err != nil || len(r.changes) != 3 || r.problem != nil {
+	if r, err = readWAL(path, store, testFile, 4); err != nil || len(r.changes) != 3 || r.problem != nil {
 		t.Fatalf("after resuming: %d changes, problem %v, %v; want 3, none", len(r.changes), r.problem, err)
 	}
 	if err := w.reset(); err != nil {
@@ -216,9 +226,9 @@ func FuzzReadWAL(f *testing.F) {
 	f.Add(walLines(store, one, two[:9]), uint64(4))
 	f.Add(walLines(store, two, one), uint64(5))
 	f.Add(walLines("other", one), uint64(4))
-	f.Add([]byte("{\"type\":\"wal\",\"store_id\":\"store-1\"}\n{}\n"), uint64(0))
+	f.Add([]byte("{\"type\":\"wal\",\"store_id\":\"store-1\",\"file_id\":\"file-1\"}\n{}\n"), uint64(0))
 	f.Fuzz(func(t *testing.T, log []byte, from uint64) {
-		r := parseWAL(bytes.NewReader(log), store, from)
+		r := parseWAL(bytes.NewReader(log), store, testFile, from)
 		if r.valid > int64(len(log)) || r.head > r.valid {
 			t.Fatalf("valid %d, head %d of %d bytes", r.valid, r.head, len(log))
 		}
@@ -230,9 +240,62 @@ func FuzzReadWAL(f *testing.F) {
 		if r.valid == 0 {
 			return
 		}
-		again := parseWAL(bytes.NewReader(log[:r.valid]), store, from)
+		again := parseWAL(bytes.NewReader(log[:r.valid]), store, testFile, from)
 		if again.problem != nil || len(again.changes) != len(r.changes) || again.valid != r.valid {
 			t.Fatalf("valid prefix reads back as %d changes, %d bytes, problem %v; want %d, %d", len(again.changes), again.valid, again.problem, len(r.changes), r.valid)
 		}
 	})
+}
+
+// TestSnapshotDropsTheLog: a snapshot installed over a replica (here: the
+// admin answers for another store) removes the replaced file's log, whose
+// staged changes it supersedes; a log of the replaced file is never
+// replayed into the new one.
+func TestSnapshotDropsTheLog(t *testing.T) {
+	first := newAdminStore(t)
+	victim := createKey(t, first, nil)
+	fr := newFront(t, newServer(t, first))
+	dir := t.TempDir()
+	f, reg := newFollower(t, dir, fr.url(), func(o *FollowerOptions) { o.SyncInterval = time.Hour })
+	stop := run(t, f)
+	caughtUp(t, f, first)
+	if _, err := first.RevokeKey(victim.key.ID, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "revocation in force", func() bool { return lookup(t, f, victim).Key.RevokedAt != nil })
+	stale, err := os.ReadFile(filepath.Join(dir, WALFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second := newAdminStore(t)
+	other := createKey(t, second, nil)
+	fr.set(newServer(t, second))
+	waitFor(t, "snapshot of the other store", func() bool { return metric(t, reg, "extauthz_replica_resyncs_total", "ok") == 2 })
+	caughtUp(t, f, second)
+	if _, err := os.Stat(filepath.Join(dir, WALFile)); !os.IsNotExist(err) {
+		t.Fatalf("log after the snapshot: %v; want removed", err)
+	}
+	if !found(f, other) || found(f, victim) {
+		t.Fatal("replica is not the second store's")
+	}
+
+	// A crash between installing the file and removing the log would leave
+	// the old log beside the new file: it names another file.
+	fr.set(nil)
+	stop()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, WALFile), stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	f2, _ := newFollower(t, dir, fr.url(), func(o *FollowerOptions) { o.Logger = zerolog.New(logs) })
+	if f2.Revision() != second.Revision() || !found(f2, other) || found(f2, victim) {
+		t.Fatalf("replayed a log of the replaced file: revision %d", f2.Revision())
+	}
+	if !strings.Contains(logs.String(), "log of store") {
+		t.Errorf("ignored log not reported: %s", logs.String())
+	}
 }
