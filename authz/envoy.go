@@ -46,12 +46,26 @@ func NewEnvoyServer(a *Authorizer) *EnvoyServer {
 
 // Codec returns the codec to serve s with (grpc.ForceServerCodecV2): the
 // proto codec, except that a pre-encoded response (see preEncoded) goes
-// out as its bytes directly, without sizing and copying them.
+// out as its bytes directly, without sizing and copying them, and that a
+// CheckRequest is decoded only as far as Check reads it
+// (projectCheckRequest).
 func (s *EnvoyServer) Codec() encoding.CodecV2 {
 	return responseCodec{encoding.GetCodecV2(grpcproto.Name)}
 }
 
 type responseCodec struct{ encoding.CodecV2 }
+
+// Unmarshal decodes a CheckRequest with projectCheckRequest: only the
+// fields envoyRequest reads.
+func (c responseCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	req, ok := v.(*authv3.CheckRequest)
+	if !ok {
+		return c.CodecV2.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return projectCheckRequest(buf.ReadOnlyData(), req)
+}
 
 func (c responseCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if r, ok := v.(*authv3.CheckResponse); ok && r.Status == nil && r.HttpResponse == nil && r.DynamicMetadata == nil {
@@ -106,7 +120,7 @@ func envoyRequest(req *authv3.CheckRequest) Request {
 		Path:     h.GetPath(),
 		SourceIP: attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
-	if hm := h.GetHeaderMap(); hm != nil && len(h.GetHeaders()) == 0 {
+	if hm := h.GetHeaderMap(); hm != nil && h.GetHeaders() == nil {
 		// encode_raw_headers: values are raw bytes, duplicates separate.
 		for _, hv := range hm.GetHeaders() {
 			v := string(hv.GetRawValue())

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,6 +333,7 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 			grpc.MaxRecvMsgSize(4<<20),
 			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ReadHeaderTimeout
 			grpc.ForceServerCodecV2(envoy.Codec()),
+			grpc.NumStreamWorkers(streamWorkers()),
 		)
 		authv3.RegisterAuthorizationServer(n.grpc, envoy)
 		healthgrpc.RegisterHealthServer(n.grpc, n.health)
@@ -639,4 +641,15 @@ func jwtConfig(c *serveConfig) (admin.JWTOptions, error) {
 		j.HS256Secret = []byte(s)
 	}
 	return j, nil
+}
+
+// streamWorkers is the number of long-lived goroutines grpc serves streams
+// on (grpc.NumStreamWorkers, marked experimental by grpc-go; streams beyond
+// them get a goroutine of their own, as without the option). A Check on a
+// new goroutine grew its stack on every call (13 % of a sidecar's CPU
+// under load); a worker keeps its grown stack. Measured at c=64 on 2
+// cores: 8 workers saved 4 % of the sidecar's CPU per request, 32 saved
+// 17 %. Sixteen per core, at most 256 (a few MiB of stacks).
+func streamWorkers() uint32 {
+	return uint32(min(16*runtime.GOMAXPROCS(0), 256))
 }
