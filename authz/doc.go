@@ -17,7 +17,9 @@
 // What a door answers to an allowed key (the gRPC response, encoded once
 // and sent as bytes; the forwardAuth identity headers) is built once per
 // key and store revision and reused from a bounded cache (allowcache.go);
-// denials are built per request.
+// denials are built per request. The gRPC door's codec decodes a
+// CheckRequest only as far as Check reads it (envoyrequest.go): the
+// headers it does not read are skipped, not decoded.
 //
 // The package declares the small interfaces it needs (KeyLookup,
 // UsageRecorder) and imports keystore only for its types. It logs one line
