@@ -67,15 +67,7 @@ var errRequestEncoding = errors.New("authz: malformed CheckRequest")
 // UTF-8 of strings it skips. req must be empty; only the fields above are
 // meaningful in it afterwards.
 func projectCheckRequest(b []byte, req *authv3.CheckRequest) error {
-	return eachBytesField(b, func(num protowire.Number, v []byte) error {
-		if num != fieldCheckAttributes {
-			return nil
-		}
-		if req.Attributes == nil {
-			req.Attributes = &authv3.AttributeContext{}
-		}
-		return projectAttributes(v, req.Attributes)
-	})
+	return eachMessage(b, fieldCheckAttributes, &req.Attributes, projectAttributes)
 }
 
 func projectAttributes(b []byte, a *authv3.AttributeContext) error {
@@ -85,28 +77,12 @@ func projectAttributes(b []byte, a *authv3.AttributeContext) error {
 			if a.Source == nil {
 				a.Source = &authv3.AttributeContext_Peer{}
 			}
-			return eachBytesField(v, func(num protowire.Number, v []byte) error {
-				if num != fieldPeerAddress {
-					return nil
-				}
-				if a.Source.Address == nil {
-					a.Source.Address = &corev3.Address{}
-				}
-				return projectAddress(v, a.Source.Address)
-			})
+			return eachMessage(v, fieldPeerAddress, &a.Source.Address, projectAddress)
 		case fieldAttrRequest:
 			if a.Request == nil {
 				a.Request = &authv3.AttributeContext_Request{}
 			}
-			return eachBytesField(v, func(num protowire.Number, v []byte) error {
-				if num != fieldRequestHTTP {
-					return nil
-				}
-				if a.Request.Http == nil {
-					a.Request.Http = &authv3.AttributeContext_HttpRequest{}
-				}
-				return projectHTTP(v, a.Request.Http)
-			})
+			return eachMessage(v, fieldRequestHTTP, &a.Request.Http, projectHTTP)
 		}
 		return nil
 	})
@@ -121,12 +97,7 @@ func projectAddress(b []byte, a *corev3.Address) error {
 				sa = &corev3.SocketAddress{}
 				a.Address = &corev3.Address_SocketAddress{SocketAddress: sa}
 			}
-			return eachBytesField(v, func(num protowire.Number, v []byte) error {
-				if num != fieldSocketAddress {
-					return nil
-				}
-				return setString(&sa.Address, v)
-			})
+			return eachOf(v, fieldSocketAddress, func(v []byte) error { return setString(&sa.Address, v) })
 		case fieldAddressPipe, fieldAddressInternal:
 			a.Address = nil // not a socket address: not read
 		}
@@ -154,12 +125,7 @@ func projectHTTP(b []byte, h *authv3.AttributeContext_HttpRequest) error {
 			if h.HeaderMap == nil {
 				h.HeaderMap = &corev3.HeaderMap{}
 			}
-			return eachBytesField(v, func(num protowire.Number, v []byte) error {
-				if num != fieldHeaderMapHeaders {
-					return nil
-				}
-				return projectHeaderValue(v, h.HeaderMap)
-			})
+			return eachOf(v, fieldHeaderMapHeaders, func(v []byte) error { return projectHeaderValue(v, h.HeaderMap) })
 		}
 		return nil
 	})
@@ -167,56 +133,52 @@ func projectHTTP(b []byte, h *authv3.AttributeContext_HttpRequest) error {
 
 // projectHeaderEntry adds one map entry to m when its key is read.
 func projectHeaderEntry(b []byte, m map[string]string) error {
-	var key, val []byte
-	err := eachBytesField(b, func(num protowire.Number, v []byte) error {
-		switch num {
-		case fieldHeaderValueKey:
-			key = v
-		case fieldHeaderValueValue:
-			val = v
-		}
-		return nil
-	})
-	if err != nil || !envoyReadsHeader(string(key)) {
+	key, val, _, ok, err := readHeader(b)
+	if !ok || err != nil {
 		return err
 	}
-	if !utf8.Valid(key) || !utf8.Valid(val) {
-		return fmt.Errorf("%w: header is not valid UTF-8", errRequestEncoding)
-	}
-	m[string(key)] = string(val)
+	m[key] = val
 	return nil
 }
 
 // projectHeaderValue appends one header_map entry to hm when its key is
 // read.
 func projectHeaderValue(b []byte, hm *corev3.HeaderMap) error {
-	var key, val, raw []byte
-	err := eachBytesField(b, func(num protowire.Number, v []byte) error {
-		switch num {
-		case fieldHeaderValueKey:
-			key = v
-		case fieldHeaderValueValue:
-			val = v
-		case fieldHeaderValueRawValue:
-			raw = v
-		}
-		return nil
-	})
-	if err != nil || !envoyReadsHeader(string(key)) {
+	key, val, raw, ok, err := readHeader(b)
+	if !ok || err != nil {
 		return err
 	}
-	hv := &corev3.HeaderValue{}
-	if err := setString(&hv.Key, key); err != nil {
-		return err
-	}
-	if err := setString(&hv.Value, val); err != nil {
-		return err
-	}
+	hv := &corev3.HeaderValue{Key: key, Value: val}
 	if raw != nil {
 		hv.RawValue = append([]byte(nil), raw...)
 	}
 	hm.Headers = append(hm.Headers, hv)
 	return nil
+}
+
+// readHeader reads a map entry or a HeaderValue (key 1, value 2, and for
+// a HeaderValue raw_value 3). ok is false for a header Check does not read,
+// whose strings are then not checked.
+func readHeader(b []byte) (key, val string, raw []byte, ok bool, err error) {
+	var k, v []byte
+	err = eachBytesField(b, func(num protowire.Number, f []byte) error {
+		switch num {
+		case fieldHeaderValueKey:
+			k = f
+		case fieldHeaderValueValue:
+			v = f
+		case fieldHeaderValueRawValue:
+			raw = f
+		}
+		return nil
+	})
+	if err != nil || !envoyReadsHeader(string(k)) {
+		return "", "", nil, false, err
+	}
+	if !utf8.Valid(k) || !utf8.Valid(v) {
+		return "", "", nil, false, fmt.Errorf("%w: header is not valid UTF-8", errRequestEncoding)
+	}
+	return string(k), string(v), raw, true, nil
 }
 
 func setString(dst *string, v []byte) error {
@@ -225,6 +187,28 @@ func setString(dst *string, v []byte) error {
 	}
 	*dst = string(v)
 	return nil
+}
+
+// eachMessage calls fn with every occurrence of the message field want of
+// b and *dst, which it creates at the first one: occurrences merge.
+func eachMessage[T any](b []byte, want protowire.Number, dst **T, fn func([]byte, *T) error) error {
+	return eachOf(b, want, func(v []byte) error {
+		if *dst == nil {
+			*dst = new(T)
+		}
+		return fn(v, *dst)
+	})
+}
+
+// eachOf calls fn with the contents of every occurrence of the
+// length-delimited field want of b.
+func eachOf(b []byte, want protowire.Number, fn func([]byte) error) error {
+	return eachBytesField(b, func(num protowire.Number, v []byte) error {
+		if num != want {
+			return nil
+		}
+		return fn(v)
+	})
 }
 
 // eachBytesField calls fn with the number and contents of every

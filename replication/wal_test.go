@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
@@ -35,24 +36,42 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
+// stagedSetup is a follower of admin whose commits never come during a
+// test, caught up by a snapshot (written at once), with a revocation of
+// victim in force but not committed.
+type stagedSetup struct {
+	admin  *keystore.Store
+	victim testKey
+	fr     *front
+	dir    string
+	f      *Follower
+	reg    *prometheus.Registry
+	stop   func()
+}
+
+func newStagedSetup(t *testing.T) *stagedSetup {
+	t.Helper()
+	c := &stagedSetup{admin: newAdminStore(t), dir: t.TempDir()}
+	c.victim = createKey(t, c.admin, nil)
+	c.fr = newFront(t, newServer(t, c.admin))
+	c.f, c.reg = newFollower(t, c.dir, c.fr.url(), func(o *FollowerOptions) { o.SyncInterval = time.Hour })
+	c.stop = run(t, c.f)
+	caughtUp(t, c.f, c.admin)
+	if _, err := c.admin.RevokeKey(c.victim.key.ID, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "revocation in force", func() bool { return lookup(t, c.f, c.victim).Key.RevokedAt != nil })
+	return c
+}
+
 // TestChangeInForceBeforeTheFile: a change received on the watch decides
 // lookups before the replica file has it; it is in the write-ahead log
 // first. A copy of the directory taken then, as a process that died would
 // leave it, comes back with the change in force and in the file, with the
 // admin unreachable. Close writes the file and removes the log.
 func TestChangeInForceBeforeTheFile(t *testing.T) {
-	admin := newAdminStore(t)
-	victim := createKey(t, admin, nil)
-	fr := newFront(t, newServer(t, admin))
-	dir := t.TempDir()
-	f, reg := newFollower(t, dir, fr.url(), func(o *FollowerOptions) { o.SyncInterval = time.Hour })
-	stop := run(t, f)
-	caughtUp(t, f, admin) // a snapshot is written at once
-
-	if _, err := admin.RevokeKey(victim.key.ID, "tester"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "revocation in force", func() bool { return lookup(t, f, victim).Key.RevokedAt != nil })
+	c := newStagedSetup(t)
+	admin, victim, dir, f, reg, stop := c.admin, c.victim, c.dir, c.f, c.reg, c.stop
 	if f.PersistedRevision() >= f.Revision() || f.Revision() != admin.Revision() {
 		t.Fatalf("persisted %d, in force %d, admin %d: want the file behind", f.PersistedRevision(), f.Revision(), admin.Revision())
 	}
@@ -252,17 +271,8 @@ func FuzzReadWAL(f *testing.F) {
 // staged changes it supersedes; a log of the replaced file is never
 // replayed into the new one.
 func TestSnapshotDropsTheLog(t *testing.T) {
-	first := newAdminStore(t)
-	victim := createKey(t, first, nil)
-	fr := newFront(t, newServer(t, first))
-	dir := t.TempDir()
-	f, reg := newFollower(t, dir, fr.url(), func(o *FollowerOptions) { o.SyncInterval = time.Hour })
-	stop := run(t, f)
-	caughtUp(t, f, first)
-	if _, err := first.RevokeKey(victim.key.ID, "tester"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "revocation in force", func() bool { return lookup(t, f, victim).Key.RevokedAt != nil })
+	c := newStagedSetup(t)
+	victim, fr, dir, f, reg, stop := c.victim, c.fr, c.dir, c.f, c.reg, c.stop
 	stale, err := os.ReadFile(filepath.Join(dir, WALFile))
 	if err != nil {
 		t.Fatal(err)
