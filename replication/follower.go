@@ -305,16 +305,9 @@ func (f *Follower) replayWAL(st *keystore.Store) error {
 		return err
 	}
 	f.log.Info().Int("changes", len(r.changes)).Uint64("revision", st.Revision()).Msg("write-ahead log replayed")
-	if err := st.Commit(); err != nil {
-		// In force from memory all the same; the watch retries the commit.
-		f.commitFailed.Store(true)
-		f.log.Error().Err(err).Msg("replica file not written: the changes in force stay in memory and following pauses until it is")
-		return nil
-	}
-	if err := f.wal.reset(); err != nil {
-		// The file has it all; the next commit tries again.
-		f.log.Warn().Err(err).Msg("write-ahead log not emptied")
-	}
+	// On failure the changes stay in force from memory, and the watch
+	// retries the commit before it follows (see commit).
+	f.logCommit(f.commit())
 	return nil
 }
 
@@ -856,7 +849,12 @@ func (f *Follower) stageLogged(changes []keystore.Change, lines []byte) (big boo
 // commits what is left at shutdown.
 func (f *Follower) persist() {
 	f.persistDue.Store(false) // changes staged from now on schedule the next commit
-	if err := f.commit(); err != nil && !errors.Is(err, ErrClosed) {
+	f.logCommit(f.commit())
+}
+
+// logCommit logs a failed commit; a closed follower is not a failure.
+func (f *Follower) logCommit(err error) {
+	if err != nil && !errors.Is(err, ErrClosed) {
 		f.log.Error().Err(err).Msg("replica file not written: the changes in force stay in memory and following pauses until it is")
 	}
 }
