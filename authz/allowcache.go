@@ -60,7 +60,8 @@ func (c *allowCache[T]) get(d *Decision) T {
 	if current && ok && e.key == d.Key {
 		return e.v
 	}
-	v, cache := c.build(d)
+	dc := *d // build's argument escapes: copying here keeps the caller's d on its stack
+	v, cache := c.build(&dc)
 	if !cache {
 		return v
 	}

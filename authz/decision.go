@@ -117,7 +117,7 @@ type Authorizer struct {
 	keys      KeyLookup
 	available func() error
 	usage     UsageRecorder
-	now       func() time.Time
+	now       func() time.Time // nil: the check's start time is now
 	log       zerolog.Logger
 	metrics   *Metrics
 	state     atomic.Pointer[state]
@@ -143,9 +143,6 @@ var (
 // New returns an Authorizer. Keys and Policy are required.
 func New(opts Options) *Authorizer {
 	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics}
-	if a.now == nil {
-		a.now = time.Now
-	}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -176,13 +173,17 @@ func (a *Authorizer) Policy() *policy.Policy { return a.state.Load().pol }
 // Unavailable decision.
 func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
 	start := time.Now()
+	now := start // one clock read serves the timing and the decision
+	if a.now != nil {
+		now = a.now()
+	}
 	st := a.state.Load()
-	d, path := a.decide(st, r)
+	d, path := a.decide(st, r, now)
 	a.observe(ctx, r, &d, path, time.Since(start))
 	return d
 }
 
-func (a *Authorizer) decide(st *state, r *Request) (Decision, string) {
+func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, string) {
 	if a.available != nil {
 		if err := a.available(); err != nil {
 			return Decision{Kind: Unavailable, Reason: ReasonStale, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, ""
@@ -218,7 +219,6 @@ func (a *Authorizer) decide(st *state, r *Request) (Decision, string) {
 		return Decision{Kind: Unavailable, Reason: ReasonStoreError, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, path
 	}
 	k := res.Key
-	now := a.now()
 	var reason string
 	switch {
 	case k.Revoked():

@@ -128,6 +128,13 @@ func (f *ForwardAuth) trust(remoteAddr string) (string, bool) {
 	return host, false
 }
 
+// Header values shared by every denial; net/http copies them out before
+// writing, and nothing appends to them.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 // ServeHTTP implements http.Handler.
 func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r := forwardRequest(req, f)
@@ -144,10 +151,10 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
 	if d.WWWAuthenticate != "" {
-		h.Set("Www-Authenticate", d.WWWAuthenticate)
+		h["Www-Authenticate"] = []string{d.WWWAuthenticate}
 	}
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(d.Body)
@@ -155,14 +162,17 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func forwardRequest(req *http.Request, f *ForwardAuth) Request {
 	ip, trusted := f.trust(req.RemoteAddr)
+	hd := req.Header
+	// Canonical names index the map directly: Header.Get would canonicalise
+	// each constant again on every request.
 	r := Request{
 		Frontend:      FrontendForwardAuth,
 		Method:        req.Method,
 		Host:          req.Host,
 		SourceIP:      ip,
-		RequestID:     req.Header.Get("X-Request-Id"),
-		APIKey:        req.Header.Values("X-Api-Key"),
-		Authorization: req.Header.Values("Authorization"),
+		RequestID:     first(hd, "X-Request-Id"),
+		APIKey:        hd["X-Api-Key"],
+		Authorization: hd["Authorization"],
 	}
 	// Envoy HTTP mode (and direct calls): the original target follows /auth.
 	r.Path = strings.TrimPrefix(req.RequestURI, ForwardAuthPath)
@@ -172,32 +182,35 @@ func forwardRequest(req *http.Request, f *ForwardAuth) Request {
 	if !trusted {
 		return r
 	}
-	hd := req.Header
-	switch {
-	case hd.Get("X-Forwarded-Uri") != "" || hd.Get("X-Forwarded-Method") != "":
-		if v := hd.Get("X-Forwarded-Method"); v != "" {
-			r.Method = v
-		}
-		if v := hd.Get("X-Forwarded-Uri"); v != "" {
-			r.Path = v
-		}
-	case hd.Get("X-Original-Uri") != "" || hd.Get("X-Original-Method") != "":
-		if v := hd.Get("X-Original-Method"); v != "" {
-			r.Method = v
-		}
-		if v := hd.Get("X-Original-Uri"); v != "" {
-			r.Path = v
-		}
+	// Traefik's pair, else nginx's.
+	m, u := first(hd, "X-Forwarded-Method"), first(hd, "X-Forwarded-Uri")
+	if m == "" && u == "" {
+		m, u = first(hd, "X-Original-Method"), first(hd, "X-Original-Uri")
 	}
-	if v := hd.Get("X-Forwarded-Host"); v != "" {
+	if m != "" {
+		r.Method = m
+	}
+	if u != "" {
+		r.Path = u
+	}
+	if v := first(hd, "X-Forwarded-Host"); v != "" {
 		r.Host = v
 	}
-	if v := hd.Get("X-Forwarded-For"); v != "" {
+	if v := first(hd, "X-Forwarded-For"); v != "" {
 		// The client is the first address the proxy saw.
 		first, _, _ := strings.Cut(v, ",")
 		r.SourceIP = strings.TrimSpace(first)
-	} else if v := hd.Get("X-Real-Ip"); v != "" {
+	} else if v := first(hd, "X-Real-Ip"); v != "" {
 		r.SourceIP = v
 	}
 	return r
+}
+
+// first returns the first value of the header with the canonical name
+// name, as Header.Get does.
+func first(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -27,8 +27,15 @@ const HashSize = sha256.Size
 // Hash is the SHA-256 of a raw key. It is the only form of a key that is stored.
 type Hash [HashSize]byte
 
-// HashKey returns the SHA-256 of a raw key.
-func HashKey(raw string) Hash { return sha256.Sum256([]byte(raw)) }
+// HashKey returns the SHA-256 of a raw key. A key of up to 128 bytes (every
+// format the policy accepts) is copied to the stack rather than the heap.
+func HashKey(raw string) Hash {
+	var buf [128]byte
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], raw...))
+	}
+	return sha256.Sum256([]byte(raw))
+}
 
 // ParseHash decodes a 64-character hex SHA-256.
 func ParseHash(s string) (Hash, error) {

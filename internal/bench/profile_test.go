@@ -41,6 +41,8 @@ import (
 // checkFixture is a sidecar's check path over a prefilled replica.
 type checkFixture struct {
 	envoy          *authz.EnvoyServer
+	forwardAuth    *authz.ForwardAuth
+	keys           *keySet
 	valid, invalid []*authv3.CheckRequest
 	followerCloser func() error
 	logFile        *os.File
@@ -92,7 +94,11 @@ func newCheckFixture(b *testing.B) *checkFixture {
 		Keys: f, Available: f.Healthy, Policy: pol, Usage: authz.NewUsageTracker(),
 		Logger: log.With().Str("component", "authz").Logger(), Metrics: authz.NewMetrics(reg),
 	})
-	fx := &checkFixture{envoy: authz.NewEnvoyServer(a), followerCloser: f.Close, logFile: logFile}
+	trusted, err := authz.ParseTrustedProxies(authz.DefaultTrustedProxies)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fx := &checkFixture{envoy: authz.NewEnvoyServer(a), forwardAuth: authz.NewForwardAuth(a, trusted), keys: ks, followerCloser: f.Close, logFile: logFile}
 	for i, k := range ks.Valid {
 		fx.valid = append(fx.valid, checkRequest(k, i))
 	}
@@ -178,6 +184,52 @@ func BenchmarkGRPC(b *testing.B) {
 				for pb.Next() {
 					if _, err := client.Check(context.Background(), fx.pick(r)); err != nil {
 						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHTTP is BenchmarkGRPC for the forwardAuth door: the whole
+// request over loopback HTTP/1.1, client and server in this process,
+// against extauthz's handler and a do-nothing one, both served as
+// cmd/extauthz serves its HTTP door.
+func BenchmarkHTTP(b *testing.B) {
+	fx := newCheckFixture(b)
+	noop := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+	}{{"extauthz", fx.forwardAuth}, {"noop", noop}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			mux := http.NewServeMux()
+			mux.Handle(authz.ForwardAuthPath, tc.h)
+			mux.Handle(authz.ForwardAuthPath+"/", tc.h)
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 256 << 10}
+			go func() { _ = srv.Serve(ln) }()
+			defer srv.Close()
+			load := newHTTPLoad(ln.Addr().String(), 64, fx.keys.Valid, fx.keys.Invalid, tc.name == "extauthz")
+			defer load.Close()
+			b.SetParallelism(32) // 64 callers on 2 cores
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(seq.Add(1), 3))
+				for pb.Next() {
+					valid := r.Float64() >= invalidShare
+					n := len(fx.keys.Valid)
+					if !valid {
+						n = len(fx.keys.Invalid)
+					}
+					ok, err := load.call(context.Background(), valid, r.IntN(n))
+					if err != nil || !ok {
+						b.Errorf("call: ok %v, err %v", ok, err)
 						return
 					}
 				}
