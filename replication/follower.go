@@ -155,6 +155,11 @@ type Follower struct {
 	dropped  uint64
 	flushing atomic.Bool // a usage flush is in progress
 
+	// healthCh is closed and replaced when Healthy's answer may have
+	// changed other than by time passing (see HealthChanged).
+	healthMu sync.Mutex
+	healthCh chan struct{}
+
 	resyncs *prometheus.CounterVec
 }
 
@@ -196,16 +201,17 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		opts.HTTPClient = defaultClient()
 	}
 	f := &Follower{
-		opts:    opts,
-		log:     opts.Logger,
-		client:  opts.HTTPClient,
-		base:    strings.TrimRight(opts.AdminURL, "/"),
-		path:    filepath.Join(opts.Dir, ReplicaFile),
-		tmpPath: filepath.Join(opts.Dir, ReplicaFile+".tmp"),
-		walPath: filepath.Join(opts.Dir, WALFile),
-		now:     opts.Now,
-		created: opts.Now(),
-		usage:   make(map[string]keystore.Usage),
+		opts:     opts,
+		log:      opts.Logger,
+		client:   opts.HTTPClient,
+		base:     strings.TrimRight(opts.AdminURL, "/"),
+		path:     filepath.Join(opts.Dir, ReplicaFile),
+		tmpPath:  filepath.Join(opts.Dir, ReplicaFile+".tmp"),
+		walPath:  filepath.Join(opts.Dir, WALFile),
+		now:      opts.Now,
+		created:  opts.Now(),
+		usage:    make(map[string]keystore.Usage),
+		healthCh: make(chan struct{}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "extauthz_replica_resyncs_total",
 			Help: "Snapshot loads by result: ok, or failed (admin unreachable or refusing, or a corrupt or truncated snapshot rejected).",
@@ -440,6 +446,7 @@ func (f *Follower) Close() error {
 	if st == nil {
 		return nil
 	}
+	f.healthChanged()
 	err := st.Close()
 	if last := f.lastCurrent.Load(); err == nil && last != 0 {
 		// Its commit set the file's time to now; it was current then.
@@ -473,8 +480,39 @@ func (f *Follower) dropWAL() error {
 }
 
 func (f *Follower) markCurrent(at time.Time) {
-	f.lastCurrent.Store(at.UnixNano())
+	prev := f.lastCurrent.Swap(at.UnixNano())
+	if max := f.opts.MaxStaleness; max > 0 && (prev == 0 || at.Sub(time.Unix(0, prev)) > max) {
+		f.healthChanged() // it was (or may have been) stale until now
+	}
 	f.touch(at, false)
+}
+
+// HealthChanged returns a channel that is closed when Healthy's answer may
+// have changed other than by time passing: a replica was loaded, the
+// follower was closed, or a stale replica became current. A current
+// replica turns stale by time alone; UntilStale says when. Take the
+// channel before calling Healthy, so that no change is missed in between.
+func (f *Follower) HealthChanged() <-chan struct{} {
+	f.healthMu.Lock()
+	defer f.healthMu.Unlock()
+	return f.healthCh
+}
+
+func (f *Follower) healthChanged() {
+	f.healthMu.Lock()
+	close(f.healthCh)
+	f.healthCh = make(chan struct{})
+	f.healthMu.Unlock()
+}
+
+// UntilStale returns how long the replica stays current if nothing more
+// arrives from the admin (at most 0 once it is stale); ok is false
+// without MaxStaleness, when it never turns stale.
+func (f *Follower) UntilStale() (d time.Duration, ok bool) {
+	if f.opts.MaxStaleness <= 0 {
+		return 0, false
+	}
+	return f.opts.MaxStaleness - f.Staleness(), true
 }
 
 // touch persists the moment the replica was last known current in the

@@ -689,3 +689,64 @@ func TestRelaxGC(t *testing.T) {
 	}
 	r()
 }
+
+// TestHealthChanged: the channel from HealthChanged is closed when a
+// replica is loaded, when a stale replica becomes current again, and at
+// Close; UntilStale counts down to the MaxStaleness bound. (cmd/extauthz
+// drives gRPC health from these instead of polling.)
+func TestHealthChanged(t *testing.T) {
+	admin := newAdminStore(t)
+	createKey(t, admin, nil)
+	fr := newFront(t, newServer(t, admin))
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	f := clockedFollower(t, fr.url(), clock, time.Minute)
+	closed := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("HealthChanged not signalled: %s", what)
+		}
+	}
+
+	ch := f.HealthChanged()
+	if f.Ready() {
+		t.Fatal("ready before any snapshot")
+	}
+	stop := run(t, f)
+	closed("snapshot loaded", ch)
+	caughtUp(t, f, admin)
+	stop()
+	if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
+		t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
+	}
+
+	ch = f.HealthChanged()
+	clock.Add(time.Minute + time.Second)
+	if d, _ := f.UntilStale(); d > 0 {
+		t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
+	}
+	select {
+	case <-ch:
+		t.Fatal("HealthChanged signalled by time passing alone")
+	default:
+	}
+	if !errors.Is(f.Healthy(), ErrStale) {
+		t.Fatal("not stale past the bound")
+	}
+	stop = run(t, f)
+	closed("stale replica current again", ch)
+	waitFor(t, "current again", func() bool { return f.Healthy() == nil })
+	stop()
+
+	ch = f.HealthChanged()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed("Close", ch)
+
+	g, _ := newFollower(t, t.TempDir(), fr.url())
+	if _, ok := g.UntilStale(); ok {
+		t.Error("UntilStale() ok without MaxStaleness")
+	}
+}

@@ -69,6 +69,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 	f.ready.Store(true)
 	f.commitFailed.Store(false) // the new file holds everything in force
 	f.mu.Unlock()
+	f.healthChanged() // loaded, and current
 	// The old replica's log is of no use to the new file.
 	if err := f.dropWAL(); err != nil {
 		f.log.Warn().Err(err).Msg("write-ahead log of the previous replica")

@@ -530,27 +530,48 @@ func (n *node) background(ctx context.Context) {
 		run(func() { every(ctx, n.cfg.usageFlush, n.flushUsage) })
 	}
 	if n.health != nil {
-		// gRPC health follows readiness (replica loaded, not stale).
-		run(func() {
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			last := -1
-			for {
-				ready := 0
-				if n.notReady() == nil {
-					ready = 1
-				}
-				if ready != last && !n.draining.Load() {
-					n.setServing(ready == 1)
-					last = ready
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
+		run(func() { n.followReadiness(ctx) })
+	}
+}
+
+// followReadiness keeps the gRPC health status equal to readiness (replica
+// loaded, not stale) until ctx ends. It re-evaluates when the follower
+// reports a change and when a current replica would turn stale, and never
+// polls: idle sidecars, many to a node, do not wake.
+func (n *node) followReadiness(ctx context.Context) {
+	last := -1
+	for {
+		var changed <-chan struct{}
+		if n.follower != nil {
+			changed = n.follower.HealthChanged() // before notReady: no change is lost in between
+		}
+		ready := 0
+		var stale *time.Timer
+		if n.notReady() == nil {
+			ready = 1
+			if n.follower != nil {
+				if d, ok := n.follower.UntilStale(); ok {
+					stale = time.NewTimer(max(d, 0) + time.Millisecond)
 				}
 			}
-		})
+		}
+		if ready != last && !n.draining.Load() {
+			n.setServing(ready == 1)
+			last = ready
+		}
+		var staleC <-chan time.Time
+		if stale != nil {
+			staleC = stale.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-staleC:
+		}
+		if stale != nil {
+			stale.Stop()
+		}
 	}
 }
 
