@@ -810,15 +810,18 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 	}
 }
 
-// emptyWAL empties the write-ahead log when the replica file holds every
-// change in force.
+// emptyWAL empties the write-ahead log when it is past walKeep and the
+// replica file holds every change in force.
 func (f *Follower) emptyWAL() error {
 	f.walMu.Lock()
 	defer f.walMu.Unlock()
+	if f.wal == nil || f.wal.size < walKeep {
+		return nil
+	}
 	f.mu.RLock()
 	done := f.store != nil && f.store.Staged() == 0
 	f.mu.RUnlock()
-	if !done || f.wal == nil {
+	if !done {
 		return nil
 	}
 	return f.wal.reset()

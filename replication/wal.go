@@ -18,10 +18,18 @@ const WALFile = ReplicaFile + ".wal"
 // instead of after SyncInterval (a long catch-up).
 const walMax = 64 << 20
 
+// walKeep is how large the log may grow with changes the replica file
+// already holds before a commit empties it. Emptying is a truncate, a
+// journaled metadata update that can stall for milliseconds while other
+// processes on the node fsync; doing it once per megabyte rather than once
+// per commit keeps it off the path of most changes. A replay skips the
+// changes the file holds.
+const walKeep = 1 << 20
+
 // wal is the replica's write-ahead log. A change received on the watch is
 // appended here, as the line the admin sent, before it is put in force;
-// the replica file gets it at the next commit, after which the log is
-// emptied. The log is not synced: a process that dies (SIGKILL, OOM) loses
+// the replica file gets it at the next commit, and the log is emptied
+// once a commit leaves it past walKeep. The log is not synced: a process that dies (SIGKILL, OOM) loses
 // nothing, because the kernel still holds what it wrote, and the next
 // start replays the log into the file (replayWAL). A machine that loses
 // power may lose the log's tail; the file, synced by every commit, is then
