@@ -394,7 +394,9 @@ func (f *Follower) Staleness() time.Duration {
 	}
 	// The clock went back: count staleness from now rather than waiting
 	// for the clock to pass the old reading.
-	f.lastCurrent.CompareAndSwap(last, now)
+	if f.lastCurrent.CompareAndSwap(last, now) && f.opts.MaxStaleness > 0 {
+		f.healthChanged() // a stale replica may be current again
+	}
 	return 0
 }
 
@@ -481,8 +483,8 @@ func (f *Follower) dropWAL() error {
 
 func (f *Follower) markCurrent(at time.Time) {
 	prev := f.lastCurrent.Swap(at.UnixNano())
-	if max := f.opts.MaxStaleness; max > 0 && (prev == 0 || at.Sub(time.Unix(0, prev)) > max) {
-		f.healthChanged() // it was (or may have been) stale until now
+	if max := f.opts.MaxStaleness; max > 0 && (prev == 0 || at.UnixNano() < prev || at.Sub(time.Unix(0, prev)) > max) {
+		f.healthChanged() // it was (or may have been) stale until now, or the clock went back
 	}
 	f.touch(at, false)
 }

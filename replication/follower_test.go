@@ -750,3 +750,30 @@ func TestHealthChanged(t *testing.T) {
 		t.Error("UntilStale() ok without MaxStaleness")
 	}
 }
+
+// TestHealthChangedClockBack: a backwards clock jump that makes a stale
+// replica current again is signalled too, since no event follows it.
+func TestHealthChangedClockBack(t *testing.T) {
+	admin := newAdminStore(t)
+	createKey(t, admin, nil)
+	fr := newFront(t, newServer(t, admin))
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	f := clockedFollower(t, fr.url(), clock, time.Minute)
+	stop := run(t, f)
+	caughtUp(t, f, admin)
+	stop()
+	clock.Add(time.Minute + time.Second)
+	if !errors.Is(f.Healthy(), ErrStale) {
+		t.Fatal("not stale past the bound")
+	}
+	ch := f.HealthChanged()
+	clock.Add(-2 * time.Minute)
+	if err := f.Healthy(); err != nil {
+		t.Fatalf("Healthy() = %v after the clock went back", err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("HealthChanged not signalled when the clock went back")
+	}
+}
