@@ -73,6 +73,23 @@ func NewForwardAuth(a *Authorizer, trusted []netip.Prefix) *ForwardAuth {
 	})}
 }
 
+// Handler returns the HTTP door's handler: requests for /auth and every
+// path below it go straight to f, and every other request (probes,
+// metrics) to other. The door is not routed through a ServeMux: a mux with
+// method patterns walks and allocates for every request, and it would
+// answer a path it cleans (such as /auth//x, which Envoy's HTTP mode sends
+// for //x) with a redirect, which Envoy takes as a denial, instead of
+// letting the policy merge the slashes as the gRPC door does.
+func (f *ForwardAuth) Handler(other http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if p := req.URL.Path; p == ForwardAuthPath || strings.HasPrefix(p, ForwardAuthPath+"/") {
+			f.ServeHTTP(w, req)
+			return
+		}
+		other.ServeHTTP(w, req)
+	})
+}
+
 // httpAllow is the response header of an allowed check with a key, built
 // once per key and revision. Its slices are shared by every response that
 // uses it and never modified.

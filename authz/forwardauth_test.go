@@ -41,6 +41,25 @@ func TestForwardAuthModes(t *testing.T) {
 		})
 	}
 
+	// Envoy's HTTP mode sends /auth//x for a client's //x and takes any
+	// answer but 200 as a denial: the door must decide it (merging the
+	// slashes as the gRPC door does), not redirect as a ServeMux would.
+	t.Run("door paths are not routed through a mux", func(t *testing.T) {
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for target, want := range map[string]int{"/auth//api/v1/agents": 200, "/auth/api/v1//agent-balances": 403, "/authx": 404} {
+			req, _ := http.NewRequest("GET", e.http.URL+target, nil)
+			req.Header.Set("X-API-Key", agents)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s = %d; want %d", target, resp.StatusCode, want)
+			}
+		}
+	})
+
 	t.Run("untrusted peer's forwarded headers are ignored", func(t *testing.T) {
 		none, err := ParseTrustedProxies([]string{"none"})
 		if err != nil {

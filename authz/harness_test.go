@@ -119,11 +119,8 @@ func newEnv(t *testing.T, policyFile string) *env {
 	e.grpc = authv3.NewAuthorizationClient(conn)
 
 	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
-	mux := http.NewServeMux()
 	fa := NewForwardAuth(e.a, trusted)
-	mux.Handle("/auth", fa)
-	mux.Handle("/auth/", fa)
-	e.http = httptest.NewServer(mux)
+	e.http = httptest.NewServer(fa.Handler(http.NotFoundHandler())) // as cmd/extauthz serves it, with probes on the mux
 	t.Cleanup(e.http.Close)
 	return e
 }

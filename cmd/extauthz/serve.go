@@ -321,10 +321,8 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		}
 		fa := authz.NewForwardAuth(n.authz, trusted)
 		mux := http.NewServeMux()
-		mux.Handle(authz.ForwardAuthPath, fa)
-		mux.Handle(authz.ForwardAuthPath+"/", fa)
 		n.probes(mux)
-		n.addHTTP("http", c.httpAddr, mux)
+		n.addHTTP("http", c.httpAddr, fa.Handler(mux))
 
 		n.health = newHealthServer()
 		envoy := authz.NewEnvoyServer(n.authz)
