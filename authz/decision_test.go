@@ -284,3 +284,24 @@ func TestAllowCacheResetsPerRevision(t *testing.T) {
 		t.Fatalf("after a new revision the cache holds %d entries; want 1", srv.allow.len())
 	}
 }
+
+// TestAllowCacheHoldsABusySidecarsKeys: ten thousand keys answered between
+// two changes all stay cached; a smaller bound made a sidecar with that
+// many active keys rebuild most answers (BENCHMARKS.md, 1k -> 1M keys).
+func TestAllowCacheHoldsABusySidecarsKeys(t *testing.T) {
+	srv := NewEnvoyServer(&Authorizer{keys: &revKeys{rev: 1}})
+	keys := make([]*keystore.Key, 10_000)
+	for i := range keys {
+		keys[i] = &keystore.Key{ID: fmt.Sprint(i), Prefix: "nex_a1b2"}
+		d := Decision{Kind: Allow, Key: keys[i]}
+		srv.allow.get(&d)
+	}
+	if n := srv.allow.len(); n != len(keys) {
+		t.Fatalf("cache holds %d of %d keys", n, len(keys))
+	}
+	d := Decision{Kind: Allow, Key: keys[0]}
+	first := srv.allow.get(&d)
+	if again := srv.allow.get(&d); again != first {
+		t.Fatal("answer for the first key rebuilt after 10,000 others")
+	}
+}

@@ -91,10 +91,17 @@ func (f *ForwardAuth) Handler(other http.Handler) http.Handler {
 }
 
 // httpAllow is the response header of an allowed check with a key, built
-// once per key and revision. Its slices are shared by every response that
-// uses it and never modified.
+// once per key and revision: canonical names with their values, in a slice
+// (cheaper to walk than a map, and fewer pointers for the collector to
+// follow in a cache of many keys). Its slices are shared by every response
+// that uses it and never modified.
 type httpAllow struct {
-	header http.Header
+	header []headerField
+}
+
+type headerField struct {
+	name  string
+	value []string
 }
 
 // headerToRemove names the headers Envoy's HTTP mode must drop upstream.
@@ -105,11 +112,11 @@ const headerToRemove = "X-Envoy-Auth-Headers-To-Remove"
 // client-sent copy never survives. Traefik does the same for the names
 // its authResponseHeaders lists.
 func newHTTPAllow(d *Decision) *httpAllow {
-	h := http.Header{}
+	a := &httpAllow{header: make([]headerField, 0, len(identityHeaderNames)+1)}
 	var remove []string
 	for _, kv := range identity(d.Key) {
 		if kv[1] != "" {
-			h[http.CanonicalHeaderKey(kv[0])] = []string{kv[1]}
+			a.header = append(a.header, headerField{http.CanonicalHeaderKey(kv[0]), []string{kv[1]}})
 		} else {
 			remove = append(remove, kv[0])
 		}
@@ -118,9 +125,9 @@ func newHTTPAllow(d *Decision) *httpAllow {
 		remove = append(remove, credentialHeaders(d.Sources)...)
 	}
 	if len(remove) > 0 {
-		h[headerToRemove] = []string{strings.Join(remove, ",")}
+		a.header = append(a.header, headerField{headerToRemove, []string{strings.Join(remove, ",")}})
 	}
-	return &httpAllow{header: h}
+	return a
 }
 
 // publicRemove is the header to remove on a public route: every identity
@@ -161,8 +168,8 @@ func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if d.Key == nil {
 			h[headerToRemove] = publicRemove
 		} else {
-			for name, v := range f.allow.get(&d).header {
-				h[name] = v
+			for _, hf := range f.allow.get(&d).header {
+				h[hf.name] = hf.value
 			}
 		}
 		w.WriteHeader(http.StatusOK)
