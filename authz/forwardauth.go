@@ -222,8 +222,8 @@ func forwardRequest(req *http.Request, f *ForwardAuth) Request {
 	}
 	if v := first(hd, "X-Forwarded-For"); v != "" {
 		// The client is the first address the proxy saw.
-		first, _, _ := strings.Cut(v, ",")
-		r.SourceIP = strings.TrimSpace(first)
+		client, _, _ := strings.Cut(v, ",")
+		r.SourceIP = strings.TrimSpace(client)
 	} else if v := first(hd, "X-Real-Ip"); v != "" {
 		r.SourceIP = v
 	}
