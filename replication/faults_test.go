@@ -28,18 +28,42 @@ func clockedFollower(t *testing.T, adminURL string, clock *fakeClock, max time.D
 	return f
 }
 
+// clocked is an admin store with one key, its replication server behind a
+// front, and a follower of it on a fake clock with MaxStaleness one minute:
+// the setup of the clock and staleness tests.
+type clocked struct {
+	admin *keystore.Store
+	key   testKey
+	fr    *front
+	clock *fakeClock
+	f     *Follower
+}
+
+func newClocked(t *testing.T) *clocked {
+	t.Helper()
+	c := &clocked{admin: newAdminStore(t), clock: &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	c.key = createKey(t, c.admin, nil)
+	c.fr = newFront(t, newServer(t, c.admin))
+	c.f = clockedFollower(t, c.fr.url(), c.clock, time.Minute)
+	return c
+}
+
+// followOnce runs the follower until it holds the admin's state and stops
+// its watch: from then on no heartbeat moves its clock reading.
+func (c *clocked) followOnce(t *testing.T) {
+	t.Helper()
+	stop := run(t, c.f)
+	caughtUp(t, c.f, c.admin)
+	stop()
+}
+
 // TestFaultClockJumpForward: a jump past MaxStaleness while nothing
 // confirms the replica makes it stale at once (lookups still answer; the
 // front doors turn 503), and the next heartbeat makes it current again.
 func TestFaultClockJumpForward(t *testing.T) {
-	admin := newAdminStore(t)
-	k := createKey(t, admin, nil)
-	fr := newFront(t, newServer(t, admin))
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := clockedFollower(t, fr.url(), clock, time.Minute)
-	stop := run(t, f)
-	caughtUp(t, f, admin)
-	stop() // no heartbeat can move the clock reading after this
+	c := newClocked(t)
+	k, clock, f := c.key, c.clock, c.f
+	c.followOnce(t) // no heartbeat can move the clock reading after this
 	if err := f.Healthy(); err != nil {
 		t.Fatalf("Healthy() = %v right after following", err)
 	}
@@ -65,14 +89,9 @@ func TestFaultClockJumpForward(t *testing.T) {
 // staleness or a panic, and the next heartbeat re-anchors staleness on the
 // new clock, so the bound applies again from there.
 func TestFaultClockJumpBackward(t *testing.T) {
-	admin := newAdminStore(t)
-	createKey(t, admin, nil)
-	fr := newFront(t, newServer(t, admin))
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := clockedFollower(t, fr.url(), clock, time.Minute)
-	stop := run(t, f)
-	caughtUp(t, f, admin)
-	stop()
+	c := newClocked(t)
+	clock, f := c.clock, c.f
+	c.followOnce(t)
 
 	clock.Add(-time.Hour)
 	if s := f.Staleness(); s < 0 {
@@ -84,7 +103,7 @@ func TestFaultClockJumpBackward(t *testing.T) {
 
 	// The admin confirms the replica again: staleness counts from that
 	// heartbeat on the new clock, not from the pre-jump reading.
-	stop = run(t, f)
+	stop := run(t, f)
 	waitFor(t, "a heartbeat on the new clock", func() bool { return f.lastCurrent.Load() <= clock.Now().UnixNano() })
 	stop()
 	clock.Add(time.Minute + time.Second)
@@ -97,14 +116,9 @@ func TestFaultClockJumpBackward(t *testing.T) {
 // back must not extend fail-static by the size of the jump: MaxStaleness
 // after the jump is noticed, the replica is stale.
 func TestFaultClockJumpBackwardAdminDown(t *testing.T) {
-	admin := newAdminStore(t)
-	createKey(t, admin, nil)
-	fr := newFront(t, newServer(t, admin))
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := clockedFollower(t, fr.url(), clock, time.Minute)
-	stop := run(t, f)
-	caughtUp(t, f, admin)
-	stop() // the admin is gone from here on
+	c := newClocked(t)
+	clock, f := c.clock, c.f
+	c.followOnce(t) // the admin is gone from here on
 
 	clock.Add(-time.Hour)
 	_ = f.Healthy() // the health loop asks every 100ms; this is it noticing the jump
@@ -119,12 +133,8 @@ func TestFaultClockJumpBackwardAdminDown(t *testing.T) {
 // replica that was stale stays stale, even though changes are applied:
 // the revocation it still lacks may be the next line.
 func TestFaultCatchUpIsNotCurrent(t *testing.T) {
-	admin := newAdminStore(t)
-	k := createKey(t, admin, nil)
-	srv := newServer(t, admin)
-	fr := newFront(t, srv)
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := clockedFollower(t, fr.url(), clock, time.Minute)
+	c := newClocked(t)
+	admin, k, fr, clock, f := c.admin, c.key, c.fr, c.clock, c.f
 	run(t, f)
 	caughtUp(t, f, admin)
 

@@ -695,11 +695,8 @@ func TestRelaxGC(t *testing.T) {
 // Close; UntilStale counts down to the MaxStaleness bound. (cmd/extauthz
 // drives gRPC health from these instead of polling.)
 func TestHealthChanged(t *testing.T) {
-	admin := newAdminStore(t)
-	createKey(t, admin, nil)
-	fr := newFront(t, newServer(t, admin))
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := clockedFollower(t, fr.url(), clock, time.Minute)
+	c := newClocked(t)
+	admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
 	closed := func(what string, ch <-chan struct{}) {
 		t.Helper()
 		select {
@@ -754,14 +751,9 @@ func TestHealthChanged(t *testing.T) {
 // TestHealthChangedClockBack: a backwards clock jump that makes a stale
 // replica current again is signalled too, since no event follows it.
 func TestHealthChangedClockBack(t *testing.T) {
-	admin := newAdminStore(t)
-	createKey(t, admin, nil)
-	fr := newFront(t, newServer(t, admin))
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f := clockedFollower(t, fr.url(), clock, time.Minute)
-	stop := run(t, f)
-	caughtUp(t, f, admin)
-	stop()
+	c := newClocked(t)
+	clock, f := c.clock, c.f
+	c.followOnce(t)
 	clock.Add(time.Minute + time.Second)
 	if !errors.Is(f.Healthy(), ErrStale) {
 		t.Fatal("not stale past the bound")
