@@ -149,6 +149,7 @@ type Follower struct {
 	walMu   sync.Mutex
 	wal     *wal // nil until the first change after a start or a snapshot
 	walPath string
+	walKeep int64 // walKeep; tests lower it
 
 	usageMu  sync.Mutex
 	usage    map[string]keystore.Usage
@@ -208,6 +209,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		path:     filepath.Join(opts.Dir, ReplicaFile),
 		tmpPath:  filepath.Join(opts.Dir, ReplicaFile+".tmp"),
 		walPath:  filepath.Join(opts.Dir, WALFile),
+		walKeep:  walKeep,
 		now:      opts.Now,
 		created:  opts.Now(),
 		usage:    make(map[string]keystore.Usage),
@@ -817,7 +819,7 @@ func (f *Follower) consumeWatch(body io.Reader, touch func(), onLive func()) err
 func (f *Follower) emptyWAL() error {
 	f.walMu.Lock()
 	defer f.walMu.Unlock()
-	if f.wal == nil || f.wal.size < walKeep {
+	if f.wal == nil || f.wal.size < f.walKeep {
 		return nil
 	}
 	f.mu.RLock()

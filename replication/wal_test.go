@@ -309,3 +309,52 @@ func TestSnapshotDropsTheLog(t *testing.T) {
 		t.Errorf("ignored log not reported: %s", logs.String())
 	}
 }
+
+// TestCommitKeepsASmallLog: a commit leaves a log under walKeep as it is
+// (a truncate is a journaled metadata update that the next append would
+// wait for), and a restart from the committed file and that log replays
+// nothing; a commit that leaves the log past walKeep empties it.
+func TestCommitKeepsASmallLog(t *testing.T) {
+	c := newStagedSetup(t)
+	admin, victim, dir, f := c.admin, c.victim, c.dir, c.f
+	walPath := filepath.Join(dir, WALFile)
+	revLine := func(rev uint64) []byte { return []byte(`"revision":` + jsonNumber(rev)) }
+
+	if err := f.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if f.PersistedRevision() != admin.Revision() {
+		t.Fatalf("file at %d after commit; want %d", f.PersistedRevision(), admin.Revision())
+	}
+	kept, err := os.ReadFile(walPath)
+	if err != nil || !bytes.Contains(kept, revLine(admin.Revision())) {
+		t.Fatalf("log after a commit under walKeep: %q, %v; want the committed line kept", kept, err)
+	}
+
+	// A restart from the file and the kept log: nothing to replay.
+	restarted := t.TempDir()
+	copyFile(t, filepath.Join(dir, ReplicaFile), filepath.Join(restarted, ReplicaFile))
+	copyFile(t, walPath, filepath.Join(restarted, WALFile))
+	logs := &syncBuffer{}
+	f2, _ := newFollower(t, restarted, newFront(t, nil).url(), func(o *FollowerOptions) { o.Logger = zerolog.New(logs) })
+	if !f2.Ready() || f2.Revision() != admin.Revision() || lookup(t, f2, victim).Key.RevokedAt == nil {
+		t.Fatalf("restart with a kept log: ready %v, revision %d; want %d with the revocation", f2.Ready(), f2.Revision(), admin.Revision())
+	}
+	if strings.Contains(logs.String(), "replayed") || strings.Contains(logs.String(), "ends early") {
+		t.Errorf("a log of committed lines was replayed or reported: %s", logs.String())
+	}
+
+	// Past walKeep, the commit empties the log down to its header.
+	f.walMu.Lock()
+	f.walKeep = 1
+	f.walMu.Unlock()
+	next := createKey(t, admin, nil)
+	waitFor(t, "new key in force", func() bool { return found(f, next) })
+	if err := f.commit(); err != nil {
+		t.Fatal(err)
+	}
+	emptied, err := os.ReadFile(walPath)
+	if err != nil || bytes.Contains(emptied, []byte(`"revision"`)) || !bytes.Contains(emptied, []byte(`"type":"wal"`)) {
+		t.Fatalf("log after a commit past walKeep: %q, %v; want the header alone", emptied, err)
+	}
+}
