@@ -57,7 +57,7 @@ func TestDecisionTable(t *testing.T) {
 		{"too short", "GET", "/api/v1/agents", map[string]string{"X-API-Key": "nex_abc"}, 401, codes.Unauthenticated, nexInvalid, false},
 		{"too long", "GET", "/api/v1/agents", map[string]string{"X-API-Key": signals + "x"}, 401, codes.Unauthenticated, nexInvalid, false},
 		{"non-ASCII", "GET", "/api/v1/agents", map[string]string{"X-API-Key": "nex_" + strings.Repeat("é", 16)}, 401, codes.Unauthenticated, nexInvalid, false},
-		{"64 KiB header", "GET", "/api/v1/agents", map[string]string{"X-API-Key": "nex_" + strings.Repeat("a", 64<<10)}, 401, codes.Unauthenticated, nexInvalid, false},
+		{"60 KiB header", "GET", "/api/v1/agents", map[string]string{"X-API-Key": "nex_" + strings.Repeat("a", 60<<10)}, 401, codes.Unauthenticated, nexInvalid, false},
 		{"unknown key", "GET", "/api/v1/agents", map[string]string{"X-API-Key": unknown}, 401, codes.Unauthenticated, nexInvalid, false},
 		{"revoked key", "GET", "/api/v1/trading-signals", map[string]string{"X-API-Key": revoked}, 401, codes.Unauthenticated, nexInvalid, false},
 		{"expired key", "GET", "/api/v1/trading-signals", map[string]string{"X-API-Key": expired}, 401, codes.Unauthenticated, nexInvalid, false},

@@ -10,9 +10,10 @@
 //   - EnvoyServer: the Envoy ext_authz v3 gRPC Check. Denials are successful
 //     RPCs with denied_response; only an unusable store returns an RPC error
 //     (UNAVAILABLE), which Envoy maps to its status_on_error.
-//   - ForwardAuth: an http.Handler for Traefik forwardAuth, nginx
+//   - ForwardAuth: a fasthttp handler for Traefik forwardAuth, nginx
 //     auth_request and Envoy's HTTP ext_authz mode, on /auth and every path
-//     below it, for every method.
+//     below it, for every method. NewHTTPServer is the HTTP port's server
+//     (its limits, and net/http probes and metrics beside the door).
 //
 // What a door answers to an allowed key (the gRPC response, encoded once
 // and sent as bytes; the forwardAuth identity headers) is built once per

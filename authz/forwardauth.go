@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // FrontendForwardAuth labels checks that came through the HTTP front door.
@@ -59,6 +61,10 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 // The forwarded headers are believed only from trusted peers; from any
 // other peer the request's own method and path (below /auth) are used.
 // It answers exactly 200 to allow, with the identity headers.
+//
+// The door is a fasthttp handler, served by the server NewHTTPServer
+// builds: the net/http server cost more CPU per request than everything
+// the door decides (see docs/design.md).
 type ForwardAuth struct {
 	a       *Authorizer
 	trusted []netip.Prefix
@@ -73,21 +79,38 @@ func NewForwardAuth(a *Authorizer, trusted []netip.Prefix) *ForwardAuth {
 	})}
 }
 
-// Handler returns the HTTP door's handler: requests for /auth and every
-// path below it go straight to f, and every other request (probes,
-// metrics) to other. The door is not routed through a ServeMux: a mux with
-// method patterns walks and allocates for every request, and it would
-// answer a path it cleans (such as /auth//x, which Envoy's HTTP mode sends
-// for //x) with a redirect, which Envoy takes as a denial, instead of
-// letting the policy merge the slashes as the gRPC door does.
-func (f *ForwardAuth) Handler(other http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if p := req.URL.Path; p == ForwardAuthPath || strings.HasPrefix(p, ForwardAuthPath+"/") {
-			f.ServeHTTP(w, req)
+// Handler returns the HTTP port's handler: requests for /auth and every
+// path below it go straight to the door, and every other request (probes,
+// metrics) to other, a net/http handler. The door is routed on the path as
+// received, not through a ServeMux: a mux would answer a path it cleans
+// (such as /auth//x, which Envoy's HTTP mode sends for //x) with a
+// redirect, which Envoy takes as a denial, instead of letting the policy
+// merge the slashes as the gRPC door does.
+func (f *ForwardAuth) Handler(other http.Handler) fasthttp.RequestHandler {
+	rest := netHTTPHandler(other)
+	return func(ctx *fasthttp.RequestCtx) {
+		if isDoorPath(ctx.Request.Header.RequestURI()) {
+			f.Serve(ctx)
 			return
 		}
-		other.ServeHTTP(w, req)
-	})
+		rest(ctx)
+	}
+}
+
+// isDoorPath reports whether a request target is /auth or below it.
+func isDoorPath(uri []byte) bool {
+	p := uri
+	for i, c := range uri {
+		if c == '?' {
+			p = uri[:i]
+			break
+		}
+	}
+	const prefix = ForwardAuthPath
+	if len(p) < len(prefix) || string(p[:len(prefix)]) != prefix {
+		return false
+	}
+	return len(p) == len(prefix) || p[len(prefix)] == '/'
 }
 
 // httpAllow is the response header of an allowed check with a key, built
@@ -100,8 +123,7 @@ type httpAllow struct {
 }
 
 type headerField struct {
-	name  string
-	value []string
+	name, value []byte
 }
 
 // headerToRemove names the headers Envoy's HTTP mode must drop upstream.
@@ -116,7 +138,7 @@ func newHTTPAllow(d *Decision) *httpAllow {
 	var remove []string
 	for _, kv := range identity(d.Key) {
 		if kv[1] != "" {
-			a.header = append(a.header, headerField{http.CanonicalHeaderKey(kv[0]), []string{kv[1]}})
+			a.header = append(a.header, headerField{[]byte(http.CanonicalHeaderKey(kv[0])), []byte(kv[1])})
 		} else {
 			remove = append(remove, kv[0])
 		}
@@ -125,81 +147,91 @@ func newHTTPAllow(d *Decision) *httpAllow {
 		remove = append(remove, credentialHeaders(d.Sources)...)
 	}
 	if len(remove) > 0 {
-		a.header = append(a.header, headerField{headerToRemove, []string{strings.Join(remove, ",")}})
+		a.header = append(a.header, headerField{[]byte(headerToRemove), []byte(strings.Join(remove, ","))})
 	}
 	return a
 }
 
-// publicRemove is the header to remove on a public route: every identity
-// header, so none can be forged.
-var publicRemove = []string{strings.Join(identityHeaderNames[:], ",")}
-
-func (f *ForwardAuth) trust(remoteAddr string) (string, bool) {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
+// trust returns the peer's address and whether its forwarded headers are
+// believed.
+func (f *ForwardAuth) trust(peer net.Addr) (string, bool) {
+	var addr netip.Addr
+	if tcp, ok := peer.(*net.TCPAddr); ok {
+		addr = tcp.AddrPort().Addr()
+	} else if peer != nil {
+		host, _, err := net.SplitHostPort(peer.String())
+		if err != nil {
+			host = peer.String()
+		}
+		if addr, err = netip.ParseAddr(host); err != nil {
+			return host, false
+		}
 	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return host, false
+	if !addr.IsValid() {
+		return "", false
 	}
 	addr = addr.Unmap()
 	for _, p := range f.trusted {
 		if p.Contains(addr) {
-			return host, true
+			return addr.String(), true
 		}
 	}
-	return host, false
+	return addr.String(), false
 }
 
-// Header values shared by every denial; net/http copies them out before
-// writing, and nothing appends to them.
+// Header names and values the door writes, as bytes once.
 var (
-	jsonContentType = []string{"application/json"}
-	noStore         = []string{"no-store"}
+	headerToRemoveName = []byte(headerToRemove)
+	publicRemove       = []byte(strings.Join(identityHeaderNames[:], ","))
+	jsonContentType    = []byte("application/json")
+	cacheControl       = []byte("Cache-Control")
+	noStore            = []byte("no-store")
+	wwwAuthenticate    = []byte("Www-Authenticate")
 )
 
-// ServeHTTP implements http.Handler.
-func (f *ForwardAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r := forwardRequest(req, f)
-	d := f.a.Check(req.Context(), &r)
-	h := w.Header()
+// Serve answers one request to the door.
+func (f *ForwardAuth) Serve(ctx *fasthttp.RequestCtx) {
+	r := forwardRequest(ctx, f)
+	d := f.a.Check(ctx, &r)
+	h := &ctx.Response.Header
 	if d.Kind == Allow {
 		if d.Key == nil {
-			h[headerToRemove] = publicRemove
+			// A public route: remove every identity header, so none can
+			// be forged.
+			h.SetCanonical(headerToRemoveName, publicRemove)
 		} else {
 			for _, hf := range f.allow.get(&d).header {
-				h[hf.name] = hf.value
+				h.SetCanonical(hf.name, hf.value)
 			}
 		}
-		w.WriteHeader(http.StatusOK)
+		ctx.SetStatusCode(http.StatusOK)
 		return
 	}
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
+	h.SetContentTypeBytes(jsonContentType)
+	h.SetCanonical(cacheControl, noStore)
 	if d.WWWAuthenticate != "" {
-		h["Www-Authenticate"] = []string{d.WWWAuthenticate}
+		h.SetBytesKV(wwwAuthenticate, []byte(d.WWWAuthenticate))
 	}
-	w.WriteHeader(d.Status)
-	_, _ = w.Write(d.Body)
+	ctx.SetStatusCode(d.Status)
+	ctx.SetBody(d.Body)
 }
 
-func forwardRequest(req *http.Request, f *ForwardAuth) Request {
-	ip, trusted := f.trust(req.RemoteAddr)
-	hd := req.Header
-	// Canonical names index the map directly: Header.Get would canonicalise
-	// each constant again on every request.
+// forwardRequest reads what the decision needs. Every string is copied
+// out of the request, whose buffers the server reuses.
+func forwardRequest(ctx *fasthttp.RequestCtx, f *ForwardAuth) Request {
+	ip, trusted := f.trust(ctx.RemoteAddr())
+	hd := &ctx.Request.Header
 	r := Request{
 		Frontend:      FrontendForwardAuth,
-		Method:        req.Method,
-		Host:          req.Host,
+		Method:        method(hd.Method()),
+		Host:          string(hd.Host()),
 		SourceIP:      ip,
-		RequestID:     first(hd, "X-Request-Id"),
-		APIKey:        hd["X-Api-Key"],
-		Authorization: hd["Authorization"],
+		RequestID:     string(hd.Peek("X-Request-Id")),
+		APIKey:        values(hd, "X-Api-Key"),
+		Authorization: values(hd, "Authorization"),
 	}
 	// Envoy HTTP mode (and direct calls): the original target follows /auth.
-	r.Path = strings.TrimPrefix(req.RequestURI, ForwardAuthPath)
+	r.Path = strings.TrimPrefix(string(hd.RequestURI()), ForwardAuthPath)
 	if r.Path == "" || r.Path[0] == '?' {
 		r.Path = "/" + r.Path
 	}
@@ -207,34 +239,59 @@ func forwardRequest(req *http.Request, f *ForwardAuth) Request {
 		return r
 	}
 	// Traefik's pair, else nginx's.
-	m, u := first(hd, "X-Forwarded-Method"), first(hd, "X-Forwarded-Uri")
-	if m == "" && u == "" {
-		m, u = first(hd, "X-Original-Method"), first(hd, "X-Original-Uri")
+	m, u := hd.Peek("X-Forwarded-Method"), hd.Peek("X-Forwarded-Uri")
+	if len(m) == 0 && len(u) == 0 {
+		m, u = hd.Peek("X-Original-Method"), hd.Peek("X-Original-Uri")
 	}
-	if m != "" {
-		r.Method = m
+	if len(m) > 0 {
+		r.Method = method(m)
 	}
-	if u != "" {
-		r.Path = u
+	if len(u) > 0 {
+		r.Path = string(u)
 	}
-	if v := first(hd, "X-Forwarded-Host"); v != "" {
-		r.Host = v
+	if v := hd.Peek("X-Forwarded-Host"); len(v) > 0 {
+		r.Host = string(v)
 	}
-	if v := first(hd, "X-Forwarded-For"); v != "" {
+	if v := hd.Peek("X-Forwarded-For"); len(v) > 0 {
 		// The client is the first address the proxy saw.
-		client, _, _ := strings.Cut(v, ",")
+		client, _, _ := strings.Cut(string(v), ",")
 		r.SourceIP = strings.TrimSpace(client)
-	} else if v := first(hd, "X-Real-Ip"); v != "" {
-		r.SourceIP = v
+	} else if v := hd.Peek("X-Real-Ip"); len(v) > 0 {
+		r.SourceIP = string(v)
 	}
 	return r
 }
 
-// first returns the first value of the header with the canonical name
-// name, as Header.Get does.
-func first(h http.Header, name string) string {
-	if v := h[name]; len(v) > 0 {
-		return v[0]
+// values returns every value of a request header, nil when absent.
+func values(hd *fasthttp.RequestHeader, name string) []string {
+	all := hd.PeekAll(name)
+	if len(all) == 0 {
+		return nil
 	}
-	return ""
+	out := make([]string, len(all))
+	for i, v := range all {
+		out[i] = string(v)
+	}
+	return out
+}
+
+// method returns m as a string, without allocating for the usual methods.
+func method(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return string(m)
 }

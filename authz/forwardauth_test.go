@@ -1,8 +1,12 @@
 package authz
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -30,7 +34,7 @@ func TestForwardAuthModes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req, _ := http.NewRequest(c.method, e.http.URL+c.target, nil)
+			req, _ := http.NewRequest(c.method, e.httpURL+c.target, nil)
 			req.Header.Set("X-API-Key", agents)
 			for k, v := range c.hdr {
 				req.Header.Set(k, v)
@@ -47,7 +51,7 @@ func TestForwardAuthModes(t *testing.T) {
 	t.Run("door paths are not routed through a mux", func(t *testing.T) {
 		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		for target, want := range map[string]int{"/auth//api/v1/agents": 200, "/auth/api/v1//agent-balances": 403, "/authx": 404} {
-			req, _ := http.NewRequest("GET", e.http.URL+target, nil)
+			req, _ := http.NewRequest("GET", e.httpURL+target, nil)
 			req.Header.Set("X-API-Key", agents)
 			resp, err := noRedirect.Do(req)
 			if err != nil {
@@ -60,14 +64,48 @@ func TestForwardAuthModes(t *testing.T) {
 		}
 	})
 
+	// What net/http's client never sends: lower-case names (nginx passes
+	// them as the client wrote them), two requests pipelined on one
+	// connection, HEAD, and a body, which the door does not read.
+	t.Run("raw HTTP/1.1", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.httpURL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		body := strings.Repeat("b", 300<<10) // past what the server prefetches and drains
+		reqs := "GET /auth HTTP/1.1\r\nhost: api\r\nx-api-key: " + agents + "\r\nx-forwarded-method: GET\r\nx-forwarded-uri: /api/v1/agents\r\n\r\n" +
+			"HEAD /auth/api/v1/agent-balances HTTP/1.1\r\nHost: api\r\nX-API-KEY: " + agents + "\r\n\r\n" +
+			"POST /auth/api/v1/agents HTTP/1.1\r\nHost: api\r\nX-Api-Key: " + agents + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+		go func() { _, _ = io.WriteString(conn, reqs) }()
+		br := bufio.NewReader(conn)
+		for _, want := range []struct {
+			method string
+			status int
+			keyID  bool
+		}{{"GET", 200, true}, {"HEAD", 403, false}, {"POST", 403, false}} {
+			resp, err := http.ReadResponse(br, &http.Request{Method: want.method})
+			if err != nil {
+				t.Fatalf("%s: %v", want.method, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want.status || (resp.Header.Get("X-Auth-Key-Id") != "") != want.keyID {
+				t.Errorf("%s = %d %v %s; want %d, identity %v", want.method, resp.StatusCode, resp.Header, b, want.status, want.keyID)
+			}
+			if want.method == "HEAD" && len(b) != 0 {
+				t.Errorf("HEAD answered with a body: %q", b)
+			}
+		}
+	})
+
 	t.Run("untrusted peer's forwarded headers are ignored", func(t *testing.T) {
 		none, err := ParseTrustedProxies([]string{"none"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := httptest.NewServer(NewForwardAuth(e.a, none))
-		defer srv.Close()
-		req, _ := http.NewRequest("GET", srv.URL+"/auth/api/v1/agent-balances", nil)
+		url := serveHTTP(t, NewForwardAuth(e.a, none).Handler(http.NotFoundHandler()))
+		req, _ := http.NewRequest("GET", url+"/auth/api/v1/agent-balances", nil)
 		req.Header.Set("X-API-Key", agents)
 		req.Header.Set("X-Forwarded-Uri", "/api/v1/agents") // a spoof attempt
 		if got := e.do(req); got.status != 403 {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -63,7 +63,7 @@ type env struct {
 	clock       *fakeClock
 	a           *Authorizer
 	grpc        authv3.AuthorizationClient
-	http        *httptest.Server
+	httpURL     string // the HTTP port: http://127.0.0.1:port
 	logs        *syncBuffer
 	unavailable error
 	mu          sync.Mutex
@@ -120,9 +120,22 @@ func newEnv(t *testing.T, policyFile string) *env {
 
 	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
 	fa := NewForwardAuth(e.a, trusted)
-	e.http = httptest.NewServer(fa.Handler(http.NotFoundHandler())) // as cmd/extauthz serves it, with probes on the mux
-	t.Cleanup(e.http.Close)
+	e.httpURL = serveHTTP(t, fa.Handler(http.NotFoundHandler())) // as cmd/extauthz serves it, with probes on the mux
 	return e
+}
+
+// serveHTTP serves h with the HTTP port's server on a loopback port until
+// the test ends, and returns its base URL.
+func serveHTTP(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewHTTPServer(h, zerolog.Nop())
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return "http://" + ln.Addr().String()
 }
 
 type keyOpts struct {
@@ -209,7 +222,7 @@ func (e *env) viaEnvoy(method, path string, hdr map[string]string) result {
 // original request in X-Forwarded-* and every client header copied.
 func (e *env) viaTraefik(method, path string, hdr map[string]string) result {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/auth", nil)
+	req, _ := http.NewRequest(http.MethodGet, e.httpURL+"/auth", nil)
 	req.Header.Set("X-Forwarded-Method", method)
 	req.Header.Set("X-Forwarded-Uri", path)
 	req.Header.Set("X-Forwarded-Host", "api.example.com")

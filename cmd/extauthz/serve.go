@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -322,7 +323,8 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		fa := authz.NewForwardAuth(n.authz, trusted)
 		mux := http.NewServeMux()
 		n.probes(mux)
-		n.addHTTP("http", c.httpAddr, fa.Handler(mux))
+		srv := authz.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
+		n.servers = append(n.servers, namedServer{"http", c.httpAddr, fastServer{srv}})
 
 		n.health = newHealthServer()
 		envoy := authz.NewEnvoyServer(n.authz)
@@ -340,16 +342,34 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 	return nil
 }
 
-// namedServer is an HTTP server with the name its log lines carry.
+// namedServer is an HTTP server with the name its log lines carry and
+// the address it listens on.
 type namedServer struct {
-	name string
-	*http.Server
+	name, addr string
+	httpServer
 }
 
-// addHTTP adds an HTTP server with timeouts that bound slow clients.
+// httpServer is what serve and shutdown need of an HTTP server: Serve
+// returns nil or http.ErrServerClosed once Shutdown has begun.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// fastServer is the HTTP port's fasthttp server as an httpServer.
+type fastServer struct{ *fasthttp.Server }
+
+func (s fastServer) Shutdown(ctx context.Context) error { return s.ShutdownWithContext(ctx) }
+
+// Close does nothing: fasthttp cannot cut active connections, and the
+// process exits right after a drain that timed out.
+func (fastServer) Close() error { return nil }
+
+// addHTTP adds a net/http server (admin, pprof) with timeouts that bound
+// slow clients.
 func (n *node) addHTTP(name, addr string, h http.Handler) {
-	n.servers = append(n.servers, namedServer{name, &http.Server{
-		Addr:              addr,
+	n.servers = append(n.servers, namedServer{name, addr, &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -438,9 +458,9 @@ func (n *node) serve(ctx context.Context) error {
 	errc := make(chan error, len(n.servers)+1)
 	var listeners []net.Listener
 	for _, s := range n.servers {
-		ln, err := net.Listen("tcp", s.Addr)
+		ln, err := net.Listen("tcp", s.addr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", s.Addr, err)
+			return fmt.Errorf("listen %s: %w", s.addr, err)
 		}
 		listeners = append(listeners, ln)
 		n.log.Info().Str("server", s.name).Str("addr", ln.Addr().String()).Msg("listening")
@@ -457,7 +477,7 @@ func (n *node) serve(ctx context.Context) error {
 	for i, s := range n.servers {
 		go func() {
 			if err := s.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("http %s: %w", s.Addr, err)
+				errc <- fmt.Errorf("http %s: %w", s.addr, err)
 			}
 		}()
 	}
@@ -611,7 +631,7 @@ func (n *node) shutdown() {
 		go func() {
 			defer wg.Done()
 			if err := s.Shutdown(ctx); err != nil {
-				n.log.Warn().Err(err).Str("addr", s.Addr).Msg("http drain incomplete")
+				n.log.Warn().Err(err).Str("addr", s.addr).Msg("http drain incomplete")
 				_ = s.Close()
 			}
 		}()
