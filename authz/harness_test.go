@@ -134,7 +134,7 @@ func serveHTTP(t *testing.T, h fasthttp.RequestHandler) string {
 	}
 	srv := NewHTTPServer(h, zerolog.Nop())
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return "http://" + ln.Addr().String()
 }
 

@@ -1,7 +1,12 @@
 package authz
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,19 +30,26 @@ const (
 	// every client header, big cookies included.
 	HTTPMaxHeaderBytes = 64 << 10
 	// httpBodyPrefetch is how much of a request body is read before the
-	// handler runs. The door never reads a body; the server discards up to
-	// 256 KiB of it to keep the connection, and closes it past that, as
-	// net/http does.
+	// handler runs (probes and metrics; the door's requests are answered
+	// without their body, see bodyless). The server discards up to 256 KiB
+	// of an unread body to keep the connection, and closes it past that,
+	// as net/http does.
 	httpBodyPrefetch = 8 << 10
 )
 
+// HTTPServer is the HTTP port's server: fasthttp, with the port's limits.
+type HTTPServer struct {
+	*fasthttp.Server
+}
+
 // NewHTTPServer returns the server for the HTTP port, serving h (see
-// ForwardAuth.Handler) with the port's limits. Serve it with Serve(ln) and
-// drain it with ShutdownWithContext. Its own messages (a client's
-// connection errors) go to log at debug level.
-func NewHTTPServer(h fasthttp.RequestHandler, log zerolog.Logger) *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler:                       h,
+// ForwardAuth.Handler). Its own messages (a client's connection errors)
+// go to log at debug level; a panic while serving a request is logged at
+// error level and answered 500, and the server goes on.
+func NewHTTPServer(h fasthttp.RequestHandler, log zerolog.Logger) *HTTPServer {
+	return &HTTPServer{&fasthttp.Server{
+		Handler:                       recoverPanics(h, log),
+		HeaderReceived:                bodyless,
 		Logger:                        serverLog{log},
 		ReadTimeout:                   HTTPReadTimeout,
 		IdleTimeout:                   HTTPIdleTimeout,
@@ -50,6 +62,77 @@ func NewHTTPServer(h fasthttp.RequestHandler, log zerolog.Logger) *fasthttp.Serv
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
 		SecureErrorLogMessage:         true,
+	}}
+}
+
+// Serve accepts connections on ln until Shutdown. An accept error the
+// listener calls temporary (out of file descriptors, for one) is retried
+// after a pause, as net/http does; fasthttp would return it and stop
+// serving.
+func (s *HTTPServer) Serve(ln net.Listener) error {
+	return s.Server.Serve(retryListener{ln})
+}
+
+// Shutdown closes the listeners, answers in-flight requests with
+// Connection: close, closes idle connections, and waits for the rest
+// until ctx ends.
+func (s *HTTPServer) Shutdown(ctx context.Context) error {
+	return s.ShutdownWithContext(ctx)
+}
+
+// Close does nothing more: fasthttp cannot cut active connections, and
+// the process exits right after a drain that timed out.
+func (s *HTTPServer) Close() error { return nil }
+
+// bodyless lets the door answer a request without waiting for its body,
+// which it never reads. fasthttp reads the first bytes of a declared body
+// before it calls the handler, and nginx's auth_request subrequest
+// inherits the client's Content-Length but sends no body unless the
+// configuration clears it: the door would wait for ReadTimeout and answer
+// 408. So a door request that declares a body is treated as bodyless and
+// its connection is closed after the answer, so whatever body does come
+// is never read as a request. (Chunked bodies are not read ahead; the
+// server discards them after the answer.)
+func bodyless(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if h.ContentLength() > 0 && isDoorPath(h.RequestURI()) {
+		h.SetContentLength(0)
+		h.SetConnectionClose()
+	}
+	return fasthttp.RequestConfig{}
+}
+
+// recoverPanics answers 500 to a request whose handler panicked (fasthttp
+// would let the panic end the process; net/http recovers per request),
+// logs it with its stack, and closes the connection.
+func recoverPanics(h fasthttp.RequestHandler, log zerolog.Logger) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("panic serving an HTTP request")
+				ctx.Response.Reset()
+				ctx.Error(`{"error":"internal error"}`, fasthttp.StatusInternalServerError)
+				ctx.SetContentType("application/json")
+				ctx.SetConnectionClose()
+			}
+		}()
+		h(ctx)
+	}
+}
+
+// retryListener retries temporary accept errors, pausing 5 ms, doubling
+// up to 1 s, as net/http's Server.Serve does.
+type retryListener struct{ net.Listener }
+
+func (l retryListener) Accept() (net.Conn, error) {
+	var pause time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		var ne interface{ Temporary() bool }
+		if err == nil || !errors.As(err, &ne) || !ne.Temporary() {
+			return c, err
+		}
+		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+		time.Sleep(pause)
 	}
 }
 

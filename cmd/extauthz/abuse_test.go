@@ -443,3 +443,41 @@ func TestHTTPMalformedRequests(t *testing.T) {
 		t.Errorf("the key reached the logs:\n%s", logs)
 	}
 }
+
+// TestHTTPOutOfDescriptors: idle connections use up the process's file
+// descriptors, so accepting on the HTTP port fails (EMFILE). The process
+// keeps running, and serves again once those connections are gone.
+func TestHTTPOutOfDescriptors(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc to count the child's descriptors")
+	}
+	dir := t.TempDir()
+	pol := copyPolicy(t, dir, "nexgent.yaml")
+	const limit = 64
+	p := startLimited(t, "nofile", limit, "standalone", "--data-dir", filepath.Join(dir, "data"), "--policy", pol,
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	fds := func() int {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+		return len(ents)
+	}
+	var conns []net.Conn
+	for i := 0; i < 2*limit; i++ {
+		c, err := net.DialTimeout("tcp", p.addrs["http"], 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Every descriptor is in use and connections are still waiting in the
+	// backlog: the next accept fails with EMFILE.
+	eventually(t, "the child's descriptors used up", func() bool { return fds() >= limit })
+	for _, c := range conns {
+		c.Close()
+	}
+	if code, body := authCode(t, p, ""); code != 401 {
+		t.Fatalf("after the descriptors came back: %d %s; want 401", code, body)
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit %d; want 0 (the process must not have stopped serving)\n%s", code, p.logs.String())
+	}
+}

@@ -39,53 +39,64 @@ import (
 // Clock jumps cannot be staged for a process (it reads the real clock);
 // they are covered with an injected clock in replication/faults_test.go.
 
-// fsizeEnv makes this test binary a wrapper: when set to "LIMIT:PATH", it
-// lowers RLIMIT_FSIZE to LIMIT bytes and execs PATH with its own
-// arguments. That caps every file the child writes (its replica) without
-// util-linux's prlimit or root, and without touching this process's limit.
-const fsizeEnv = "EXTAUTHZ_TEST_FSIZE_WRAP"
+// rlimitEnv makes this test binary a wrapper: when set to
+// "RESOURCE:LIMIT:PATH" (RESOURCE fsize or nofile), it lowers that limit
+// and execs PATH with its own arguments. That caps every file the child
+// writes (its replica), or the descriptors it may open, without
+// util-linux's prlimit or root, and without touching this process's
+// limits.
+const rlimitEnv = "EXTAUTHZ_TEST_RLIMIT_WRAP"
 
 func init() {
-	v := os.Getenv(fsizeEnv)
+	v := os.Getenv(rlimitEnv)
 	if v == "" {
 		return
 	}
-	limit, bin, _ := strings.Cut(v, ":")
-	n, err := strconv.ParseUint(limit, 10, 64)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bad", fsizeEnv, err)
+	parts := strings.SplitN(v, ":", 3)
+	if len(parts) != 3 {
+		fmt.Fprintln(os.Stderr, "bad", rlimitEnv, v)
+		os.Exit(97)
+	}
+	res, known := map[string]int{"fsize": syscall.RLIMIT_FSIZE, "nofile": syscall.RLIMIT_NOFILE}[parts[0]]
+	n, err := strconv.ParseUint(parts[1], 10, 64)
+	if !known || err != nil {
+		fmt.Fprintln(os.Stderr, "bad", rlimitEnv, v)
 		os.Exit(97)
 	}
 	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
+	if err := syscall.Getrlimit(res, &rl); err != nil {
 		fmt.Fprintln(os.Stderr, "getrlimit:", err)
 		os.Exit(97)
 	}
 	rl.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
+	if res == syscall.RLIMIT_NOFILE {
+		rl.Max = n // Go raises the soft descriptor limit to the hard one at startup
+	}
+	if err := syscall.Setrlimit(res, &rl); err != nil {
 		fmt.Fprintln(os.Stderr, "setrlimit:", err)
 		os.Exit(97)
 	}
 	var env []string
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, fsizeEnv+"=") {
+		if !strings.HasPrefix(e, rlimitEnv+"=") {
 			env = append(env, e)
 		}
 	}
-	err = syscall.Exec(bin, append([]string{bin}, os.Args[1:]...), env)
+	err = syscall.Exec(parts[2], append([]string{parts[2]}, os.Args[1:]...), env)
 	fmt.Fprintln(os.Stderr, "exec:", err)
 	os.Exit(98)
 }
 
-// startLimited runs the binary with every file it writes capped at limit
-// bytes (RLIMIT_FSIZE; a write past it fails with EFBIG).
-func startLimited(t *testing.T, limit int64, args ...string) *proc {
+// startLimited runs the binary with one resource limit lowered: "fsize"
+// caps every file it writes at limit bytes (a write past it fails with
+// EFBIG), "nofile" caps its open descriptors (accept fails with EMFILE).
+func startLimited(t *testing.T, resource string, limit int64, args ...string) *proc {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startProc(t, self, []string{fmt.Sprintf("%s=%d:%s", fsizeEnv, limit, binPath)}, args...)
+	return startProc(t, self, []string{fmt.Sprintf("%s=%s:%d:%s", rlimitEnv, resource, limit, binPath)}, args...)
 }
 
 // sidecarVia returns the arguments of a sidecar of c that replicates from
@@ -828,7 +839,7 @@ func TestFaultDiskFull(t *testing.T) {
 	c := newCluster(t, 0)
 	live := signalsKey(c, "live")
 	victim := signalsKey(c, "revoked when the disk is full")
-	full := startLimited(t, limit, c.sidecarVia(c.directAdminURL(), filepath.Join(c.dir, "full"), "--max-staleness", "1s")...)
+	full := startLimited(t, "fsize", limit, c.sidecarVia(c.directAdminURL(), filepath.Join(c.dir, "full"), "--max-staleness", "1s")...)
 	eventually(t, "capped sidecar ready", func() bool { code, _ := readyz(t, full); return code == 200 })
 	expectAuth(t, full, "live key", live.Key, 200)
 	expectAuth(t, full, "key to revoke", victim.Key, 200)
@@ -863,7 +874,7 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 
 	// A fresh sidecar under the same cap cannot store the snapshot.
-	fresh := startLimited(t, limit, c.sidecarVia(c.directAdminURL(), filepath.Join(c.dir, "fresh"))...)
+	fresh := startLimited(t, "fsize", limit, c.sidecarVia(c.directAdminURL(), filepath.Join(c.dir, "fresh"))...)
 	eventually(t, "snapshots refused by the file size", func() bool { return resyncs(t, fresh, "failed") >= 2 })
 	if code, body := readyz(t, fresh); code != 503 {
 		t.Errorf("fresh capped sidecar: /readyz %d %s; want 503", code, body)

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
-	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -324,7 +323,7 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		mux := http.NewServeMux()
 		n.probes(mux)
 		srv := authz.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
-		n.servers = append(n.servers, namedServer{"http", c.httpAddr, fastServer{srv}})
+		n.servers = append(n.servers, namedServer{"http", c.httpAddr, srv})
 
 		n.health = newHealthServer()
 		envoy := authz.NewEnvoyServer(n.authz)
@@ -356,15 +355,6 @@ type httpServer interface {
 	Shutdown(context.Context) error
 	Close() error
 }
-
-// fastServer is the HTTP port's fasthttp server as an httpServer.
-type fastServer struct{ *fasthttp.Server }
-
-func (s fastServer) Shutdown(ctx context.Context) error { return s.ShutdownWithContext(ctx) }
-
-// Close does nothing: fasthttp cannot cut active connections, and the
-// process exits right after a drain that timed out.
-func (fastServer) Close() error { return nil }
 
 // addHTTP adds a net/http server (admin, pprof) with timeouts that bound
 // slow clients.

@@ -215,7 +215,7 @@ func BenchmarkHTTP(b *testing.B) {
 				}
 				srv := authz.NewHTTPServer(h, zerolog.Nop())
 				go func() { _ = srv.Serve(ln) }()
-				defer srv.Shutdown()
+				defer srv.Shutdown(context.Background())
 			default:
 				mux := http.NewServeMux()
 				mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
