@@ -275,23 +275,15 @@ func values(hd *fasthttp.RequestHeader, name string) []string {
 	return out
 }
 
+// knownMethods are the methods method returns without allocating.
+var knownMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions}
+
 // method returns m as a string, without allocating for the usual methods.
 func method(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodOptions:
-		return http.MethodOptions
+	for _, k := range knownMethods {
+		if string(m) == k {
+			return k
+		}
 	}
 	return string(m)
 }
