@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"time"
 
@@ -155,6 +156,13 @@ func netHTTPHandler(h http.Handler) fasthttp.RequestHandler {
 	serve := fasthttpadaptor.NewFastHTTPHandler(h)
 	return func(ctx *fasthttp.RequestCtx) {
 		_ = ctx.Request.CloseBodyStream()
+		// The adaptor answers 500 to a target net/http cannot parse; it is
+		// the client's error.
+		if _, err := url.ParseRequestURI(string(ctx.RequestURI())); err != nil {
+			ctx.Error(`{"error":"bad request target"}`, fasthttp.StatusBadRequest)
+			ctx.SetContentType("application/json")
+			return
+		}
 		serve(ctx)
 	}
 }

@@ -76,3 +76,16 @@ func TestHTTPServerRecoversPanics(t *testing.T) {
 		t.Errorf("door after a panic: %d; want 401", resp.StatusCode)
 	}
 }
+
+// TestProbeBadTarget: a target net/http cannot parse, on a path other than
+// the door's, is the client's error (400), not the server's.
+func TestProbeBadTarget(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	resp := exchange(t, e.httpURL, "GET /healthz%zz HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 400 || string(b) != `{"error":"bad request target"}` {
+		t.Errorf("GET /healthz%%zz = %d %q; want 400 and the JSON error", resp.StatusCode, b)
+	}
+	if resp := exchange(t, e.httpURL, "GET /auth%zz HTTP/1.1\r\nHost: x\r\n\r\n", "GET"); resp.StatusCode != 400 {
+		t.Errorf("GET /auth%%zz = %d; want 400", resp.StatusCode)
+	}
+}
