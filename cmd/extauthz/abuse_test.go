@@ -131,14 +131,16 @@ func TestAbuse(t *testing.T) {
 	t.Run("group", func(t *testing.T) {
 		t.Run("slowloris", func(t *testing.T) {
 			if testing.Short() {
-				t.Skip("waits for the 10s ReadHeaderTimeout")
+				t.Skip("waits for the servers' 10s header timeouts")
 			}
 			t.Parallel()
 			// The only test here bound to a server timeout. It stays
 			// deterministic: it waits for the server's close, however long
 			// it takes, and fails only if the connection is still open at
-			// 30s, three times ReadHeaderTimeout; without that timeout the
-			// connection would live for ReadTimeout (60s) or IdleTimeout.
+			// 30s, three times the 10s bound (ReadHeaderTimeout on the
+			// admin port, the whole-request ReadTimeout on the HTTP port);
+			// without that bound the admin connection would live for
+			// ReadTimeout (60s), and nothing would close the HTTP one.
 			type slow struct {
 				name    string
 				addr    string

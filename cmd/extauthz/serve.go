@@ -330,7 +330,7 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		n.grpc = grpc.NewServer(
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.MaxRecvMsgSize(4<<20),
-			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ReadHeaderTimeout
+			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ports' 10s header timeouts
 			grpc.ForceServerCodecV2(envoy.Codec()),
 			grpc.NumStreamWorkers(streamWorkers()),
 		)
