@@ -56,6 +56,7 @@ const (
 	ReasonWrongProject  = "wrong_project"
 	ReasonUnmatched     = "unmatched_denied"
 	ReasonAmbiguousPath = "ambiguous_path"
+	ReasonConflict      = "ambiguous_forwarding"
 	ReasonStoreError    = "store_error"
 	ReasonStale         = "replica_unavailable"
 )
@@ -79,6 +80,10 @@ type Request struct {
 	// headers with commas.
 	APIKey        []string
 	Authorization []string
+	// Conflict, when not empty, says why the front door could not tell
+	// which request it is asked about (forwarded headers of two proxies,
+	// a repeated one, none at all): Check refuses it with 400.
+	Conflict string
 }
 
 // Decision is the outcome of Check.
@@ -137,6 +142,7 @@ type state struct {
 
 var (
 	bodyAmbiguous   = errorBody("ambiguous request path")
+	bodyConflict    = errorBody("ambiguous forwarded request")
 	bodyUnavailable = errorBody("authorization unavailable")
 )
 
@@ -189,13 +195,18 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 			return Decision{Kind: Unavailable, Reason: ReasonStale, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, ""
 		}
 	}
+	if r.Conflict != "" {
+		return Decision{Kind: AmbiguousPath, Reason: ReasonConflict, Status: http.StatusBadRequest, Body: bodyConflict}, ""
+	}
 	pol := st.pol
 	path, err := policy.NormalizePath(r.Path)
 	if err != nil {
 		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: http.StatusBadRequest, Body: bodyAmbiguous}, ""
 	}
-	method := r.Method
-	match := pol.Match(method, path)
+	match := pol.Match(r.Method, path)
+	if match.Ambiguous {
+		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: http.StatusBadRequest, Body: bodyAmbiguous}, path
+	}
 	if (match.Route != nil && match.Route.Public) || (match.Route == nil && pol.Unmatched == policy.UnmatchedAllow) {
 		return Decision{Kind: Allow, Reason: ReasonPublic, Status: http.StatusOK}, path
 	}
@@ -234,10 +245,10 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 		return d, path
 	}
 
+	if match.Isolated && k.ProjectID != match.Project {
+		return Decision{Kind: Forbidden, Reason: ReasonWrongProject, Status: http.StatusForbidden, Body: st.wrongProject, Key: k, Sources: sources}, path
+	}
 	if route := match.Route; route != nil {
-		if route.Project != "" && k.ProjectID != match.Project {
-			return Decision{Kind: Forbidden, Reason: ReasonWrongProject, Status: http.StatusForbidden, Body: st.wrongProject, Key: k, Sources: sources}, path
-		}
 		if route.Require != "" && !pol.Grants(k.Scopes, route.Require) {
 			return st.forbiddenScope(route.Require, k, sources), path
 		}
@@ -277,7 +288,7 @@ func (st *state) forbiddenScope(scope string, k *keystore.Key, sources uint8) De
 // request carried more than one different key.
 func extractKey(sources []policy.Source, r *Request) (key string, from uint8, multiple bool) {
 	add := func(c string, src uint8) {
-		c = strings.TrimSpace(c)
+		c = trimOWS(c)
 		if c == "" {
 			return
 		}
@@ -315,12 +326,19 @@ func extractKey(sources []policy.Source, r *Request) (key string, from uint8, mu
 // bearerToken returns the credential of an "Authorization: Bearer <token>"
 // value; the scheme is case-insensitive.
 func bearerToken(v string) (string, bool) {
-	v = strings.TrimSpace(v)
+	v = trimOWS(v)
 	scheme, tok, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false
 	}
-	return strings.TrimSpace(tok), true
+	return trimOWS(tok), true
+}
+
+// trimOWS removes the optional white space HTTP allows around a field value
+// (RFC 9110: spaces and tabs) and nothing else: a key wrapped in a no-break
+// space or another Unicode space is not the key.
+func trimOWS(s string) string {
+	return strings.Trim(s, " \t")
 }
 
 // errorBody renders {"error":"<msg>"} without HTML escaping, byte for byte

@@ -70,7 +70,7 @@ func TestDecisionTable(t *testing.T) {
 		{"encoded dot segment", "GET", "/api/v1/%2e%2e/agents", map[string]string{"X-API-Key": signals}, 400, codes.PermissionDenied, `{"error":"ambiguous request path"}`, true},
 		{"allowed", "POST", "/api/v1/trading-signals", map[string]string{"X-API-Key": signals}, 200, codes.OK, "", false},
 		{"same key twice is fine", "POST", "/api/v1/trading-signals", map[string]string{"X-API-Key": signals, "Authorization": "Bearer " + signals}, 200, codes.OK, "", false},
-		{"dot segments resolve before matching", "GET", "/api/v1/agents/../trading-signals?x=1", map[string]string{"X-API-Key": signals}, 200, codes.OK, "", false},
+		{"dot segments are ambiguous", "GET", "/api/v1/agents/../trading-signals?x=1", map[string]string{"X-API-Key": signals}, 400, codes.PermissionDenied, `{"error":"ambiguous request path"}`, true},
 		{"full_access reaches unmatched", "DELETE", "/api/v1/agents/7", map[string]string{"Authorization": "bearer " + full}, 200, codes.OK, "", false},
 		{"public route", "GET", "/healthz", nil, 200, codes.OK, "", false},
 	}

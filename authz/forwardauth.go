@@ -68,13 +68,18 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 type ForwardAuth struct {
 	a       *Authorizer
 	trusted []netip.Prefix
+	family  string
 	allow   *allowCache[*httpAllow]
 }
 
 // NewForwardAuth returns the HTTP front door over a, believing forwarded
-// headers from the trusted prefixes.
-func NewForwardAuth(a *Authorizer, trusted []netip.Prefix) *ForwardAuth {
-	return &ForwardAuth{a: a, trusted: trusted, allow: newAllowCache(a, func(d *Decision) (*httpAllow, bool) {
+// headers of family (one of Families; "" is FamilyAuto) from the trusted
+// prefixes.
+func NewForwardAuth(a *Authorizer, trusted []netip.Prefix, family string) *ForwardAuth {
+	if family == "" {
+		family = FamilyAuto
+	}
+	return &ForwardAuth{a: a, trusted: trusted, family: family, allow: newAllowCache(a, func(d *Decision) (*httpAllow, bool) {
 		return newHTTPAllow(d), true
 	})}
 }
@@ -216,8 +221,105 @@ func (f *ForwardAuth) Serve(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(d.Body)
 }
 
+// Forwarded-header families: which proxy's headers carry the original
+// request to the HTTP door.
+const (
+	// FamilyAuto takes the one family a request carries, and refuses a
+	// request that carries none or more than one.
+	FamilyAuto = "auto"
+	// FamilyTraefik reads X-Forwarded-Method and X-Forwarded-Uri on /auth.
+	FamilyTraefik = "traefik"
+	// FamilyNginx reads X-Original-Method and X-Original-URI on /auth.
+	FamilyNginx = "nginx"
+	// FamilyEnvoy reads the request's own method and the path after /auth
+	// (Envoy's HTTP ext_authz with path_prefix /auth).
+	FamilyEnvoy = "envoy"
+)
+
+// Families lists the values ParseFamily accepts.
+var Families = []string{FamilyAuto, FamilyTraefik, FamilyNginx, FamilyEnvoy}
+
+// ParseFamily checks a --forward-headers value.
+func ParseFamily(s string) (string, error) {
+	for _, f := range Families {
+		if s == f {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("forwarded-header family %q: must be one of %s", s, strings.Join(Families, ", "))
+}
+
+// Why a forwarded request is refused (Request.Conflict).
+const (
+	conflictMixed      = "headers of more than one proxy family"
+	conflictNone       = "no forwarded request"
+	conflictRepeated   = "a forwarded header repeated"
+	conflictIncomplete = "forwarded method or URI missing"
+	conflictUntrusted  = "forwarded headers from an untrusted peer"
+	conflictFamily     = "forwarded headers of another family than --forward-headers"
+)
+
+// forwarded is what the family headers of one request hold: each value
+// and how many times its header appeared.
+type forwarded struct {
+	fwdMethod, fwdURI, fwdHost, fwdFor []byte
+	origMethod, origURI, realIP        []byte
+	repeated                           bool
+	traefik, nginx                     bool
+}
+
+// readFamilies collects the family headers in one pass over the request.
+func readFamilies(hd *fasthttp.RequestHeader) forwarded {
+	var fw forwarded
+	var seen [7]bool
+	set := func(i int, dst *[]byte, v []byte) {
+		if seen[i] {
+			fw.repeated = true
+		}
+		seen[i] = true
+		*dst = v
+	}
+	hd.VisitAll(func(k, v []byte) {
+		if len(k) < 9 || (k[0]|0x20) != 'x' || k[1] != '-' {
+			return
+		}
+		switch {
+		case equalHeaderName(k, "X-Forwarded-Method"):
+			set(0, &fw.fwdMethod, v)
+			fw.traefik = true
+		case equalHeaderName(k, "X-Forwarded-Uri"):
+			set(1, &fw.fwdURI, v)
+			fw.traefik = true
+		case equalHeaderName(k, "X-Forwarded-Host"):
+			set(2, &fw.fwdHost, v)
+		case equalHeaderName(k, "X-Forwarded-For"):
+			set(3, &fw.fwdFor, v)
+		case equalHeaderName(k, "X-Original-Method"):
+			set(4, &fw.origMethod, v)
+			fw.nginx = true
+		case equalHeaderName(k, "X-Original-Uri"):
+			set(5, &fw.origURI, v)
+			fw.nginx = true
+		case equalHeaderName(k, "X-Real-Ip"):
+			set(6, &fw.realIP, v)
+		}
+	})
+	return fw
+}
+
 // forwardRequest reads what the decision needs. Every string is copied
 // out of the request, whose buffers the server reuses.
+//
+// The original request comes from exactly one family: Traefik's
+// X-Forwarded-Method and X-Forwarded-Uri, nginx's X-Original-Method and
+// X-Original-URI (both on /auth itself), or Envoy's HTTP mode (the request's
+// own method and the path after /auth). The door serves the family
+// --forward-headers names, or with auto the one family the request
+// carries. Headers of another family, a forwarded header given twice, a
+// method without a URI, or forwarded headers from an untrusted peer make
+// the request a Conflict, refused with 400 rather than guessed. The
+// client address is taken from the same family only: the last address of
+// X-Forwarded-For (Traefik, Envoy), X-Real-IP (nginx), else the peer.
 func forwardRequest(ctx *fasthttp.RequestCtx, f *ForwardAuth) Request {
 	ip, trusted := f.trust(ctx.RemoteAddr())
 	hd := &ctx.Request.Header
@@ -230,36 +332,113 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *ForwardAuth) Request {
 		APIKey:        values(hd, "X-Api-Key"),
 		Authorization: values(hd, "Authorization"),
 	}
-	// Envoy HTTP mode (and direct calls): the original target follows /auth.
-	r.Path = strings.TrimPrefix(string(hd.RequestURI()), ForwardAuthPath)
-	if r.Path == "" || r.Path[0] == '?' {
-		r.Path = "/" + r.Path
+	sub := strings.TrimPrefix(string(hd.RequestURI()), ForwardAuthPath)
+	if sub != "" && sub[0] == '?' {
+		sub = "" // /auth with a query of its own
 	}
-	if !trusted {
+	fw := readFamilies(hd)
+	envoy := sub != ""
+
+	family := f.family
+	if family == FamilyAuto {
+		switch {
+		case fw.traefik && !fw.nginx && !envoy:
+			family = FamilyTraefik
+		case fw.nginx && !fw.traefik && !envoy:
+			family = FamilyNginx
+		case envoy && !fw.traefik && !fw.nginx:
+			family = FamilyEnvoy
+		case !fw.traefik && !fw.nginx && !envoy:
+			r.Conflict = conflictNone
+			return r
+		default:
+			r.Conflict = conflictMixed
+			return r
+		}
+	}
+	switch {
+	case (fw.traefik || fw.nginx) && !trusted:
+		r.Conflict = conflictUntrusted
+	case fw.repeated:
+		r.Conflict = conflictRepeated
+	case family == FamilyTraefik && (fw.nginx || envoy),
+		family == FamilyNginx && (fw.traefik || envoy),
+		family == FamilyEnvoy && (fw.traefik || fw.nginx):
+		r.Conflict = conflictFamily
+	}
+	if r.Conflict != "" {
 		return r
 	}
-	// Traefik's pair, else nginx's.
-	m, u := hd.Peek("X-Forwarded-Method"), hd.Peek("X-Forwarded-Uri")
-	if len(m) == 0 && len(u) == 0 {
-		m, u = hd.Peek("X-Original-Method"), hd.Peek("X-Original-Uri")
-	}
-	if len(m) > 0 {
-		r.Method = method(m)
-	}
-	if len(u) > 0 {
-		r.Path = string(u)
-	}
-	if v := hd.Peek("X-Forwarded-Host"); len(v) > 0 {
-		r.Host = string(v)
-	}
-	if v := hd.Peek("X-Forwarded-For"); len(v) > 0 {
-		// The client is the first address the proxy saw.
-		client, _, _ := strings.Cut(string(v), ",")
-		r.SourceIP = strings.TrimSpace(client)
-	} else if v := hd.Peek("X-Real-Ip"); len(v) > 0 {
-		r.SourceIP = string(v)
+	switch family {
+	case FamilyTraefik:
+		r.Conflict = fw.original(&r, fw.fwdMethod, fw.fwdURI)
+		r.SourceIP = lastAddress(fw.fwdFor, ip)
+	case FamilyNginx:
+		r.Conflict = fw.original(&r, fw.origMethod, fw.origURI)
+		r.SourceIP = lastAddress(fw.realIP, ip)
+	default: // envoy
+		if !envoy {
+			r.Conflict = conflictNone
+			return r
+		}
+		r.Path = sub
+		if trusted {
+			r.SourceIP = lastAddress(fw.fwdFor, ip)
+		}
 	}
 	return r
+}
+
+// original sets r's method, path and host from one family's headers, which
+// must both be present. It returns the conflict, or "".
+func (fw *forwarded) original(r *Request, m, u []byte) string {
+	if m == nil || u == nil {
+		return conflictIncomplete
+	}
+	r.Method = method(m)
+	r.Path = string(u)
+	if fw.fwdHost != nil {
+		r.Host = string(fw.fwdHost)
+	}
+	return ""
+}
+
+// equalHeaderName compares a header name with name without ASCII case.
+func equalHeaderName(k []byte, name string) bool {
+	if len(k) != len(name) {
+		return false
+	}
+	for i := range k {
+		x, y := k[i], name[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// lastAddress returns the last address in a header value (the one the
+// trusted proxy itself saw or appended), or fallback when the header is
+// absent or its last entry is not an IP address.
+func lastAddress(v []byte, fallback string) string {
+	if v == nil {
+		return fallback
+	}
+	s := string(v)
+	if i := strings.LastIndexByte(s, ','); i >= 0 {
+		s = s[i+1:]
+	}
+	a, err := netip.ParseAddr(strings.Trim(s, " \t"))
+	if err != nil {
+		return fallback
+	}
+	return a.Unmap().String()
 }
 
 // values returns every value of a request header, nil when absent.

@@ -45,12 +45,13 @@ func TestForwardAuthModes(t *testing.T) {
 		})
 	}
 
-	// Envoy's HTTP mode sends /auth//x for a client's //x and takes any
-	// answer but 200 as a denial: the door must decide it (merging the
-	// slashes as the gRPC door does), not redirect as a ServeMux would.
+	// Envoy's HTTP mode sends /auth//x for a client's //x (when the
+	// listener does not merge slashes) and takes any answer but 200 as a
+	// denial: the door must decide it (an empty segment is ambiguous, as
+	// through the gRPC door), not redirect as a ServeMux would.
 	t.Run("door paths are not routed through a mux", func(t *testing.T) {
 		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		for target, want := range map[string]int{"/auth//api/v1/agents": 200, "/auth/api/v1//agent-balances": 403, "/authx": 404} {
+		for target, want := range map[string]int{"/auth//api/v1/agents": 400, "/auth/api/v1//agent-balances": 400, "/auth/api/v1/agents": 200, "/authx": 404} {
 			req, _ := http.NewRequest("GET", e.httpURL+target, nil)
 			req.Header.Set("X-API-Key", agents)
 			resp, err := noRedirect.Do(req)
@@ -99,17 +100,22 @@ func TestForwardAuthModes(t *testing.T) {
 		}
 	})
 
-	t.Run("untrusted peer's forwarded headers are ignored", func(t *testing.T) {
+	t.Run("untrusted peer's forwarded headers are refused", func(t *testing.T) {
 		none, err := ParseTrustedProxies([]string{"none"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		url := serveHTTP(t, NewForwardAuth(e.a, none).Handler(http.NotFoundHandler()))
+		url := serveHTTP(t, NewForwardAuth(e.a, none, FamilyAuto).Handler(http.NotFoundHandler()))
 		req, _ := http.NewRequest("GET", url+"/auth/api/v1/agent-balances", nil)
 		req.Header.Set("X-API-Key", agents)
 		req.Header.Set("X-Forwarded-Uri", "/api/v1/agents") // a spoof attempt
-		if got := e.do(req); got.status != 403 {
-			t.Errorf("spoofed X-Forwarded-Uri from an untrusted peer: status %d; want 403 (own path used)", got.status)
+		if got := e.do(req); got.status != 400 || got.body != `{"error":"ambiguous forwarded request"}` {
+			t.Errorf("spoofed X-Forwarded-Uri from an untrusted peer: %d %s; want 400 ambiguous forwarded request", got.status, got.body)
+		}
+		req, _ = http.NewRequest("GET", url+"/auth/api/v1/agents", nil)
+		req.Header.Set("X-API-Key", agents)
+		if got := e.do(req); got.status != 200 {
+			t.Errorf("Envoy HTTP form from an untrusted peer: status %d; want 200 (its own path)", got.status)
 		}
 	})
 }

@@ -51,7 +51,7 @@ func FuzzForwardAuth(f *testing.F) {
 	}
 	a := New(Options{Keys: emptyStore{}, Policy: p})
 	trusted, _ := ParseTrustedProxies([]string{"192.0.2.0/24"})
-	h := NewForwardAuth(a, trusted)
+	h := NewForwardAuth(a, trusted, FamilyAuto)
 	peer := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1234}
 	f.Fuzz(func(t *testing.T, method, uri, xkey, auth string) {
 		// The request as a proxy would send it, parsed by the server's own

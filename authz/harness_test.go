@@ -119,7 +119,7 @@ func newEnv(t *testing.T, policyFile string) *env {
 	e.grpc = authv3.NewAuthorizationClient(conn)
 
 	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
-	fa := NewForwardAuth(e.a, trusted)
+	fa := NewForwardAuth(e.a, trusted, FamilyAuto)
 	e.httpURL = serveHTTP(t, fa.Handler(http.NotFoundHandler())) // as cmd/extauthz serves it, with probes on the mux
 	return e
 }

@@ -66,7 +66,7 @@ func TestDoorDeclaredBodyNeverSent(t *testing.T) {
 // answered 500 and its connection closed; the server keeps serving.
 func TestHTTPServerRecoversPanics(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
-	fa := NewForwardAuth(e.a, nil)
+	fa := NewForwardAuth(e.a, nil, FamilyAuto)
 	url := serveHTTP(t, fa.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("probe bug") })))
 	resp := exchange(t, url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
 	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 500 || !resp.Close || string(b) != `{"error":"internal error"}` {

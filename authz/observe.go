@@ -114,6 +114,9 @@ func (a *Authorizer) observe(ctx context.Context, r *Request, d *Decision, path 
 	if d.Key != nil {
 		ev = ev.Str("key_id", d.Key.ID).Str("key_prefix", d.Key.Prefix)
 	}
+	if r.Conflict != "" {
+		ev = ev.Str("conflict", r.Conflict)
+	}
 	_ = ctx
 	ev.Msg("check")
 }

@@ -27,6 +27,9 @@ type exampleRequest struct {
 	wantRequire string
 	wantPublic  bool
 	wantProject string
+	// wantAmbiguous: the request is refused as ambiguous, by NormalizePath
+	// or by Match.
+	wantAmbiguous bool
 }
 
 func checkExampleRequests(t *testing.T, p *Policy, tests []exampleRequest) {
@@ -34,10 +37,22 @@ func checkExampleRequests(t *testing.T, p *Policy, tests []exampleRequest) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path, err := NormalizePath(tc.target)
+			var m Match
+			if err == nil {
+				m = p.Match(tc.method, path)
+			}
+			if tc.wantAmbiguous {
+				if err == nil && !m.Ambiguous {
+					t.Errorf("%s %s judged (route %s); want ambiguous", tc.method, tc.target, routeName(p, m.Route))
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("NormalizePath(%q) error = %v", tc.target, err)
 			}
-			m := p.Match(tc.method, path)
+			if m.Ambiguous {
+				t.Fatalf("Match(%s %s) ambiguous", tc.method, path)
+			}
 			if tc.wantPath == "" {
 				if m.Route != nil {
 					t.Errorf("Match(%s %s) = route %q, want unmatched", tc.method, path, m.Route.Path)
@@ -105,7 +120,17 @@ func TestExampleNexgent(t *testing.T) {
 		{name: "key management list", method: "GET", target: "/api/v1/api-keys", wantPath: keys, wantPublic: true},
 		{name: "health", method: "GET", target: "/healthz", wantPath: "/healthz", wantPublic: true},
 		{name: "health POST is unmatched", method: "POST", target: "/healthz", wantPath: ""},
-		{name: "traversal into key management", method: "GET", target: "/api/v1/agents/../api-keys/x", wantPath: keys, wantPublic: true},
+		{name: "traversal into key management", method: "GET", target: "/api/v1/agents/../api-keys/x", wantAmbiguous: true},
+		{name: "servlet traversal out of a scope", method: "GET", target: "/api/v1/trading-signals/..;/agents", wantAmbiguous: true},
+		{name: "servlet traversal into key management", method: "GET", target: "/api/v1/api-keys/..;/agents", wantAmbiguous: true},
+		{name: "encoded servlet traversal", method: "GET", target: "/api/v1/trading-signals/..%3b/admin/users", wantAmbiguous: true},
+		{name: "double-encoded traversal", method: "GET", target: "/api/v1/trading-signals/%252e%252e/agents", wantAmbiguous: true},
+		{name: "full-width traversal", method: "GET", target: "/api/v1/trading-signals/\uff0e\uff0e/agents", wantAmbiguous: true},
+		{name: "public route in upper case", method: "GET", target: "/HEALTHZ", wantAmbiguous: true},
+		{name: "key management in upper case", method: "POST", target: "/API/v1/api-keys", wantAmbiguous: true},
+		{name: "scope route in upper case", method: "GET", target: "/api/v1/AGENTS", wantAmbiguous: true},
+		{name: "lower-case method", method: "get", target: "/api/v1/agents", wantPath: ""},
+		{name: "upper case in an id", method: "GET", target: "/api/v1/agents/AB12", wantPath: "/api/v1/agents/**", wantRequire: "agents"},
 		{name: "unknown endpoint", method: "GET", target: "/api/v1/users", wantPath: ""},
 	})
 }
@@ -153,7 +178,16 @@ func TestExampleNexgraph(t *testing.T) {
 		{name: "repositories", method: "GET", target: "/api/v1/repositories", wantPath: rest, wantRequire: "read"},
 		{name: "write elsewhere", method: "PUT", target: "/api/v1/repositories/r1", wantPath: rest, wantRequire: "write"},
 		{name: "root", method: "GET", target: "/", wantPath: rest, wantRequire: "read"},
-		{name: "traversal out of project", method: "GET", target: "/api/v1/projects/p1/../p2/x", wantPath: project, wantRequire: "read", wantProject: "p2"},
+		{name: "traversal out of project", method: "GET", target: "/api/v1/projects/p1/../p2/x", wantAmbiguous: true},
+		{name: "collection in upper case", method: "GET", target: "/api/v1/PROJECTS/p2/graph", wantAmbiguous: true},
+		{name: "collection in mixed case", method: "DELETE", target: "/api/v1/Projects/p2/graph", wantAmbiguous: true},
+		{name: "parameter after the collection", method: "GET", target: "/api/v1/projects;/p2/graph", wantAmbiguous: true},
+		{name: "parameter before the collection", method: "GET", target: "/api/v1;x/projects/p2/graph", wantAmbiguous: true},
+		{name: "encoded parameter", method: "GET", target: "/api/v1/projects%3b/p2/graph", wantAmbiguous: true},
+		{name: "double-encoded collection", method: "GET", target: "/api/v1/%2570rojects/p2/graph", wantAmbiguous: true},
+		{name: "project creation with a trailing slash", method: "POST", target: "/api/v1/projects/", wantPath: "/api/v1/projects", wantPublic: true},
+		{name: "project creation with an empty segment", method: "POST", target: "/api/v1/projects//", wantAmbiguous: true},
+		{name: "project creation through a dot-dot", method: "POST", target: "/api/v1/projects/x/..", wantAmbiguous: true},
 		{name: "encoded project name", method: "GET", target: "/api/v1/projects/my%20proj/files", wantPath: project, wantRequire: "read", wantProject: "my proj"},
 	})
 }

@@ -67,7 +67,7 @@ func TestPatternMatch(t *testing.T) {
 	for _, tc := range patternCases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := compileRoute(t, Route{Path: tc.pattern, Project: tc.project})
-			got, project := r.pattern.match(tc.path)
+			got, project := r.pattern.match(tc.path, false)
 			if got != tc.want || project != tc.wantProject {
 				t.Errorf("%q matching %q = %v, %q; want %v, %q", tc.pattern, tc.path, got, project, tc.want, tc.wantProject)
 			}
@@ -134,14 +134,14 @@ func TestPolicyMatch(t *testing.T) {
 		{"public route", "GET", "/healthz", 0, ""},
 		{"public route trailing slash", "GET", "/healthz/", 0, ""},
 		{"method not listed", "POST", "/healthz", -1, ""},
-		{"lower-case method", "get", "/healthz", 0, ""},
-		{"mixed-case method", "Get", "/healthz", 0, ""},
+		{"lower-case method is another method", "get", "/healthz", -1, ""},
+		{"mixed-case method is another method", "Get", "/healthz", -1, ""},
 		{"HEAD is not GET", "HEAD", "/healthz", -1, ""},
 		{"first match wins", "GET", "/p/p1/files", 1, "p1"},
 		{"HEAD listed", "HEAD", "/p/p1", 1, "p1"},
 		{"falls through to all methods", "DELETE", "/p/p1/files", 2, "p1"},
 		{"extension method", "PURGE", "/cache/x", 3, ""},
-		{"extension method lower-case", "purge", "/cache/x", 3, ""},
+		{"extension method lower-case", "purge", "/cache/x", -1, ""},
 		{"extension method wrong path", "PURGE", "/cache/x/y", -1, ""},
 		{"no methods means all", "OPTIONS", "/admin", 4, ""},
 		{"unmatched", "GET", "/other", -1, ""},
@@ -186,28 +186,89 @@ func TestPolicyMatchDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestEqualUpper(t *testing.T) {
+func TestEqualFoldASCII(t *testing.T) {
 	tests := []struct {
-		name   string
-		upper  string
-		method string
-		want   bool
+		a, b string
+		want bool
 	}{
-		{"same", "POST", "POST", true},
-		{"lower-case", "POST", "post", true},
-		{"mixed-case", "POST", "PoSt", true},
-		{"different", "POST", "PUT", false},
-		{"prefix", "POST", "POS", false},
-		{"long s is not s", "POST", "po\u017ft", false}, // strings.ToUpper gives "POST"
-		{"dotless i is not i", "LINK", "l\u0131nk", false},
-		{"non-letters kept", "M-SEARCH", "m-search", true},
-		{"empty", "GET", "", false},
+		{"projects", "projects", true},
+		{"PROJECTS", "projects", true},
+		{"Projects", "pROJECTS", true},
+		{"projects", "project", false},
+		{"projec\u017f", "projects", false}, // the long s is not ASCII s
+		{"\u212aey", "key", false},          // nor the Kelvin sign k
+		{"a-b_c", "A-B_C", true},
+		{"a-b", "a_b", false},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := equalUpper(tc.upper, tc.method); got != tc.want {
-				t.Errorf("equalUpper(%q, %q) = %v, want %v", tc.upper, tc.method, got, tc.want)
-			}
-		})
+		if got := equalFoldASCII(tc.a, tc.b); got != tc.want {
+			t.Errorf("equalFoldASCII(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestPolicyMatchCase: a path that matches another route, or another
+// isolation, once its ASCII case is folded is Ambiguous; a path whose case
+// changes nothing is judged.
+func TestPolicyMatchCase(t *testing.T) {
+	p, err := Parse([]byte(testPolicy + "  - {path: /Mixed/Case, require: read}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path string
+		ambiguous    bool
+	}{
+		{"GET", "/HEALTHZ", true},     // public only when folded
+		{"GET", "/P/p1/files", true},  // isolated only when folded
+		{"GET", "/p/P1/files", false}, // a capture's case is the back end's business
+		{"GET", "/admin/X", false},    // same route either way
+		{"GET", "/ADMIN/x", true},     // unmatched, or admin when folded
+		{"GET", "/mixed/case", true},  // literal with upper case: folded matches
+		{"GET", "/Mixed/Case", false}, // exact
+		{"GET", "/nowhere", false},    // unmatched either way
+		{"DELETE", "/P/p1", true},     // isolated when folded, for every method
+	} {
+		m := p.Match(tc.method, tc.path)
+		if m.Ambiguous != tc.ambiguous {
+			t.Errorf("Match(%s, %s).Ambiguous = %v, want %v", tc.method, tc.path, m.Ambiguous, tc.ambiguous)
+		}
+	}
+}
+
+// TestIsolationCoversBroaderRoutes: a later route that also matches under a
+// project route's prefix is isolated there too, so a catch-all cannot
+// shadow the project check.
+func TestIsolationCoversBroaderRoutes(t *testing.T) {
+	p, err := Parse([]byte(`
+keys:
+  formats: [{prefix: k_, charset: hex, length: 8}]
+scopes: [read, write]
+routes:
+  - {methods: [GET], path: "/p/{project}/**", require: read, project: project}
+  - {path: "/**", require: write}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Isolations(); len(got) != 1 || got[0] != "/p/{project}/**" {
+		t.Fatalf("Isolations() = %q", got)
+	}
+	for _, tc := range []struct {
+		method, path string
+		route        int
+		isolated     bool
+		project      string
+	}{
+		{"GET", "/p/a/x", 0, true, "a"},
+		{"DELETE", "/p/b/x", 1, true, "b"},
+		{"DELETE", "/p/b", 1, true, "b"},
+		{"POST", "/p", 1, false, ""},
+		{"POST", "/q/b/x", 1, false, ""},
+	} {
+		m := p.Match(tc.method, tc.path)
+		if m.Route != &p.Routes[tc.route] || m.Isolated != tc.isolated || m.Project != tc.project {
+			t.Errorf("Match(%s, %s) = %s isolated=%v project=%q; want routes[%d] %v %q", tc.method, tc.path, routeName(p, m.Route), m.Isolated, m.Project, tc.route, tc.isolated, tc.project)
+		}
 	}
 }

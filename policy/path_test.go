@@ -18,17 +18,18 @@ var normalizeCases = []struct {
 	{name: "simple", raw: "/api/v1/agents", want: "/api/v1/agents"},
 	{name: "trailing slash kept", raw: "/api/v1/agents/", want: "/api/v1/agents/"},
 	{name: "dot-prefixed segment", raw: "/.well-known/jwks.json", want: "/.well-known/jwks.json"},
-	{name: "dots inside segments", raw: "/a/..b/c../...", want: "/a/..b/c../..."},
+	{name: "dots inside segments", raw: "/a/..b/c../.d.", want: "/a/..b/c../.d."},
 	{name: "raw UTF-8", raw: "/café/ü", want: "/café/ü"},
-	{name: "sub-delims", raw: "/a;b=c/d,e+f", want: "/a;b=c/d,e+f"},
+	{name: "raw CJK", raw: "/文档/项目", want: "/文档/项目"},
+	{name: "sub-delims", raw: "/a,b=c/d+e!f", want: "/a,b=c/d+e!f"},
+	{name: "upper case kept", raw: "/API/V1", want: "/API/V1"},
 
-	// Query and fragment.
+	// Query.
 	{name: "query dropped", raw: "/a/b?x=1", want: "/a/b"},
-	{name: "query with path-like value", raw: "/a?next=/b/../c%2F", want: "/a"},
+	{name: "query with path-like value", raw: "/a?next=/b/../c%2F;x", want: "/a"},
 	{name: "empty query", raw: "/a/?", want: "/a/"},
-	{name: "fragment dropped", raw: "/a#frag", want: "/a"},
-	{name: "fragment before query", raw: "/a#x?y", want: "/a"},
 	{name: "bad escape in query ignored", raw: "/a?%zz", want: "/a"},
+	{name: "fragment inside the query", raw: "/a?x#y", want: "/a"},
 
 	// Not an origin-form path.
 	{name: "empty", raw: "", wantErr: true},
@@ -36,30 +37,63 @@ var normalizeCases = []struct {
 	{name: "asterisk form", raw: "*", wantErr: true},
 	{name: "absolute form", raw: "http://example.com/a", wantErr: true},
 	{name: "relative", raw: "a/b", wantErr: true},
+	{name: "fragment", raw: "/a#frag", wantErr: true},
+	{name: "fragment before query", raw: "/a#x?y", wantErr: true},
 
-	// Slashes and dot segments.
-	{name: "leading double slash", raw: "//a", want: "/a"},
-	{name: "repeated slashes", raw: "/a///b//", want: "/a/b/"},
-	{name: "only slashes", raw: "///", want: "/"},
-	{name: "dot segment", raw: "/a/./b", want: "/a/b"},
-	{name: "dot-dot segment", raw: "/a/b/../c", want: "/a/c"},
-	{name: "rfc example", raw: "/a/b/c/./../../g", want: "/a/g"},
-	{name: "dot-dot above root", raw: "/..", want: "/"},
-	{name: "dot-dot twice above root", raw: "/a/../../b", want: "/b"},
-	{name: "trailing dot", raw: "/a/.", want: "/a/"},
-	{name: "trailing dot-dot", raw: "/a/b/..", want: "/a/"},
-	{name: "dot-dot then double slash", raw: "/a/..//b", want: "/b"},
+	// Slashes and dot segments: upstreams that do not normalise (Express,
+	// a Go mux's redirect, nginx passing $request_uri) read them
+	// literally, so they are never resolved here.
+	{name: "leading double slash", raw: "//a", wantErr: true},
+	{name: "repeated slashes", raw: "/a///b//", wantErr: true},
+	{name: "only slashes", raw: "///", wantErr: true},
+	{name: "trailing double slash", raw: "/a//", wantErr: true},
+	{name: "dot segment", raw: "/a/./b", wantErr: true},
+	{name: "dot-dot segment", raw: "/a/b/../c", wantErr: true},
+	{name: "dot-dot above root", raw: "/..", wantErr: true},
+	{name: "trailing dot", raw: "/a/.", wantErr: true},
+	{name: "trailing dot-dot", raw: "/a/b/..", wantErr: true},
+	{name: "three dots", raw: "/a/...", wantErr: true},
+	{name: "dot-dot before encoded segment", raw: "/a/../%62", wantErr: true},
 
 	// Percent-decoding.
 	{name: "encoded letters", raw: "/%61%62/c", want: "/ab/c"},
 	{name: "encoded space", raw: "/a%20b", want: "/a b"},
 	{name: "encoded UTF-8", raw: "/caf%C3%A9/%e2%82%ac", want: "/café/€"},
-	{name: "double-encoded slash decodes once", raw: "/a/%252F", want: "/a/%2F"},
-	{name: "encoded percent", raw: "/100%25", want: "/100%"},
+	{name: "encoded percent at the end", raw: "/100%25", want: "/100%"},
+	{name: "encoded percent before non-hex", raw: "/100%25off", want: "/100%off"},
 	{name: "encoded question mark", raw: "/a%3Fb", want: "/a?b"},
 	{name: "encoded dot inside segment", raw: "/a%2eb", want: "/a.b"},
-	{name: "encoded three dots", raw: "/a/..%2e", want: "/a/..."},
-	{name: "dot-dot before encoded segment", raw: "/a/../%62", want: "/b"},
+
+	// ';' path parameters (servlet containers drop them, and resolve
+	// "..;"), raw or encoded.
+	{name: "path parameter", raw: "/api/v1/agents;jsessionid=1", wantErr: true},
+	{name: "parameter in a middle segment", raw: "/api/v1;x/projects/b", wantErr: true},
+	{name: "empty parameter", raw: "/api/v1/projects;/b/graph", wantErr: true},
+	{name: "dot-dot parameter", raw: "/api/v1/trading-signals/..;/agents", wantErr: true},
+	{name: "encoded semicolon", raw: "/api/v1/projects%3b/b/graph", wantErr: true},
+	{name: "encoded semicolon upper-case", raw: "/a/..%3B/b", wantErr: true},
+
+	// A second decoding would read another path.
+	{name: "double-encoded slash", raw: "/a/%252F", wantErr: true},
+	{name: "double-encoded dot-dot", raw: "/a/%252e%252e/b", wantErr: true},
+	{name: "double-encoded backslash", raw: "/a%255cb", wantErr: true},
+	{name: "double-encoded semicolon", raw: "/a%253b/b", wantErr: true},
+	{name: "double-encoded letter", raw: "/api/v1/%2570rojects/b", wantErr: true},
+	{name: "double encoding spelt with escapes", raw: "/a/%25%32%65", wantErr: true},
+
+	// Unicode that some back end folds into ASCII.
+	{name: "full-width dots", raw: "/a/\uff0e\uff0e/b", wantErr: true},
+	{name: "encoded full-width dots", raw: "/a/%EF%BC%8E%EF%BC%8E/b", wantErr: true},
+	{name: "full-width solidus", raw: "/a\uff0fb", wantErr: true},
+	{name: "full-width reverse solidus", raw: "/a\uff3cb", wantErr: true},
+	{name: "one dot leader", raw: "/a/\u2024\u2024/b", wantErr: true},
+	{name: "division slash", raw: "/a\u2215b", wantErr: true},
+	{name: "full-width letters", raw: "/api/v1/\uff50rojects", wantErr: true},
+	{name: "ligature", raw: "/pro\ufb01le", wantErr: true},
+	{name: "Kelvin sign", raw: "/\u212aeys", wantErr: true},
+	{name: "long s", raw: "/project\u017f", wantErr: true},
+	{name: "dotless i", raw: "/\u0131d", wantErr: true},
+	{name: "Greek question mark", raw: "/a\u037eb", wantErr: true},
 
 	// Ambiguous encodings.
 	{name: "encoded slash", raw: "/a%2Fb", wantErr: true},

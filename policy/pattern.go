@@ -109,6 +109,89 @@ func literalProblem(s string) string {
 	return ""
 }
 
+// equalFoldASCII reports whether a and b are equal with ASCII letters
+// compared without case (and nothing else folded, unlike strings.EqualFold).
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hasUpperASCII reports whether s holds an ASCII upper-case letter.
+func hasUpperASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// isolated returns the pattern of the paths a project route isolates: its
+// segments up to the project capture, then "**".
+func (pt *pattern) isolated() pattern {
+	segs := make([]segment, 0, pt.project+2)
+	segs = append(segs, pt.segs[:pt.project+1]...)
+	segs = append(segs, segment{kind: segRest})
+	return pattern{segs: segs, project: pt.project, compiled: true}
+}
+
+// String returns the pattern as written in a policy file.
+func (pt *pattern) String() string {
+	var b strings.Builder
+	for _, s := range pt.segs {
+		b.WriteByte('/')
+		switch s.kind {
+		case segLiteral:
+			b.WriteString(s.text)
+		case segCapture:
+			b.WriteString("{" + s.text + "}")
+		case segStar:
+			b.WriteString("*")
+		case segRest:
+			b.WriteString("**")
+		}
+	}
+	if b.Len() == 0 {
+		return "/"
+	}
+	return b.String()
+}
+
+// overlaps reports whether some path matches both a and b. Literals are
+// compared without ASCII case, so that a case-insensitive back end's view
+// counts too.
+func overlaps(a, b *pattern) bool {
+	for i := 0; ; i++ {
+		aEnd, bEnd := i == len(a.segs), i == len(b.segs)
+		switch {
+		case aEnd && bEnd:
+			return true
+		case !aEnd && a.segs[i].kind == segRest, !bEnd && b.segs[i].kind == segRest:
+			return true
+		case aEnd || bEnd:
+			return false
+		}
+		sa, sb := a.segs[i], b.segs[i]
+		if sa.kind == segLiteral && sb.kind == segLiteral && !equalFoldASCII(sa.text, sb.text) {
+			return false
+		}
+	}
+}
+
 func validCaptureName(name string) bool {
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !isAlphanumeric(c) && c != '_' {
@@ -129,9 +212,10 @@ func (pt *pattern) captureIndex(name string) int {
 }
 
 // match reports whether the normalised path matches, and the value of the
-// project capture. One trailing slash on path is ignored. It does not
-// allocate.
-func (pt *pattern) match(path string) (bool, string) {
+// project capture. One trailing slash on path is ignored. With fold,
+// literals are compared with ASCII case folded, as a case-insensitive
+// router would. It does not allocate.
+func (pt *pattern) match(path string, fold bool) (bool, string) {
 	if !pt.compiled || path == "" || path[0] != '/' {
 		return false, ""
 	}
@@ -160,7 +244,7 @@ func (pt *pattern) match(path string) (bool, string) {
 		}
 		switch s.kind {
 		case segLiteral:
-			if seg != s.text {
+			if seg != s.text && !(fold && equalFoldASCII(seg, s.text)) {
 				return false, ""
 			}
 		case segCapture:

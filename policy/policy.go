@@ -98,14 +98,31 @@ type Policy struct {
 	Routes     []Route   `json:"routes,omitempty"`
 	Unmatched  Unmatched `json:"unmatched,omitempty"`
 	Messages   Messages  `json:"messages,omitempty"`
+
+	// isolations are the path sets that project routes isolate, each
+	// once: every request under one must carry a key of the project it
+	// names, whichever route matches it.
+	isolations []pattern
+	// foldSensitive is set when a route literal holds an upper-case
+	// letter, so that even a lower-case path can match differently with
+	// case folded.
+	foldSensitive bool
 }
 
 // Match is the result of matching a request against the routes.
 type Match struct {
 	// Route is the first matching route, nil when none matched.
 	Route *Route
-	// Project is the value captured for Route.Project, "" otherwise.
+	// Isolated reports that the path lies under a project route's
+	// isolated prefix (see Isolations), whichever route matched: only a
+	// key of Project may be admitted.
+	Isolated bool
+	// Project is the project the path names when Isolated, "" otherwise.
 	Project string
+	// Ambiguous reports that the path matches differently when its ASCII
+	// case is folded, as case-insensitive routers (Express, ASP.NET Core)
+	// read it; such a request must be refused, not judged.
+	Ambiguous bool
 }
 
 // Parse strictly decodes a policy file, applies defaults, validates it and
@@ -190,21 +207,51 @@ func (p *Policy) Grants(keyScopes []string, required string) bool {
 	return false
 }
 
-// Match returns the first route whose methods and pattern match the request.
-// path must already be normalised by NormalizePath. The request method is
-// upper-cased in ASCII only (so "poſt" is not POST) before it is compared.
-// Match does not allocate.
+// Match returns the first route whose methods and pattern match the request,
+// and the project isolation the path falls under. path must already be
+// normalised by NormalizePath. Methods are compared exactly: "get" is not
+// GET. The path is matched twice when its case could matter, once exactly
+// and once with ASCII case folded; when the two disagree the result is
+// Ambiguous. Match does not allocate.
 func (p *Policy) Match(method, path string) Match {
+	m := p.match(method, path, false)
+	if p.foldSensitive || hasUpperASCII(path) {
+		if p.match(method, path, true) != m {
+			return Match{Ambiguous: true}
+		}
+	}
+	return m
+}
+
+func (p *Policy) match(method, path string, fold bool) Match {
+	var m Match
+	for i := range p.isolations {
+		if ok, project := p.isolations[i].match(path, fold); ok {
+			m.Isolated, m.Project = true, project
+			break
+		}
+	}
 	for i := range p.Routes {
 		r := &p.Routes[i]
 		if !r.allowsMethod(method) {
 			continue
 		}
-		if ok, project := r.pattern.match(path); ok {
-			return Match{Route: r, Project: project}
+		if ok, _ := r.pattern.match(path, fold); ok {
+			m.Route = r
+			return m
 		}
 	}
-	return Match{}
+	return m
+}
+
+// Isolations returns the patterns of the paths that project routes isolate,
+// as written in a policy file ("/api/v1/projects/{project}/**").
+func (p *Policy) Isolations() []string {
+	out := make([]string, len(p.isolations))
+	for i := range p.isolations {
+		out[i] = p.isolations[i].String()
+	}
+	return out
 }
 
 // allowsMethod reports whether the route applies to method.
@@ -213,30 +260,11 @@ func (r *Route) allowsMethod(method string) bool {
 		return true
 	}
 	for _, m := range r.Methods {
-		if equalUpper(m, method) {
+		if m == method {
 			return true
 		}
 	}
 	return false
-}
-
-// equalUpper reports whether method, with its ASCII lower-case letters
-// upper-cased, equals upper. It is strings.ToUpper(method) == upper for
-// ASCII, without allocating and without Unicode case mapping.
-func equalUpper(upper, method string) bool {
-	if len(upper) != len(method) {
-		return false
-	}
-	for i := 0; i < len(method); i++ {
-		c := method[i]
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c != upper[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ValidationError lists every problem found in a policy file, each naming its

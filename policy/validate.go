@@ -54,8 +54,13 @@ func (p *Policy) validate() []string {
 	for i := range p.Routes {
 		p.Routes[i].compile(fmt.Sprintf("routes[%d]", i), scopes, &ps)
 	}
+	p.compileIsolations(&ps)
 	switch p.Unmatched {
-	case UnmatchedDeny, UnmatchedAuthenticate, UnmatchedAllow:
+	case UnmatchedAllow:
+		if len(p.isolations) > 0 {
+			ps.add("unmatched", "allow would admit requests without a key under the project-isolated paths %s; use deny, authenticate or require-super", strings.Join(p.Isolations(), ", "))
+		}
+	case UnmatchedDeny, UnmatchedAuthenticate:
 	case UnmatchedRequireSuper:
 		if p.SuperScope == "" {
 			ps.add("unmatched", "require-super needs a superScope")
@@ -178,6 +183,57 @@ func (r *Route) compile(field string, scopes map[string]bool, ps *problems) {
 		}
 	}
 	r.pattern = pt
+}
+
+// compileIsolations collects the path sets that project routes isolate and
+// refuses what would admit a request under one of them without the project
+// check: a public route that can match there, and two isolations that
+// overlap but name their project in different places. Every other route
+// that matches under an isolated prefix is isolated too (Match), so a
+// broader grant such as "/**" later in the file cannot shadow the check.
+func (p *Policy) compileIsolations(ps *problems) {
+	p.isolations = nil
+	p.foldSensitive = false
+	owner := []int{} // index of the first route of each isolation
+	for i := range p.Routes {
+		r := &p.Routes[i]
+		for _, s := range r.pattern.segs {
+			if s.kind == segLiteral && hasUpperASCII(s.text) {
+				p.foldSensitive = true
+			}
+		}
+		if r.Project == "" || r.Public || !r.pattern.compiled || r.pattern.project < 0 {
+			continue
+		}
+		iso := r.pattern.isolated()
+		dup := false
+		for j := range p.isolations {
+			if p.isolations[j].String() == iso.String() {
+				dup = true
+				break
+			}
+			if overlaps(&p.isolations[j], &iso) {
+				ps.add(fmt.Sprintf("routes[%d].project", i), "isolated paths %s overlap %s of routes[%d]; name the project in the same place", iso.String(), p.isolations[j].String(), owner[j])
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			p.isolations = append(p.isolations, iso)
+			owner = append(owner, i)
+		}
+	}
+	for i := range p.Routes {
+		r := &p.Routes[i]
+		if !r.Public || !r.pattern.compiled {
+			continue
+		}
+		for j := range p.isolations {
+			if overlaps(&r.pattern, &p.isolations[j]) {
+				ps.add(fmt.Sprintf("routes[%d].public", i), "%s can match under %s, which routes[%d] isolates by project: a public route there would admit requests without a key", r.Path, p.isolations[j].String(), owner[j])
+			}
+		}
+	}
 }
 
 // isToken reports whether s is a non-empty RFC 9110 token.

@@ -56,6 +56,7 @@ type serveConfig struct {
 	jwtIssuer, jwtAudience        string
 	publicProjectCreate           bool
 	trustForward                  string
+	forwardHeaders                string
 	shutdownTimeout, drainDelay   time.Duration
 	policyPoll                    time.Duration
 	usageFlush                    time.Duration
@@ -93,6 +94,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.grpcAddr, "grpc-addr", authz.DefaultGRPCAddr, "listen address of the ext_authz gRPC Check and grpc.health.v1")
 		f.StringVar(&c.httpAddr, "http-addr", authz.DefaultHTTPAddr, "listen address of forwardAuth /auth, /healthz, /readyz, /metrics")
 		f.StringVar(&c.trustForward, "trust-forward-headers", strings.Join(authz.DefaultTrustedProxies, ","), "comma-separated CIDRs whose X-Forwarded-*/X-Original-* headers are believed, or none")
+		f.StringVar(&c.forwardHeaders, "forward-headers", authz.FamilyAuto, "which proxy calls /auth: traefik (X-Forwarded-*), nginx (X-Original-*), envoy (path after /auth), or auto (the one family a request carries; a mix is refused)")
 		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often last-used times are flushed")
 	}
 	if r.administers() {
@@ -319,7 +321,11 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		if err != nil {
 			return fmt.Errorf("--trust-forward-headers: %w", err)
 		}
-		fa := authz.NewForwardAuth(n.authz, trusted)
+		family, err := authz.ParseFamily(c.forwardHeaders)
+		if err != nil {
+			return fmt.Errorf("--forward-headers: %w", err)
+		}
+		fa := authz.NewForwardAuth(n.authz, trusted, family)
 		mux := http.NewServeMux()
 		n.probes(mux)
 		srv := authz.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())

@@ -99,7 +99,7 @@ func newCheckFixture(b *testing.B) *checkFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fx := &checkFixture{envoy: authz.NewEnvoyServer(a), forwardAuth: authz.NewForwardAuth(a, trusted), keys: ks, followerCloser: f.Close, logFile: logFile}
+	fx := &checkFixture{envoy: authz.NewEnvoyServer(a), forwardAuth: authz.NewForwardAuth(a, trusted, authz.FamilyAuto), keys: ks, followerCloser: f.Close, logFile: logFile}
 	for i, k := range ks.Valid {
 		fx.valid = append(fx.valid, checkRequest(k, i))
 	}

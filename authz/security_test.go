@@ -1,0 +1,333 @@
+package authz
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// viaNginx sends what nginx auth_request sends with the documented
+// configuration: GET /auth with the original request in X-Original-*.
+func (e *env) viaNginx(method, path string, hdr map[string]string) result {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.httpURL+"/auth", nil)
+	req.Header.Set("X-Original-Method", method)
+	req.Header.Set("X-Original-URI", path)
+	req.Header.Set("X-Forwarded-Host", "api.example.com")
+	req.Header.Set("X-Real-IP", "203.0.113.7")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(req)
+}
+
+// viaEnvoyHTTP sends what Envoy's HTTP ext_authz sends with path_prefix
+// /auth: the original method, and /auth followed by the original path.
+func (e *env) viaEnvoyHTTP(method, path string, hdr map[string]string) result {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.httpURL+"/auth", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.URL.Opaque = "/auth" + path // sent as is, not re-escaped
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(req)
+}
+
+// allDoors are the four ways a request reaches a decision.
+var allDoors = []door{
+	{"envoy-grpc", (*env).viaEnvoy},
+	{"traefik", (*env).viaTraefik},
+	{"nginx", (*env).viaNginx},
+	{"envoy-http", (*env).viaEnvoyHTTP},
+}
+
+// outcome is what a spelling must get, the same through every door.
+type outcome int
+
+const (
+	allowed    outcome = iota
+	noKey              // 401
+	noScope            // 403, missing scope
+	notProject         // 403, other project
+	ambiguous          // 400 (HTTP doors), 403 denied_response (gRPC)
+)
+
+func (o outcome) check(t *testing.T, d string, got result) {
+	t.Helper()
+	wantStatus, wantBody := map[outcome]int{allowed: 200, noKey: 401, noScope: 403, notProject: 403, ambiguous: 400}[o], ""
+	switch o {
+	case ambiguous:
+		wantBody = `{"error":"ambiguous request path"}`
+		if d == "envoy-grpc" {
+			wantStatus = 403
+		}
+	case notProject:
+		wantBody = `{"error":"Forbidden: API key does not belong to this project"}`
+	}
+	if got.status != wantStatus || (wantBody != "" && got.body != wantBody) {
+		t.Errorf("got %d %s; want %d %s", got.status, got.body, wantStatus, wantBody)
+	}
+}
+
+// TestSpellingsNexgent: every spelling of a path that some mainstream
+// upstream reads as another resource (servlet ";" parameters and "..;",
+// double decoding, Unicode dots, case) is refused as ambiguous through every
+// door, while the spellings the seed documents use are judged as before.
+func TestSpellingsNexgent(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
+	agents, _ := e.mint(keyOpts{scopes: []string{"agents"}})
+	type row struct {
+		method, path string
+		key          string
+		want         outcome
+	}
+	rows := []row{
+		// What the seeds do.
+		{"GET", "/api/v1/trading-signals", signals, allowed},
+		{"POST", "/api/v1/trading-signals", signals, allowed},
+		{"GET", "/api/v1/agents/AB12?page=2", agents, allowed},
+		{"GET", "/api/v1/agents", signals, noScope},
+		{"GET", "/healthz", "", allowed},
+		{"GET", "/api/v1/api-keys", "", allowed},
+		// ..; and friends: Tomcat serves /api/v1/agents, /api/v1/admin/users.
+		{"GET", "/api/v1/trading-signals/..;/agents", signals, ambiguous},
+		{"GET", "/api/v1/trading-signals/..;/admin/users", signals, ambiguous},
+		{"GET", "/api/v1/api-keys/..;/agents", "", ambiguous},
+		{"GET", "/api/v1/trading-signals/..%3b/agents", signals, ambiguous},
+		{"GET", "/api/v1/trading-signals/..%3B/agents", signals, ambiguous},
+		{"GET", "/api/v1/trading-signals/%252e%252e/agents", signals, ambiguous},
+		{"GET", "/api/v1/trading-signals/%EF%BC%8E%EF%BC%8E/agents", signals, ambiguous},
+		{"GET", "/api/v1/trading-signals;x=1", signals, ambiguous},
+		// Raw dot segments and empty segments: Express reads them
+		// literally, so they are refused rather than resolved.
+		{"GET", "/api/v1/trading-signals/../agents", signals, ambiguous},
+		{"GET", "/api/v1/agents/../trading-signals", agents, ambiguous},
+		{"GET", "/api/v1//agents", agents, ambiguous},
+		// Case: Express and ASP.NET Core route without it.
+		{"GET", "/HEALTHZ", "", ambiguous},
+		{"GET", "/API/v1/api-keys", "", ambiguous},
+		{"GET", "/api/v1/Trading-Signals", signals, ambiguous},
+		// Methods are compared exactly: "get" is not GET, so it falls to
+		// unmatched (full_access).
+		{"get", "/api/v1/agents", agents, noScope},
+		{"get", "/healthz", "", noKey},
+	}
+	for _, d := range allDoors {
+		for _, r := range rows {
+			t.Run(d.name+" "+r.method+" "+r.path, func(t *testing.T) {
+				hdr := map[string]string{}
+				if r.key != "" {
+					hdr["X-API-Key"] = r.key
+				}
+				r.want.check(t, d.name, d.check(e, r.method, r.path, hdr))
+			})
+		}
+	}
+}
+
+// TestSpellingsNexgraph: project isolation holds against every spelling of
+// another project's path, through every door.
+func TestSpellingsNexgraph(t *testing.T) {
+	e := newEnv(t, "nexgraph.yaml")
+	const pa, pb = "0b6f6a36-0d0c-4d1e-9a43-4a3a2f0f7a11", "7f9c1c9e-5a53-4d8a-8f3b-1c2d3e4f5a6b"
+	keyA, _ := e.mint(keyOpts{scopes: []string{"read", "write"}, project: pa})
+	readA, _ := e.mint(keyOpts{scopes: []string{"read"}, project: pa})
+	type row struct {
+		method, path string
+		key          string
+		want         outcome
+	}
+	rows := []row{
+		{"GET", "/api/v1/projects/" + pa + "/graph", keyA, allowed},
+		{"DELETE", "/api/v1/projects/" + pa + "/graph", keyA, allowed},
+		{"DELETE", "/api/v1/projects/" + pa + "/graph", readA, noScope},
+		{"GET", "/api/v1/repositories", readA, allowed},
+		{"POST", "/api/v1/projects", "", allowed},
+		{"POST", "/api/v1/projects/", "", allowed},
+		{"GET", "/api/v1/projects/" + pb + "/graph", keyA, notProject},
+		{"DELETE", "/api/v1/projects/" + pb + "/graph", keyA, notProject},
+		{"PURGE", "/api/v1/projects/" + pb, keyA, notProject},
+		// Case and ';': Express, ASP.NET Core and servlet containers
+		// all serve project B's graph for these.
+		{"GET", "/api/v1/PROJECTS/" + pb + "/graph", keyA, ambiguous},
+		{"DELETE", "/api/v1/Projects/" + pb + "/graph", keyA, ambiguous},
+		{"GET", "/api/v1/projects;/" + pb + "/graph", keyA, ambiguous},
+		{"GET", "/api/v1;x/projects/" + pb + "/graph", keyA, ambiguous},
+		{"GET", "/api/v1/projects%3b/" + pb + "/graph", keyA, ambiguous},
+		{"GET", "/api/v1/%2570rojects/" + pb + "/graph", keyA, ambiguous},
+		{"GET", "/api/v1/projects/" + pa + "/..;/" + pb + "/graph", keyA, ambiguous},
+		{"GET", "/api/v1/projects/" + pa + "/../" + pb + "/graph", keyA, ambiguous},
+		// The public project creation in spellings the proxies route
+		// elsewhere.
+		{"POST", "/api/v1/projects//", "", ambiguous},
+		{"POST", "/api/v1/projects/x/..", "", ambiguous},
+		{"POST", "/API/v1/projects", "", ambiguous},
+	}
+	for _, d := range allDoors {
+		for _, r := range rows {
+			t.Run(d.name+" "+r.method+" "+r.path, func(t *testing.T) {
+				hdr := map[string]string{}
+				if r.key != "" {
+					hdr["Authorization"] = "Bearer " + r.key
+				}
+				r.want.check(t, d.name, d.check(e, r.method, r.path, hdr))
+			})
+		}
+	}
+}
+
+// TestForwardedHeaderFamilies: the HTTP door takes the original request
+// from one proxy's headers. A request that carries another family's
+// headers, repeats one, or carries none is refused with 400 instead of
+// guessed, under auto and under each named family.
+func TestForwardedHeaderFamilies(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
+	urls := map[string]string{}
+	for _, f := range Families {
+		urls[f] = serveHTTP(t, NewForwardAuth(e.a, trusted, f).Handler(http.NotFoundHandler()))
+	}
+	type hdr [2]string
+	traefikForm := []hdr{{"X-Forwarded-Method", "DELETE"}, {"X-Forwarded-Uri", "/api/v1/agents/123"}}
+	nginxForm := []hdr{{"X-Original-Method", "DELETE"}, {"X-Original-URI", "/api/v1/agents/123"}}
+	spoof := []hdr{{"X-Forwarded-Uri", "/healthz"}, {"X-Forwarded-Method", "GET"}}
+	const conflict, denied = 400, 401
+	cases := []struct {
+		name   string
+		target string
+		hdrs   []hdr
+		want   map[string]int // family -> status; missing families: want["*"]
+	}{
+		{"nginx form with a client's X-Forwarded-* (the nginx bypass)", "/auth", append(append([]hdr{}, nginxForm...), spoof...),
+			map[string]int{"*": conflict}},
+		{"traefik form with a client's X-Original-*", "/auth", append(append([]hdr{}, traefikForm...), hdr{"X-Original-URI", "/healthz"}, hdr{"X-Original-Method", "GET"}),
+			map[string]int{"*": conflict}},
+		{"repeated X-Forwarded-Uri, public first", "/auth", []hdr{{"X-Forwarded-Method", "GET"}, {"X-Forwarded-Uri", "/healthz"}, {"X-Forwarded-Uri", "/api/v1/agents"}},
+			map[string]int{"*": conflict}},
+		{"repeated X-Forwarded-Method", "/auth", []hdr{{"X-Forwarded-Method", "GET"}, {"X-Forwarded-Method", "DELETE"}, {"X-Forwarded-Uri", "/healthz"}},
+			map[string]int{"*": conflict}},
+		{"repeated X-Original-URI", "/auth", []hdr{{"X-Original-Method", "GET"}, {"X-Original-URI", "/healthz"}, {"X-Original-URI", "/api/v1/agents"}},
+			map[string]int{"*": conflict}},
+		{"repeated X-Forwarded-Host", "/auth", append(append([]hdr{}, traefikForm...), hdr{"X-Forwarded-Host", "a"}, hdr{"X-Forwarded-Host", "b"}),
+			map[string]int{"*": conflict}},
+		{"method without URI", "/auth", []hdr{{"X-Forwarded-Method", "GET"}},
+			map[string]int{"*": conflict}},
+		{"URI without method", "/auth", []hdr{{"X-Original-URI", "/healthz"}},
+			map[string]int{"*": conflict}},
+		{"Envoy HTTP form with a client's X-Forwarded-Uri", "/auth/api/v1/agents/123", spoof,
+			map[string]int{"*": conflict}},
+		{"no forwarded request", "/auth", nil,
+			map[string]int{"*": conflict}},
+		{"traefik form", "/auth", traefikForm,
+			map[string]int{"*": conflict, FamilyAuto: denied, FamilyTraefik: denied}},
+		{"nginx form", "/auth", nginxForm,
+			map[string]int{"*": conflict, FamilyAuto: denied, FamilyNginx: denied}},
+		{"Envoy HTTP form", "/auth/api/v1/agents/123", nil,
+			map[string]int{"*": conflict, FamilyAuto: denied, FamilyEnvoy: denied}},
+		{"lower-case header names", "/auth", []hdr{{"x-forwarded-method", "GET"}, {"x-forwarded-uri", "/healthz"}, {"x-original-uri", "/healthz"}},
+			map[string]int{"*": conflict}},
+	}
+	for _, c := range cases {
+		for _, f := range Families {
+			want, ok := c.want[f]
+			if !ok {
+				want = c.want["*"]
+			}
+			t.Run(f+"/"+c.name, func(t *testing.T) {
+				var req fasthttp.Request
+				req.Header.DisableNormalizing()
+				req.SetRequestURI(urls[f] + c.target)
+				if strings.HasPrefix(c.target, "/auth/") {
+					req.Header.SetMethod("DELETE")
+				} else {
+					req.Header.SetMethod("GET")
+				}
+				for _, h := range c.hdrs {
+					req.Header.Add(h[0], h[1])
+				}
+				var resp fasthttp.Response
+				if err := fasthttp.Do(&req, &resp); err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode() != want {
+					t.Errorf("%d %s; want %d", resp.StatusCode(), resp.Body(), want)
+				}
+				if want == conflict && string(resp.Body()) != `{"error":"ambiguous forwarded request"}` {
+					t.Errorf("body %s", resp.Body())
+				}
+			})
+		}
+	}
+}
+
+// TestSourceIPFromTheFamily: the logged client address comes from the
+// header of the family that carried the request, and only as the proxy
+// itself wrote it: the last X-Forwarded-For entry (Traefik), X-Real-IP
+// (nginx), else the peer. A client's own X-Forwarded-For through nginx or
+// a first entry it made up through Traefik never reaches the log.
+func TestSourceIPFromTheFamily(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	for _, c := range []struct {
+		name string
+		hdr  map[string][]string
+		want string
+	}{
+		{"traefik: last X-Forwarded-For entry", map[string][]string{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/x1"}, "X-Forwarded-For": {"6.6.6.6, 198.51.100.7"}}, "198.51.100.7"},
+		{"traefik: not an address", map[string][]string{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/x2"}, "X-Forwarded-For": {"evil"}}, "127.0.0.1"},
+		{"nginx: X-Real-IP, not X-Forwarded-For", map[string][]string{"X-Original-Method": {"GET"}, "X-Original-URI": {"/x3"}, "X-Forwarded-For": {"6.6.6.6"}, "X-Real-IP": {"198.51.100.8"}}, "198.51.100.8"},
+		{"nginx: no X-Real-IP is the peer", map[string][]string{"X-Original-Method": {"GET"}, "X-Original-URI": {"/x4"}, "X-Forwarded-For": {"6.6.6.6"}}, "127.0.0.1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", e.httpURL+"/auth", nil)
+			for k, vs := range c.hdr {
+				for _, v := range vs {
+					req.Header.Add(k, v)
+				}
+			}
+			if got := e.do(req); got.status != 401 {
+				t.Fatalf("status %d %s", got.status, got.body)
+			}
+			path := c.hdr["X-Forwarded-Uri"]
+			if path == nil {
+				path = c.hdr["X-Original-URI"]
+			}
+			line := ""
+			for l := range strings.SplitSeq(e.logs.String(), "\n") {
+				if strings.Contains(l, `"path":"`+path[0]+`"`) {
+					line = l
+				}
+			}
+			if !strings.Contains(line, `"source_ip":"`+c.want+`"`) {
+				t.Errorf("log line %s; want source_ip %s", line, c.want)
+			}
+		})
+	}
+}
+
+// TestKeyWhitespace: only the spaces and tabs HTTP allows around a value
+// are trimmed from a key; a key wrapped in a no-break space is not the key.
+func TestKeyWhitespace(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
+	for _, c := range []struct {
+		hdr  map[string]string
+		want int
+	}{
+		{map[string]string{"X-API-Key": " \t" + signals + "\t "}, 200},
+		{map[string]string{"Authorization": "Bearer \t" + signals + " "}, 200},
+		{map[string]string{"X-API-Key": "\u00a0" + signals + "\u00a0"}, 401},
+		{map[string]string{"Authorization": "Bearer \u00a0" + signals}, 401},
+		{map[string]string{"X-API-Key": "\u2003" + signals}, 401},
+		{map[string]string{"X-API-Key": signals + "\u3000"}, 401},
+	} {
+		if got := e.viaEnvoy("GET", "/api/v1/trading-signals", c.hdr); got.status != c.want {
+			t.Errorf("%q: %d %s; want %d", c.hdr, got.status, got.body, c.want)
+		}
+	}
+}
