@@ -3,8 +3,10 @@ package manifests
 import (
 	"fmt"
 	"net"
+	"net/textproto"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/extauthz/extauthz/authz"
 )
 
 // ports are the default listen ports of the extauthz binary; the tests take them from
@@ -631,6 +635,18 @@ func (k *checker) checkExtauthz(w *workload, c *corev1.Container, vols map[strin
 		}
 	}
 
+	// The HTTP door must know which proxy calls it: auto would take whichever family a request
+	// carries, so name the one the deployment runs.
+	if e.http != 0 {
+		switch fh := e.flags["forward-headers"]; fh {
+		case authz.FamilyTraefik, authz.FamilyNginx, authz.FamilyEnvoy:
+		case "":
+			k.p.add("%s: --forward-headers is not set: name the proxy that calls /auth (traefik, nginx or envoy)", where)
+		default:
+			k.p.add("%s: --forward-headers=%s: name the proxy that calls /auth (traefik, nginx or envoy)", where, fh)
+		}
+	}
+
 	// Probes: gRPC health on the gRPC port, /readyz and /healthz on the HTTP port (admin: admin port).
 	probePortFor := e.http
 	if e.role == "admin" {
@@ -1090,6 +1106,47 @@ func hasHeader(list []string, h string) bool {
 	return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, h) })
 }
 
+// underscoreTwins returns every spelling of h with each '-' kept or made '_', as Go's server
+// (and so Traefik) canonicalises them: WSGI servers and others read them all as one variable.
+func underscoreTwins(h string) []string {
+	out := []string{""}
+	for _, c := range h {
+		var next []string
+		for _, o := range out {
+			next = append(next, o+string(c))
+			if c == '-' {
+				next = append(next, o+"_")
+			}
+		}
+		out = next
+	}
+	for i, o := range out {
+		out[i] = textproto.CanonicalMIMEHeaderKey(o)
+	}
+	return out
+}
+
+// checkStripped reports each identity or credential header, in any underscore spelling, that a
+// forwardAuth middleware would pass from the client to the backend: on a 2xx Traefik deletes the
+// request headers named in authResponseHeaders and those matching authResponseHeadersRegex.
+func checkStripped(where string, fa *forwardAuth, p *problems) {
+	var re *regexp.Regexp
+	if fa.AuthResponseHeadersRegex != "" {
+		var err error
+		if re, err = regexp.Compile(fa.AuthResponseHeadersRegex); err != nil {
+			p.add("%s: authResponseHeadersRegex: %v", where, err)
+		}
+	}
+	for _, h := range append(slices.Clone(identityHeaders), credentialHeaders...) {
+		for _, twin := range underscoreTwins(h) {
+			if !hasHeader(fa.AuthResponseHeaders, twin) && (re == nil || !re.MatchString(twin)) {
+				p.add("%s: a client's %s reaches the backend: neither authResponseHeaders nor authResponseHeadersRegex strips it", where, twin)
+				break
+			}
+		}
+	}
+}
+
 func (k *checker) checkMiddleware(o *object, mw *middleware) {
 	fa := mw.Spec.ForwardAuth
 	if fa == nil {
@@ -1107,16 +1164,15 @@ func (k *checker) checkMiddleware(o *object, mw *middleware) {
 	// Traefik resolves the host from its own namespace: the name must carry the namespace.
 	k.checkEdge(o.String()+" forwardAuth address", u.Hostname(), intstr.FromInt32(int32(n)), "", nil, traefikNamespace,
 		"the forwardAuth (HTTP) port of an extauthz replica", func(t target) bool {
+			if t.ext != nil && t.ext.http != 0 && t.port == t.ext.http && t.ext.flags["forward-headers"] != authz.FamilyTraefik {
+				k.p.add("%s: forwardAuth calls an extauthz replica whose --forward-headers is %q, not traefik", o, t.ext.flags["forward-headers"])
+			}
 			return t.ext != nil && t.ext.http != 0 && t.port == t.ext.http
 		})
 	if fa.TrustForwardHeader == nil {
 		k.p.add("%s: trustForwardHeader is not set explicitly (unset means legacy behaviour and a warning in Traefik ≥ 3.6.14)", o)
 	}
-	for _, h := range append(slices.Clone(identityHeaders), credentialHeaders...) {
-		if !hasHeader(fa.AuthResponseHeaders, h) {
-			k.p.add("%s: authResponseHeaders lacks %s", o, h)
-		}
-	}
+	checkStripped(o.String(), fa, &k.p)
 	if len(fa.AuthRequestHeaders) > 0 {
 		for _, h := range credentialHeaders {
 			if !hasHeader(fa.AuthRequestHeaders, h) {

@@ -282,6 +282,12 @@ func checkHCM(where string, hcm *hcmv3.HttpConnectionManager, clusters map[strin
 		p.add("%s: no ext_authz http filter", where)
 		return
 	}
+	if a := hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_REJECT_REQUEST {
+		p.add("%s: headers_with_underscores_action is %v, want REJECT_REQUEST: an upstream that folds '_' into '-' would take a client's x_auth_user_id for the identity header", where, a)
+	}
+	if !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() {
+		p.add("%s: normalize_path and merge_slashes must be on: Envoy must route on the path it forwards", where)
+	}
 	if routerIdx != len(filters)-1 || authzIdx > routerIdx {
 		p.add("%s: the router must be the last http filter, after ext_authz", where)
 	}

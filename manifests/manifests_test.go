@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 
@@ -436,9 +437,31 @@ func TestManifestDriftIsReported(t *testing.T) {
 			name: "forwardAuth keeps the credential", overlay: "traefik",
 			mutate: func(t *testing.T, s *objectSet) {
 				fa := s.get("Middleware", "extauthz", "apikey-auth").Obj.(*middleware).Spec.ForwardAuth
-				fa.AuthResponseHeaders = fa.AuthResponseHeaders[:5]
+				fa.AuthResponseHeadersRegex = strings.Replace(fa.AuthResponseHeadersRegex, "|authorization", "", 1)
 			},
-			expect: []string{"authResponseHeaders lacks X-Api-Key"},
+			expect: []string{"a client's Authorization reaches the backend"},
+		},
+		{
+			name: "forwardAuth strips only the exact spellings", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				fa := s.get("Middleware", "extauthz", "apikey-auth").Obj.(*middleware).Spec.ForwardAuth
+				fa.AuthResponseHeadersRegex = ""
+				fa.AuthResponseHeaders = append(slices.Clone(identityHeaders), credentialHeaders...)
+			},
+			expect: []string{"a client's X-Auth-User_id reaches the backend"},
+		},
+		{
+			name: "replica behind Traefik in auto mode", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				d := s.get("Deployment", "extauthz", "extauthz-auth").Obj.(*appsv1.Deployment)
+				args := d.Spec.Template.Spec.Containers[0].Args
+				for i, a := range args {
+					if strings.HasPrefix(a, "--forward-headers=") {
+						args[i] = "--forward-headers=nginx"
+					}
+				}
+			},
+			expect: []string{"--forward-headers is \"nginx\", not traefik"},
 		},
 		{
 			name: "IngressRoute reaches the app unchecked", overlay: "traefik",

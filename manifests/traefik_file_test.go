@@ -2,7 +2,6 @@ package manifests
 
 import (
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,11 +67,7 @@ func checkTraefikFile(cfg *traefikFile, want ports) []string {
 		if fa.TrustForwardHeader == nil {
 			p.add("%s: trustForwardHeader is not set explicitly", where)
 		}
-		for _, hd := range append(slices.Clone(identityHeaders), credentialHeaders...) {
-			if !hasHeader(fa.AuthResponseHeaders, hd) {
-				p.add("%s: authResponseHeaders lacks %s", where, hd)
-			}
-		}
+		checkStripped(where, fa, &p)
 	}
 	var adminRules []string
 	for name, rt := range h.Routers {

@@ -39,7 +39,8 @@
 // is sent in a quoted WWW-Authenticate parameter); messages to be valid UTF-8
 // without control characters; scopes to be non-empty, without spaces or
 // control characters; sources and methods to be unique. Route order is not
-// checked: a route shadowed by an earlier one is not a problem.
+// checked: a route shadowed by an earlier one is not a problem (but see
+// project isolation below).
 //
 // # Key formats
 //
@@ -51,52 +52,77 @@
 // # Path normalisation
 //
 // NormalizePath turns a request target as a proxy forwards it (Envoy's :path,
-// Traefik's X-Forwarded-Uri) into the canonical path routes are matched
-// against. It drops everything from the first '?' or '#', then rejects with
-// ErrAmbiguousPath anything two back ends could reasonably interpret
-// differently:
+// Traefik's X-Forwarded-Uri, nginx's $request_uri) into the canonical path
+// routes are matched against: the path without its query, percent-decoded
+// once. The decision stands on one rule: a request is judged only when every
+// mainstream upstream would act on the same resource. A target that is not
+// already canonical but for its escapes, or that some upstream could read as
+// another path, is refused with ErrAmbiguousPath instead of guessed:
 //
-//   - an empty target or one not starting with '/' (asterisk form "*",
-//     absolute form "http://host/...");
-//   - an encoded slash or backslash (%2F, %5C, any case) and also a literal
-//     backslash, which some servers treat as a separator;
-//   - a segment that decodes to "." or ".." and contained a percent escape
-//     (%2e, .%2E, %2e%2e, ...);
-//   - an invalid percent escape ("%zz", a truncated "%4");
-//   - a control byte (0x00-0x1F, 0x7F), literal or decoded;
-//   - bytes that are not valid UTF-8 once decoded (this also rejects overlong
-//     encodings such as %C0%AE).
+//   - not origin-form: empty, not starting with '/' ("*", "http://host/..."),
+//     or holding a '#' before the query;
+//   - an empty segment ("//", but not the trailing slash) or a segment made
+//     only of dots (".", "..", "..."), raw or percent-encoded: Express and
+//     nginx's $request_uri pass them on literally while others resolve them,
+//     so "/a/../b" may reach an upstream handler for "/a/*";
+//   - a ';' anywhere in the path, raw or as %3B: servlet containers (Tomcat,
+//     Jetty, Spring) drop ";parameters" from every segment and resolve
+//     "..;" as "..";
+//   - a backslash, raw or as %5C, and an encoded slash (%2F): some servers
+//     treat them as separators;
+//   - a percent escape left after decoding ("%252e" decodes to "%2e"): an
+//     upstream that decodes twice would read another path;
+//   - an invalid escape, a control byte (0x00-0x1F, 0x7F) literal or
+//     decoded, and bytes that are not valid UTF-8 once decoded (overlong
+//     forms such as %C0%AE included);
+//   - a non-ASCII character that NFKC, case mapping or simple case folding
+//     turns into ASCII (full-width "．" and "／", the one-dot leader, the
+//     Kelvin sign, "ſ", the "ﬁ" ligature), or one of a few look-alikes of
+//     '/', '\' and '.' that best-fit code-page conversions map to them.
 //
-// Otherwise the path is percent-decoded exactly once (so "%252F" becomes the
-// literal text "%2F", which is allowed), repeated slashes are merged and dot
-// segments are removed as in RFC 3986 section 5.2.4 ("/a/./b/../c" is "/a/c",
-// "/.." is "/"). A trailing slash is kept ("/a/" stays "/a/", "/a/b/.." is
-// "/a/"). When the path has no '%', no "//" and no "." or ".." segment the
-// input substring is returned without allocating.
-//
-// Because the result is decoded, it is a matching key, not a request target:
-// normalising it again is the identity only when it holds no '%', '?' or '#'.
+// Otherwise the path is decoded exactly once. When it holds no escape the
+// input substring is returned without allocating. The result is a matching
+// key, not a request target.
 //
 // # Route matching
 //
 // Patterns are split on '/' into segments, each one of: a literal (compared
-// case-sensitively with the decoded path segment); "{name}", exactly one
-// non-empty segment, captured; "*", exactly one non-empty segment, not
-// captured; "**", the rest of the path, possibly empty, allowed only as the
-// last segment. "/api/v1/agents/**" matches "/api/v1/agents",
-// "/api/v1/agents/" and "/api/v1/agents/x/y", but not "/api/v1/agentsx".
-// One trailing slash on the request path is tolerated: "/api/v1/agents"
-// also matches "/api/v1/agents/". Patterns themselves must not have empty
-// segments (no trailing or repeated '/'), dot segments, '%', '?', '#',
-// backslashes or control characters, and "*" or "{...}" must be a whole
-// segment. The pattern "/" matches only the root.
+// with the decoded path segment); "{name}", exactly one non-empty segment,
+// captured; "*", exactly one non-empty segment, not captured; "**", the rest
+// of the path, possibly empty, allowed only as the last segment.
+// "/api/v1/agents/**" matches "/api/v1/agents", "/api/v1/agents/" and
+// "/api/v1/agents/x/y", but not "/api/v1/agentsx". One trailing slash on the
+// request path is tolerated: "/api/v1/agents" also matches "/api/v1/agents/".
+// Patterns themselves must not have empty segments (no trailing or repeated
+// '/'), dot segments, '%', '?', '#', backslashes or control characters, and
+// "*" or "{...}" must be a whole segment. The pattern "/" matches only the
+// root.
 //
 // Routes are tried in file order and the first whose methods and pattern
-// match wins. Methods are upper-case HTTP tokens compared case-sensitively;
-// Match upper-cases the ASCII letters of the request method first, without
-// allocating and without Unicode case mapping (strings.ToUpper would turn
-// "poſt" into "POST"). Omitted methods match every method; GET does not imply
-// HEAD.
+// match wins. Methods are upper-case HTTP tokens compared exactly with the
+// request method: "get" is another method than GET, as it is for every
+// server that routes on methods. Omitted methods match every method; GET does
+// not imply HEAD.
+//
+// Case: literals are compared exactly, but Express and ASP.NET Core route
+// without ASCII case. So when case could matter (the path holds an upper-case
+// letter, or a literal does) Match matches the path a second time with ASCII
+// case folded, and a path for which the two disagree (another route, or
+// another project isolation) is Ambiguous and must be refused: "/HEALTHZ" is
+// not judged as the public "/healthz", nor as the unmatched path it is for a
+// case-sensitive upstream. A path whose case changes nothing, such as an id
+// in upper case, is judged.
+//
+// Project isolation: a route with "project: name" isolates every path under
+// its pattern up to and including the "{name}" capture: for
+// "/api/v1/projects/{project}/**" that is every path below
+// "/api/v1/projects/<id>". A request there must carry a key of the project
+// <id> whichever route matches it, so a later catch-all such as "/**" that
+// grants read or write cannot shadow the check. Validation refuses what
+// would admit a request there without a key (a public route that can match
+// under an isolated prefix, compared without case; "unmatched: allow") and
+// two isolations that overlap but capture the project in different places.
+// Isolations lists the isolated paths; "extauthz policy check" prints them.
 //
 // Match expects a path already returned by NormalizePath; a path not starting
 // with '/' matches no route. It does not allocate.

@@ -272,3 +272,36 @@ routes:
 		}
 	}
 }
+
+// TestIsolationCannotBeOpened: a public route or unmatched: allow that could
+// admit a request under a project-isolated prefix without a key is refused,
+// as are two isolations that name the project in different places.
+func TestIsolationCannotBeOpened(t *testing.T) {
+	const head = `
+keys:
+  formats: [{prefix: k_, charset: hex, length: 8}]
+scopes: [read]
+routes:
+  - {path: "/p/{project}/**", require: read, project: project}
+`
+	for _, tc := range []struct {
+		name, tail, want string
+	}{
+		{"public catch-all", `  - {path: "/**", public: true}` + "\n", "routes[1].public: /** can match under /p/{project}/**"},
+		{"public route under the prefix", `  - {path: "/p/*/badge", public: true}` + "\n", "routes[1].public: /p/*/badge can match under"},
+		{"public route in another case", `  - {path: "/P/x", public: true}` + "\n", "routes[1].public: /P/x can match under"},
+		{"unmatched allow", "unmatched: allow\n", "unmatched: allow would admit requests without a key under the project-isolated paths /p/{project}/**"},
+		{"overlapping isolations", `  - {path: "/{org}/{project}/**", require: read, project: project}` + "\n", "routes[1].project: isolated paths /{org}/{project}/** overlap /p/{project}/**"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(head + tc.tail))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse() error = %v; want one containing %q", err, tc.want)
+			}
+		})
+	}
+	// A public route beside the prefix is fine.
+	if _, err := Parse([]byte(head + `  - {path: "/p", public: true}` + "\n" + `  - {path: "/q/**", public: true}` + "\n")); err != nil {
+		t.Errorf("Parse() error = %v", err)
+	}
+}

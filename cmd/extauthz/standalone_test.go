@@ -334,6 +334,25 @@ func TestCommandLine(t *testing.T) {
 	if !strings.Contains(out, "extra") {
 		t.Errorf("policy check does not list the unknown field:\n%s", out)
 	}
+	// Project isolation: nexgraph.yaml passes and names its isolated paths; a public catch-all
+	// after the project routes would open them, and is refused.
+	nexgraph := copyPolicy(t, dir, "nexgraph.yaml")
+	if out, code := runBin(nil, "policy", "check", nexgraph); code != 0 || !strings.Contains(out, "project-isolated: /api/v1/projects/{project}/**") {
+		t.Errorf("policy check nexgraph.yaml = %d %s", code, out)
+	}
+	shadow, err := os.ReadFile(nexgraph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shadowed := writeFile(t, dir, "shadow.yaml", strings.Replace(string(shadow), "unmatched: deny", "unmatched: allow", 1)+
+		"\n# appended by the test\n")
+	shadowed2 := writeFile(t, dir, "shadow2.yaml", strings.Replace(string(shadow), `  - {path: "/**", require: write}`, `  - {path: "/**", public: true}`, 1))
+	for _, f := range []string{shadowed, shadowed2} {
+		out, code := runBin(nil, "policy", "check", f)
+		if code != 1 || !strings.Contains(out, "/api/v1/projects/{project}/**") {
+			t.Errorf("policy check of a policy that opens the isolated paths = %d\n%s", code, out)
+		}
+	}
 	if out, code := runBin(nil, "version"); code != 0 || !strings.Contains(out, "go1.") {
 		t.Errorf("version = %d %s", code, out)
 	}
