@@ -19,15 +19,14 @@ build: ## build the static binary into bin/extauthz
 run: build ## standalone with the Nexgent demo policy and ./data
 	$(BIN) standalone --data-dir ./data --policy examples/policies/nexgent.yaml --log-format console
 
-test: ## everything CI runs: vet, gofmt check, and all tests with the race detector
-	$(GO) vet ./...
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
-	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+test: lint ## everything CI runs: gofmt, vet, staticcheck, and all tests with the race detector
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-lint: ## gofmt and go vet
-	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+lint: ## gofmt check, go vet and staticcheck (pinned in go.mod as a tool)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -61,7 +61,6 @@ const (
 var (
 	nexKeyRE   = regexp.MustCompile(`^nex_[A-Za-z0-9]{32}$`)
 	nxgKeyRE   = regexp.MustCompile(`^nxg_[0-9a-f]{64}$`)
-	apiTimeRE  = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 	uuidRE     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	seedEpoch  = time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC) // the Nexgent seed's createdAt
 	graphEpoch = time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC) // the NexGraph seed's created_at

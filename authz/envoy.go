@@ -170,7 +170,12 @@ func envoyRequest(req *authv3.CheckRequest) Request {
 	return r
 }
 
+// header is a header to set with overwrite semantics. The deprecated append
+// field, set to false, is the one spelling of "overwrite" that every Envoy
+// release honours (append_action was ignored up to 1.36, and its default
+// appends where it is read).
 func header(k, v string) *corev3.HeaderValueOption {
+	//lint:ignore SA1019 append=false is the portable overwrite; see above.
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, Append: wrapperspb.Bool(false)}
 }
 

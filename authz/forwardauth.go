@@ -279,9 +279,9 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 		seen[i] = true
 		*dst = v
 	}
-	hd.VisitAll(func(k, v []byte) {
+	for k, v := range hd.All() {
 		if len(k) < 9 || (k[0]|0x20) != 'x' || k[1] != '-' {
-			return
+			continue
 		}
 		switch {
 		case equalHeaderName(k, "X-Forwarded-Method"):
@@ -303,7 +303,7 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 		case equalHeaderName(k, "X-Real-Ip"):
 			set(6, &fw.realIP, v)
 		}
-	})
+	}
 	return fw
 }
 

@@ -33,11 +33,10 @@ var (
 	bucketChanges  = []byte("changes")  // revision (8 bytes BE) -> JSON Change
 	bucketAudit    = []byte("audit")    // unix nanos (8) + sequence (8) -> JSON Event
 
-	metaSchema    = []byte("schema")
-	metaStoreID   = []byte("store_id")
-	metaRevision  = []byte("revision")
-	metaCompacted = []byte("compacted_through")
-	metaFileID    = []byte("file_id") // random, given to each file when it is created
+	metaSchema   = []byte("schema")
+	metaStoreID  = []byte("store_id")
+	metaRevision = []byte("revision")
+	metaFileID   = []byte("file_id") // random, given to each file when it is created
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit}

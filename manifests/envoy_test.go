@@ -165,6 +165,7 @@ func formatsOf(al *accesslogv3.AccessLog) ([]string, error) {
 		}
 	}
 	addSFS := func(s *corev3.SubstitutionFormatString) {
+		//lint:ignore SA1019 a config may still use the deprecated form; its fields must be read too
 		out = append(out, s.GetTextFormat(), s.GetTextFormatSource().GetInlineString())
 		if s.GetJsonFormat() != nil {
 			addStruct(structpb.NewStructValue(s.GetJsonFormat()))
@@ -180,7 +181,9 @@ func formatsOf(al *accesslogv3.AccessLog) ([]string, error) {
 	case *streamv3.StderrAccessLog:
 		addSFS(l.GetLogFormat())
 	case *filev3.FileAccessLog:
+		//lint:ignore SA1019 a config may still use the deprecated forms; their fields must be read too
 		out = append(out, l.GetFormat())
+		//lint:ignore SA1019 as above
 		for _, s := range []*structpb.Struct{l.GetJsonFormat(), l.GetTypedJsonFormat()} {
 			if s != nil {
 				addStruct(structpb.NewStructValue(s))

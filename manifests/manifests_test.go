@@ -5,8 +5,8 @@ import (
 	"net"
 	"os"
 	"reflect"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 

@@ -156,13 +156,3 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
-
-// asciiUpper upper-cases the ASCII letters of s only.
-func asciiUpper(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'a' <= r && r <= 'z' {
-			return r - ('a' - 'A')
-		}
-		return r
-	}, s)
-}
