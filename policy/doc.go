@@ -70,8 +70,10 @@
 //     "..;" as "..";
 //   - a backslash, raw or as %5C, and an encoded slash (%2F): some servers
 //     treat them as separators;
-//   - a percent escape left after decoding ("%252e" decodes to "%2e"): an
-//     upstream that decodes twice would read another path;
+//   - a percent escape left after decoding ("%252e" decodes to "%2e"), or
+//     a UTF-16 "%uXXXX" escape ("%25u002e" decodes to "%u002e", which IIS,
+//     System.Web's HttpUtility.UrlDecode and JavaScript's unescape read as
+//     "."): an upstream that decodes twice would read another path;
 //   - an invalid escape, a control byte (0x00-0x1F, 0x7F) literal or
 //     decoded, and bytes that are not valid UTF-8 once decoded (overlong
 //     forms such as %C0%AE included);

@@ -124,6 +124,7 @@ func decodePath(p string) (string, error) {
 	dots := 0 // decoded bytes of the current segment, while all are dots
 	allDots := true
 	var prev1, prev2 byte // the two decoded bytes before the current one
+	uHex := -1            // hex digits decoded since a decoded "%u", -1 if none
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if c == '/' {
@@ -131,7 +132,7 @@ func decodePath(p string) (string, error) {
 				return "", errEncodedDot
 			}
 			segStart, allDots, dots = true, true, 0
-			prev1, prev2 = 0, 0
+			prev1, prev2, uHex = 0, 0, -1
 			n++
 			continue
 		}
@@ -149,6 +150,18 @@ func decodePath(p string) (string, error) {
 		// decodes twice: the same path must not mean two things.
 		if prev2 == '%' && isHex(prev1) && isHex(c) {
 			return "", errDoubleEncoding
+		}
+		// So would a decoded "%uXXXX", by one that knows the UTF-16 escape
+		// (IIS, System.Web's HttpUtility.UrlDecode, JavaScript's unescape).
+		switch {
+		case prev1 == '%' && (c == 'u' || c == 'U'):
+			uHex = 0
+		case uHex >= 0 && isHex(c):
+			if uHex++; uHex == 4 {
+				return "", errDoubleEncoding
+			}
+		default:
+			uHex = -1
 		}
 		prev2, prev1 = prev1, c
 		segStart = false

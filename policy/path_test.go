@@ -80,6 +80,12 @@ var normalizeCases = []struct {
 	{name: "double-encoded semicolon", raw: "/a%253b/b", wantErr: true},
 	{name: "double-encoded letter", raw: "/api/v1/%2570rojects/b", wantErr: true},
 	{name: "double encoding spelt with escapes", raw: "/a/%25%32%65", wantErr: true},
+	{name: "double-encoded UTF-16 dot-dot", raw: "/a/%25u002e%25u002e/b", wantErr: true},
+	{name: "double-encoded UTF-16 letter", raw: "/api/v1/%25u0070rojects/b", wantErr: true},
+	{name: "double-encoded UTF-16 upper-case U", raw: "/a/%25U002E%25U002E/b", wantErr: true},
+	{name: "double-encoded UTF-16 spelt with escapes", raw: "/a/%25%75%30%30%32%65", wantErr: true},
+	{name: "percent u without four hex digits", raw: "/100%25u0ff/%25use", want: "/100%u0ff/%use"},
+	{name: "percent u broken by a slash", raw: "/a%25u00/2e", want: "/a%u00/2e"},
 
 	// Unicode that some back end folds into ASCII.
 	{name: "full-width dots", raw: "/a/\uff0e\uff0e/b", wantErr: true},
