@@ -22,23 +22,19 @@ type allowKey struct {
 	strip   bool
 }
 
-// revisioner is implemented by key lookups that know their store revision
-// (*keystore.Store, the replication follower).
-type revisioner interface{ Revision() uint64 }
-
-// allowCache keeps what a front door answers to an allowed check, built
-// once per key and store revision (when the key lookup reports revisions).
+// AllowCache keeps what a front door answers to an allowed check, built
+// once per key and store revision.
 // A new revision, or a full cache, starts an empty one, so it never holds
 // more than the keys used since the last change. An entry also remembers
 // the record it was built from: the store's lookup cache keeps a record's
 // pointer stable until the next revision, and a different pointer means
 // the record may have changed.
-type allowCache[T any] struct {
+type AllowCache[T any] struct {
 	a     *Authorizer
 	build func(*Decision) (T, bool) // false: do not cache
 
-	mu sync.RWMutex
-	re uint64
+	mu sync.RWMutex // guards re and m
+	re uint64       // the store revision m was built at
 	m  map[allowKey]allowEntry[T]
 }
 
@@ -47,15 +43,17 @@ type allowEntry[T any] struct {
 	v   T
 }
 
-func newAllowCache[T any](a *Authorizer, build func(*Decision) (T, bool)) *allowCache[T] {
-	return &allowCache[T]{a: a, build: build, m: make(map[allowKey]allowEntry[T])}
+// NewAllowCache returns a cache of a's allow answers; build makes the answer
+// for an allowed decision with a key, and reports whether it may be cached.
+func NewAllowCache[T any](a *Authorizer, build func(*Decision) (T, bool)) *AllowCache[T] {
+	return &AllowCache[T]{a: a, build: build, m: make(map[allowKey]allowEntry[T])}
 }
 
-// get returns the answer for an allow decision with a key.
-func (c *allowCache[T]) get(d *Decision) T {
+// Get returns the answer for an allow decision with a key.
+func (c *AllowCache[T]) Get(d *Decision) T {
 	var rev uint64
-	if r, ok := c.a.keys.(revisioner); ok {
-		rev = r.Revision()
+	if c.a.keys != nil {
+		rev = c.a.keys.Revision()
 	}
 	k := allowKey{d.Key.ID, d.Sources, d.Strip}
 	c.mu.RLock()
@@ -82,8 +80,8 @@ func (c *allowCache[T]) get(d *Decision) T {
 	return v
 }
 
-// len reports the number of entries (for tests).
-func (c *allowCache[T]) len() int {
+// Len reports the number of entries.
+func (c *AllowCache[T]) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.m)

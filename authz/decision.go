@@ -3,7 +3,6 @@ package authz
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,12 +13,15 @@ import (
 	"github.com/extauthz/extauthz/policy"
 )
 
-// KeyLookup finds a key record by the SHA-256 of the raw key. It returns an
-// error wrapping keystore.ErrNotFound for an unknown hash; any other error
-// means the store is unusable. *keystore.Store and the replication follower
+// KeyLookup finds a key record by the SHA-256 of the raw key. Lookup
+// returns an error wrapping keystore.ErrNotFound for an unknown hash; any
+// other error means the store is unusable. Revision is the store revision
+// the lookups answer from: the front doors rebuild what they cache for
+// allowed keys when it moves. *keystore.Store and the replication follower
 // implement it.
 type KeyLookup interface {
 	Lookup(keystore.Hash) (keystore.LookupResult, error)
+	Revision() uint64
 }
 
 // UsageRecorder is told about every allowed request's key, for last-used
@@ -31,7 +33,7 @@ type UsageRecorder interface {
 // Kind classifies a decision; it picks the HTTP status and the gRPC code.
 type Kind uint8
 
-// Decision kinds, one per row of the specification's decision table.
+// Decision kinds, one per row of the decision table (docs/policy.md).
 const (
 	Allow           Kind = iota
 	Unauthenticated      // 401: no key, bad format, unknown, revoked, expired, inactive owner
@@ -39,6 +41,16 @@ const (
 	RateLimited          // 429
 	AmbiguousPath        // 400 (HTTP), 403 through Envoy
 	Unavailable          // 503 (HTTP), RPC error UNAVAILABLE (gRPC)
+)
+
+// The HTTP statuses of the decision table. The package speaks no HTTP
+// itself: the front doors send these.
+const (
+	statusOK           = 200
+	statusBadRequest   = 400
+	statusUnauthorized = 401
+	statusForbidden    = 403
+	statusUnavailable  = 503
 )
 
 // Reasons, used in logs and the reason label of extauthz_checks_total.
@@ -69,7 +81,7 @@ const (
 
 // Request is one request to authorize, as a front door read it.
 type Request struct {
-	Frontend  string // "envoy" or "forwardauth"
+	Frontend  string // the front door: "envoy" or "forwardauth"
 	Method    string
 	Host      string
 	Path      string // request target as received: not decoded, may hold a query
@@ -172,9 +184,6 @@ func (a *Authorizer) SetPolicy(p *policy.Policy) {
 	a.state.Store(st)
 }
 
-// Policy returns the policy in force.
-func (a *Authorizer) Policy() *policy.Policy { return a.state.Load().pol }
-
 // Check decides r. It never returns an error: an unusable store is the
 // Unavailable decision.
 func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
@@ -192,23 +201,23 @@ func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
 func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, string) {
 	if a.available != nil {
 		if err := a.available(); err != nil {
-			return Decision{Kind: Unavailable, Reason: ReasonStale, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, ""
+			return Decision{Kind: Unavailable, Reason: ReasonStale, Status: statusUnavailable, Body: bodyUnavailable}, ""
 		}
 	}
 	if r.Conflict != "" {
-		return Decision{Kind: AmbiguousPath, Reason: ReasonConflict, Status: http.StatusBadRequest, Body: bodyConflict}, ""
+		return Decision{Kind: AmbiguousPath, Reason: ReasonConflict, Status: statusBadRequest, Body: bodyConflict}, ""
 	}
 	pol := st.pol
 	path, err := policy.NormalizePath(r.Path)
 	if err != nil {
-		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: http.StatusBadRequest, Body: bodyAmbiguous}, ""
+		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: statusBadRequest, Body: bodyAmbiguous}, ""
 	}
 	match := pol.Match(r.Method, path)
 	if match.Ambiguous {
-		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: http.StatusBadRequest, Body: bodyAmbiguous}, path
+		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: statusBadRequest, Body: bodyAmbiguous}, path
 	}
 	if (match.Route != nil && match.Route.Public) || (match.Route == nil && pol.Unmatched == policy.UnmatchedAllow) {
-		return Decision{Kind: Allow, Reason: ReasonPublic, Status: http.StatusOK}, path
+		return Decision{Kind: Allow, Reason: ReasonPublic, Status: statusOK}, path
 	}
 
 	raw, sources, multiple := extractKey(pol.Keys.Sources, r)
@@ -227,7 +236,7 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	}
 	if err != nil {
 		a.log.Error().Err(err).Str("frontend", r.Frontend).Msg("key store lookup failed")
-		return Decision{Kind: Unavailable, Reason: ReasonStoreError, Status: http.StatusServiceUnavailable, Body: bodyUnavailable}, path
+		return Decision{Kind: Unavailable, Reason: ReasonStoreError, Status: statusUnavailable, Body: bodyUnavailable}, path
 	}
 	k := res.Key
 	var reason string
@@ -246,7 +255,7 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	}
 
 	if match.Isolated && k.ProjectID != match.Project {
-		return Decision{Kind: Forbidden, Reason: ReasonWrongProject, Status: http.StatusForbidden, Body: st.wrongProject, Key: k, Sources: sources}, path
+		return Decision{Kind: Forbidden, Reason: ReasonWrongProject, Status: statusForbidden, Body: st.wrongProject, Key: k, Sources: sources}, path
 	}
 	if route := match.Route; route != nil {
 		if route.Require != "" && !pol.Grants(k.Scopes, route.Require) {
@@ -268,11 +277,11 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	if a.usage != nil {
 		a.usage.Record(k.ID, now)
 	}
-	return Decision{Kind: Allow, Reason: ReasonOK, Status: http.StatusOK, Key: k, Sources: sources, Strip: st.strip}, path
+	return Decision{Kind: Allow, Reason: ReasonOK, Status: statusOK, Key: k, Sources: sources, Strip: st.strip}, path
 }
 
 func (st *state) unauthenticated(reason string, body []byte, sources uint8) Decision {
-	return Decision{Kind: Unauthenticated, Reason: reason, Status: http.StatusUnauthorized, Body: body, Sources: sources, WWWAuthenticate: st.wwwAuth}
+	return Decision{Kind: Unauthenticated, Reason: reason, Status: statusUnauthorized, Body: body, Sources: sources, WWWAuthenticate: st.wwwAuth}
 }
 
 func (st *state) forbiddenScope(scope string, k *keystore.Key, sources uint8) Decision {
@@ -280,7 +289,7 @@ func (st *state) forbiddenScope(scope string, k *keystore.Key, sources uint8) De
 	if !ok {
 		body = errorBody(st.pol.Messages.MissingScopeFor(scope))
 	}
-	return Decision{Kind: Forbidden, Reason: ReasonMissingScope, Status: http.StatusForbidden, Body: body, Key: k, Sources: sources}
+	return Decision{Kind: Forbidden, Reason: ReasonMissingScope, Status: statusForbidden, Body: body, Key: k, Sources: sources}
 }
 
 // extractKey collects the key candidates from the policy's sources in
@@ -342,7 +351,7 @@ func trimOWS(s string) string {
 }
 
 // errorBody renders {"error":"<msg>"} without HTML escaping, byte for byte
-// as the seed documents print it.
+// as the Nexgent and NexGraph API documentation prints it.
 func errorBody(msg string) []byte {
 	b := make([]byte, 0, len(msg)+12)
 	b = append(b, `{"error":`...)

@@ -1,28 +1,22 @@
-// Package authz owns the authorization decision and its two front doors.
+// Package authz owns the authorization decision, apart from the protocols
+// that carry it.
 //
 // Authorizer.Check turns a protocol-neutral Request into a Decision by the
-// table of the specification: extract the key (X-API-Key and/or Bearer, in
-// the policy's order), check its format, hash it, look the hash up, check
-// revocation, expiry and the owner, then match the normalised path against
-// the policy's routes for the required scope and project. Both front doors
-// call the same Check:
+// decision table (docs/policy.md): refuse an ambiguous request, match the
+// canonical path against the policy's routes, admit a public route, extract
+// the key (X-API-Key and/or Bearer, in the policy's order), check its
+// format, hash it, look the hash up, check revocation, expiry and the
+// owner, then the project isolation and the required scope. The front doors
+// live in their own packages and call the same Check: authz/envoy (the
+// Envoy ext_authz gRPC service) and authz/forwardauth (the HTTP door for
+// Traefik, nginx and Envoy's HTTP mode).
 //
-//   - EnvoyServer: the Envoy ext_authz v3 gRPC Check. Denials are successful
-//     RPCs with denied_response; only an unusable store returns an RPC error
-//     (UNAVAILABLE), which Envoy maps to its status_on_error.
-//   - ForwardAuth: a fasthttp handler for Traefik forwardAuth, nginx
-//     auth_request and Envoy's HTTP ext_authz mode, on /auth and every path
-//     below it, for every method. NewHTTPServer is the HTTP port's server
-//     (its limits, and net/http probes and metrics beside the door).
-//
-// What a door answers to an allowed key (the gRPC response, encoded once
-// and sent as bytes; the forwardAuth identity headers) is built once per
-// key and store revision and reused from a bounded cache (allowcache.go);
-// denials are built per request. The gRPC door's codec decodes a
-// CheckRequest only as far as Check reads it (envoyrequest.go): the
-// headers it does not read are skipped, not decoded.
+// What a door answers to an allowed key is built once per key and store
+// revision and kept in an AllowCache; Identity and CredentialHeaders say
+// which headers a door sets and removes upstream.
 //
 // The package declares the small interfaces it needs (KeyLookup,
-// UsageRecorder) and imports keystore only for its types. It logs one line
-// per denial (allowed checks at debug) and never logs key material.
+// UsageRecorder), imports keystore only for its types and neither grpc nor
+// an HTTP server. It logs one line per denial (allowed checks at debug)
+// and never logs key material.
 package authz

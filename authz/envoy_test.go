@@ -1,6 +1,9 @@
-package authz
+package authz_test
 
 import (
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/envoy"
+
 	"context"
 	"strings"
 	"testing"
@@ -11,7 +14,7 @@ import (
 )
 
 // TestPreEncodedAllowResponses: allow responses served from their cached
-// bytes (EnvoyServer.Codec) decode to exactly the response built for that
+// bytes (envoy.Server.Codec) decode to exactly the response built for that
 // key, on the first call and on every later one, for each of several keys,
 // and a new store revision stops serving the old bytes.
 func TestPreEncodedAllowResponses(t *testing.T) {
@@ -23,12 +26,12 @@ func TestPreEncodedAllowResponses(t *testing.T) {
 	var keys []minted
 	for _, o := range []keyOpts{{scopes: []string{"read"}, project: "p1"}, {scopes: []string{"read", "write"}, project: "p1", user: "u1"}, {scopes: []string{"read"}, project: "p1", user: "u2"}} {
 		raw, _ := e.mint(o)
-		r := Request{Frontend: FrontendEnvoy, Method: "GET", Path: "/api/v1/projects/p1/graph", Host: "api.example.com", Authorization: []string{"Bearer " + raw}}
+		r := authz.Request{Frontend: envoy.Frontend, Method: "GET", Path: "/api/v1/projects/p1/graph", Host: "api.example.com", Authorization: []string{"Bearer " + raw}}
 		d := e.a.Check(context.Background(), &r)
-		if d.Kind != Allow {
+		if d.Kind != authz.Allow {
 			t.Fatalf("key %+v: decision %v; want Allow", o, d.Kind)
 		}
-		keys = append(keys, minted{raw, envoyResponse(&d)})
+		keys = append(keys, minted{raw, envoy.Response(&d)})
 	}
 	check := func(raw string) *authv3.CheckResponse {
 		t.Helper()

@@ -1,6 +1,8 @@
-package authz
+package authz_test
 
 import (
+	"github.com/extauthz/extauthz/authz/forwardauth"
+
 	"bufio"
 	"io"
 	"net"
@@ -101,11 +103,11 @@ func TestForwardAuthModes(t *testing.T) {
 	})
 
 	t.Run("untrusted peer's forwarded headers are refused", func(t *testing.T) {
-		none, err := ParseTrustedProxies([]string{"none"})
+		none, err := forwardauth.ParseTrustedProxies([]string{"none"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		url := serveHTTP(t, NewForwardAuth(e.a, none, FamilyAuto).Handler(http.NotFoundHandler()))
+		url := serveHTTP(t, forwardauth.New(e.a, none, forwardauth.FamilyAuto).Handler(http.NotFoundHandler()))
 		req, _ := http.NewRequest("GET", url+"/auth/api/v1/agent-balances", nil)
 		req.Header.Set("X-API-Key", agents)
 		req.Header.Set("X-Forwarded-Uri", "/api/v1/agents") // a spoof attempt
@@ -122,12 +124,12 @@ func TestForwardAuthModes(t *testing.T) {
 
 func TestParseTrustedProxies(t *testing.T) {
 	for _, bad := range []string{"10.0.0.0/33", "not-an-ip", "1.2.3.4/x"} {
-		if _, err := ParseTrustedProxies([]string{bad}); err == nil {
+		if _, err := forwardauth.ParseTrustedProxies([]string{bad}); err == nil {
 			t.Errorf("ParseTrustedProxies(%q) = nil error; want error", bad)
 		}
 	}
-	p, err := ParseTrustedProxies(append([]string{"192.0.2.7"}, DefaultTrustedProxies...))
-	if err != nil || len(p) != len(DefaultTrustedProxies)+1 {
+	p, err := forwardauth.ParseTrustedProxies(append([]string{"192.0.2.7"}, forwardauth.DefaultTrustedProxies...))
+	if err != nil || len(p) != len(forwardauth.DefaultTrustedProxies)+1 {
 		t.Fatalf("ParseTrustedProxies = %v, %v", p, err)
 	}
 }

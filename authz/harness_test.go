@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"bytes"
@@ -23,6 +23,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/envoy"
+	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
 )
@@ -55,13 +58,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // env is a real store, a real gRPC server and a real HTTP server on
-// loopback, both over one Authorizer.
+// loopback, both over one authz.Authorizer.
 type env struct {
 	t           *testing.T
 	store       *keystore.Store
 	pol         *policy.Policy
 	clock       *fakeClock
-	a           *Authorizer
+	a           *authz.Authorizer
 	grpc        authv3.AuthorizationClient
 	httpURL     string // the HTTP port: http://127.0.0.1:port
 	logs        *syncBuffer
@@ -88,25 +91,25 @@ func newEnv(t *testing.T, policyFile string) *env {
 	}
 	t.Cleanup(func() { e.store.Close() })
 	e.pol = loadPolicy(t, policyFile)
-	e.a = New(Options{
+	e.a = authz.New(authz.Options{
 		Keys:   e.store,
 		Policy: e.pol,
 		Now:    e.clock.Now,
 		Logger: zerolog.New(e.logs).Level(zerolog.DebugLevel),
-		Usage:  NewUsageTracker(),
+		Usage:  authz.NewUsageTracker(),
 		Available: func() error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			return e.unavailable
 		},
-		Metrics: NewMetrics(nil),
+		Metrics: authz.NewMetrics(nil),
 	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	envoy := NewEnvoyServer(e.a)
+	envoy := envoy.NewServer(e.a)
 	gs := grpc.NewServer(grpc.ForceServerCodecV2(envoy.Codec()))
 	authv3.RegisterAuthorizationServer(gs, envoy)
 	go gs.Serve(ln)
@@ -118,8 +121,8 @@ func newEnv(t *testing.T, policyFile string) *env {
 	t.Cleanup(func() { conn.Close() })
 	e.grpc = authv3.NewAuthorizationClient(conn)
 
-	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
-	fa := NewForwardAuth(e.a, trusted, FamilyAuto)
+	trusted, _ := forwardauth.ParseTrustedProxies([]string{"127.0.0.0/8"})
+	fa := forwardauth.New(e.a, trusted, forwardauth.FamilyAuto)
 	e.httpURL = serveHTTP(t, fa.Handler(http.NotFoundHandler())) // as cmd/extauthz serves it, with probes on the mux
 	return e
 }
@@ -132,7 +135,7 @@ func serveHTTP(t *testing.T, h fasthttp.RequestHandler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewHTTPServer(h, zerolog.Nop())
+	srv := forwardauth.NewHTTPServer(h, zerolog.Nop())
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return "http://" + ln.Addr().String()

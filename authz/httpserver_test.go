@@ -1,6 +1,8 @@
-package authz
+package authz_test
 
 import (
+	"github.com/extauthz/extauthz/authz/forwardauth"
+
 	"bufio"
 	"io"
 	"net"
@@ -66,7 +68,7 @@ func TestDoorDeclaredBodyNeverSent(t *testing.T) {
 // answered 500 and its connection closed; the server keeps serving.
 func TestHTTPServerRecoversPanics(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
-	fa := NewForwardAuth(e.a, nil, FamilyAuto)
+	fa := forwardauth.New(e.a, nil, forwardauth.FamilyAuto)
 	url := serveHTTP(t, fa.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("probe bug") })))
 	resp := exchange(t, url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "GET")
 	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 500 || !resp.Close || string(b) != `{"error":"internal error"}` {

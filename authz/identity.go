@@ -21,13 +21,13 @@ const (
 	HeaderAuthorization = "authorization"
 )
 
-// identityHeaderNames are every identity header, in identity's order.
-var identityHeaderNames = [5]string{HeaderKeyID, HeaderKeyPrefix, HeaderScopes, HeaderProjectID, HeaderUserID}
+// IdentityHeaderNames are every identity header, in Identity's order.
+var IdentityHeaderNames = [5]string{HeaderKeyID, HeaderKeyPrefix, HeaderScopes, HeaderProjectID, HeaderUserID}
 
-// identity lists the identity headers for k in a fixed order; the value is
+// Identity lists the identity headers for k in a fixed order; the value is
 // empty for a header the key has no value for, which the front doors then
 // remove so a client-sent copy never survives.
-func identity(k *keystore.Key) [5][2]string {
+func Identity(k *keystore.Key) [5][2]string {
 	return [5][2]string{
 		{HeaderKeyID, k.ID},
 		{HeaderKeyPrefix, k.Prefix},
@@ -37,8 +37,8 @@ func identity(k *keystore.Key) [5][2]string {
 	}
 }
 
-// credentialHeaders returns the headers to strip upstream for sources.
-func credentialHeaders(sources uint8) []string {
+// CredentialHeaders returns the headers to strip upstream for sources.
+func CredentialHeaders(sources uint8) []string {
 	switch sources {
 	case FromAPIKey:
 		return []string{HeaderAPIKey}

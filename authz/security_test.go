@@ -1,6 +1,8 @@
-package authz
+package authz_test
 
 import (
+	"github.com/extauthz/extauthz/authz/forwardauth"
+
 	"net/http"
 	"strings"
 	"testing"
@@ -77,7 +79,7 @@ func (o outcome) check(t *testing.T, d string, got result) {
 // TestSpellingsNexgent: every spelling of a path that some mainstream
 // upstream reads as another resource (servlet ";" parameters and "..;",
 // double decoding, Unicode dots, case) is refused as ambiguous through every
-// door, while the spellings the seed documents use are judged as before.
+// door, while the spellings the Nexgent and NexGraph documentation uses are judged as before.
 func TestSpellingsNexgent(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
 	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
@@ -188,10 +190,10 @@ func TestSpellingsNexgraph(t *testing.T) {
 // guessed, under auto and under each named family.
 func TestForwardedHeaderFamilies(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
-	trusted, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
+	trusted, _ := forwardauth.ParseTrustedProxies([]string{"127.0.0.0/8"})
 	urls := map[string]string{}
-	for _, f := range Families {
-		urls[f] = serveHTTP(t, NewForwardAuth(e.a, trusted, f).Handler(http.NotFoundHandler()))
+	for _, f := range forwardauth.Families {
+		urls[f] = serveHTTP(t, forwardauth.New(e.a, trusted, f).Handler(http.NotFoundHandler()))
 	}
 	type hdr [2]string
 	traefikForm := []hdr{{"X-Forwarded-Method", "DELETE"}, {"X-Forwarded-Uri", "/api/v1/agents/123"}}
@@ -225,16 +227,16 @@ func TestForwardedHeaderFamilies(t *testing.T) {
 		{"no forwarded request", "/auth", nil,
 			map[string]int{"*": conflict}},
 		{"traefik form", "/auth", traefikForm,
-			map[string]int{"*": conflict, FamilyAuto: denied, FamilyTraefik: denied}},
+			map[string]int{"*": conflict, forwardauth.FamilyAuto: denied, forwardauth.FamilyTraefik: denied}},
 		{"nginx form", "/auth", nginxForm,
-			map[string]int{"*": conflict, FamilyAuto: denied, FamilyNginx: denied}},
+			map[string]int{"*": conflict, forwardauth.FamilyAuto: denied, forwardauth.FamilyNginx: denied}},
 		{"Envoy HTTP form", "/auth/api/v1/agents/123", nil,
-			map[string]int{"*": conflict, FamilyAuto: denied, FamilyEnvoy: denied}},
+			map[string]int{"*": conflict, forwardauth.FamilyAuto: denied, forwardauth.FamilyEnvoy: denied}},
 		{"lower-case header names", "/auth", []hdr{{"x-forwarded-method", "GET"}, {"x-forwarded-uri", "/healthz"}, {"x-original-uri", "/healthz"}},
 			map[string]int{"*": conflict}},
 	}
 	for _, c := range cases {
-		for _, f := range Families {
+		for _, f := range forwardauth.Families {
 			want, ok := c.want[f]
 			if !ok {
 				want = c.want["*"]

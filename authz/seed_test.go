@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"strings"
@@ -10,7 +10,7 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 )
 
-// The seed documents' own example key and messages, copied here so the
+// The Nexgent and NexGraph documentation's own example key and messages, copied here so the
 // tests never read outside the repository.
 const (
 	nexgentSeedKey     = "nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6"
@@ -43,7 +43,7 @@ func runSeedCases(t *testing.T, e *env, cases []seedCase) {
 	}
 }
 
-// TestNexgentSeed replays nexgent-api-keys.txt: both header forms, the
+// TestNexgentSeed replays the Nexgent API-key documentation's examples: both header forms, the
 // seven scopes and their endpoints, full_access, and the Errors table.
 func TestNexgentSeed(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
@@ -105,7 +105,7 @@ func mustScopeKey(t *testing.T, e *env, scope string) string {
 	return raw
 }
 
-// TestNexgraphSeed replays nexgraph-authentication.txt: Bearer only,
+// TestNexgraphSeed replays the NexGraph authentication documentation's examples: Bearer only,
 // read/write by method, project isolation, expiry, revocation, and the
 // documented 401 and 403 bodies.
 func TestNexgraphSeed(t *testing.T) {

@@ -20,11 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/forwardauth"
 )
 
 // ports are the default listen ports of the extauthz binary; the tests take them from
-// authz.DefaultGRPCAddr, authz.DefaultHTTPAddr and admin.DefaultAddr.
+// envoy.DefaultGRPCAddr, forwardauth.DefaultHTTPAddr and admin.DefaultAddr.
 type ports struct {
 	GRPC, HTTP, Admin int32
 }
@@ -639,7 +639,7 @@ func (k *checker) checkExtauthz(w *workload, c *corev1.Container, vols map[strin
 	// carries, so name the one the deployment runs.
 	if e.http != 0 {
 		switch fh := e.flags["forward-headers"]; fh {
-		case authz.FamilyTraefik, authz.FamilyNginx, authz.FamilyEnvoy:
+		case forwardauth.FamilyTraefik, forwardauth.FamilyNginx, forwardauth.FamilyEnvoy:
 		case "":
 			k.p.add("%s: --forward-headers is not set: name the proxy that calls /auth (traefik, nginx or envoy)", where)
 		default:
@@ -1164,7 +1164,7 @@ func (k *checker) checkMiddleware(o *object, mw *middleware) {
 	// Traefik resolves the host from its own namespace: the name must carry the namespace.
 	k.checkEdge(o.String()+" forwardAuth address", u.Hostname(), intstr.FromInt32(int32(n)), "", nil, traefikNamespace,
 		"the forwardAuth (HTTP) port of an extauthz replica", func(t target) bool {
-			if t.ext != nil && t.ext.http != 0 && t.port == t.ext.http && t.ext.flags["forward-headers"] != authz.FamilyTraefik {
+			if t.ext != nil && t.ext.http != 0 && t.port == t.ext.http && t.ext.flags["forward-headers"] != forwardauth.FamilyTraefik {
 				k.p.add("%s: forwardAuth calls an extauthz replica whose --forward-headers is %q, not traefik", o, t.ext.flags["forward-headers"])
 			}
 			return t.ext != nil && t.ext.http != 0 && t.port == t.ext.http

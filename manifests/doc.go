@@ -14,7 +14,7 @@
 // strictly into its Kubernetes type, check that the objects fit together (selectors, ports,
 // probes, ConfigMap and Secret references, security contexts, the admin URL of the replicas, the
 // Traefik address) and check envoy.yaml and examples/envoy-http.yaml against go-control-plane's
-// Bootstrap type. Ports are compared with authz.DefaultGRPCAddr, authz.DefaultHTTPAddr and
+// Bootstrap type. Ports are compared with envoy.DefaultGRPCAddr, forwardauth.DefaultHTTPAddr and
 // admin.DefaultAddr, so a change of a default in the code that is not made here fails the tests.
 //
 // Render (and the command in ./render) prints what `kubectl kustomize` would, without kubectl.

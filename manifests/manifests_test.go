@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/extauthz/extauthz/admin"
-	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/envoy"
+	"github.com/extauthz/extauthz/authz/forwardauth"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -45,8 +46,8 @@ func portOf(t testing.TB, addr string) int32 {
 // codePorts are the ports the binary listens on by default, from the code itself.
 func codePorts(t testing.TB) ports {
 	return ports{
-		GRPC:  portOf(t, authz.DefaultGRPCAddr),
-		HTTP:  portOf(t, authz.DefaultHTTPAddr),
+		GRPC:  portOf(t, envoy.DefaultGRPCAddr),
+		HTTP:  portOf(t, forwardauth.DefaultHTTPAddr),
 		Admin: portOf(t, admin.DefaultAddr),
 	}
 }

@@ -1,8 +1,9 @@
-package authz
+package envoy
 
 import (
 	"errors"
 	"fmt"
+	"github.com/extauthz/extauthz/authz"
 	"strings"
 	"unicode/utf8"
 
@@ -15,7 +16,7 @@ import (
 // header Envoy sends is skipped by projectCheckRequest without being
 // decoded. FuzzProjectCheckRequest fails if envoyRequest reads one that is
 // not here.
-var envoyReadHeaders = [...]string{HeaderAPIKey, HeaderAuthorization, "x-request-id", ":method", ":path", ":authority"}
+var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization, "x-request-id", ":method", ":path", ":authority"}
 
 func envoyReadsHeader(name string) bool {
 	for _, h := range envoyReadHeaders {

@@ -1,7 +1,8 @@
-package authz
+package envoy
 
 import (
 	"context"
+	"github.com/extauthz/extauthz/authz"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,27 +19,32 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// FrontendEnvoy labels checks that came through the gRPC front door.
-const FrontendEnvoy = "envoy"
+// DefaultGRPCAddr is the default listen address of the ext_authz gRPC
+// Check and grpc.health.v1. The manifests and envoy.yaml are tested
+// against it.
+const DefaultGRPCAddr = ":9191"
 
-// EnvoyServer implements the Envoy ext_authz v3 Authorization service.
-type EnvoyServer struct {
+// Frontend labels checks that came through the gRPC front door.
+const Frontend = "envoy"
+
+// Server implements the Envoy ext_authz v3 Authorization service.
+type Server struct {
 	authv3.UnimplementedAuthorizationServer
-	a     *Authorizer
-	allow *allowCache[*authv3.CheckResponse] // pre-encoded (see preEncoded)
+	a     *authz.Authorizer
+	allow *authz.AllowCache[*authv3.CheckResponse] // pre-encoded (see preEncoded)
 }
 
-// NewEnvoyServer returns the gRPC front door over a.
-func NewEnvoyServer(a *Authorizer) *EnvoyServer {
+// NewServer returns the gRPC front door over a.
+func NewServer(a *authz.Authorizer) *Server {
 	// Building and encoding an allow response (identity headers with
 	// explicit append=false, headers to remove, dynamic metadata) costs
 	// more than the decision, so both are done once per key and revision.
 	// A cached response is shared between concurrent calls; grpc only
 	// reads it.
-	return &EnvoyServer{a: a, allow: newAllowCache(a, func(d *Decision) (*authv3.CheckResponse, bool) {
-		resp, err := preEncoded(envoyResponse(d))
+	return &Server{a: a, allow: authz.NewAllowCache(a, func(d *authz.Decision) (*authv3.CheckResponse, bool) {
+		resp, err := preEncoded(Response(d))
 		if err != nil {
-			return envoyResponse(d), false // grpc will report the encoding error
+			return Response(d), false // grpc will report the encoding error
 		}
 		return resp, true
 	})}
@@ -49,7 +55,7 @@ func NewEnvoyServer(a *Authorizer) *EnvoyServer {
 // out as its bytes directly, without sizing and copying them, and that a
 // CheckRequest is decoded only as far as Check reads it
 // (projectCheckRequest).
-func (s *EnvoyServer) Codec() encoding.CodecV2 {
+func (s *Server) Codec() encoding.CodecV2 {
 	return responseCodec{encoding.GetCodecV2(grpcproto.Name)}
 }
 
@@ -98,23 +104,23 @@ func preEncoded(resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
 // status (an empty CheckResponse would allow). Denials are successful RPCs
 // with denied_response; an unusable store is the RPC error UNAVAILABLE, so
 // Envoy applies its status_on_error.
-func (s *EnvoyServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r := envoyRequest(req)
 	d := s.a.Check(ctx, &r)
 	switch {
-	case d.Kind == Unavailable:
+	case d.Kind == authz.Unavailable:
 		return nil, status.Error(codes.Unavailable, "authorization unavailable")
-	case d.Kind == Allow && d.Key != nil:
-		return s.allow.get(&d), nil
+	case d.Kind == authz.Allow && d.Key != nil:
+		return s.allow.Get(&d), nil
 	}
-	return envoyResponse(&d), nil
+	return Response(&d), nil
 }
 
-func envoyRequest(req *authv3.CheckRequest) Request {
+func envoyRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
-	r := Request{
-		Frontend: FrontendEnvoy,
+	r := authz.Request{
+		Frontend: Frontend,
 		Method:   h.GetMethod(),
 		Host:     h.GetHost(),
 		Path:     h.GetPath(),
@@ -128,9 +134,9 @@ func envoyRequest(req *authv3.CheckRequest) Request {
 				v = hv.GetValue()
 			}
 			switch strings.ToLower(hv.GetKey()) {
-			case HeaderAPIKey:
+			case authz.HeaderAPIKey:
 				r.APIKey = append(r.APIKey, v)
-			case HeaderAuthorization:
+			case authz.HeaderAuthorization:
 				r.Authorization = append(r.Authorization, v)
 			case "x-request-id":
 				r.RequestID = v
@@ -151,10 +157,10 @@ func envoyRequest(req *authv3.CheckRequest) Request {
 		return r
 	}
 	hdr := h.GetHeaders()
-	if v, ok := hdr[HeaderAPIKey]; ok {
+	if v, ok := hdr[authz.HeaderAPIKey]; ok {
 		r.APIKey = []string{v}
 	}
-	if v, ok := hdr[HeaderAuthorization]; ok {
+	if v, ok := hdr[authz.HeaderAuthorization]; ok {
 		r.Authorization = []string{v}
 	}
 	r.RequestID = hdr["x-request-id"]
@@ -179,19 +185,21 @@ func header(k, v string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, Append: wrapperspb.Bool(false)}
 }
 
-func envoyResponse(d *Decision) *authv3.CheckResponse {
-	if d.Kind == Allow {
+// Response returns the CheckResponse Check sends for d, built afresh: Check
+// itself serves an allowed key's from the cache of encoded responses.
+func Response(d *authz.Decision) *authv3.CheckResponse {
+	if d.Kind == authz.Allow {
 		ok := &authv3.OkHttpResponse{}
 		resp := &authv3.CheckResponse{
 			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		}
 		if d.Key == nil { // public route: nothing to assert, but never pass forged identity
-			ok.HeadersToRemove = identityHeaderNames[:]
+			ok.HeadersToRemove = authz.IdentityHeaderNames[:]
 			return resp
 		}
 		meta := make(map[string]*structpb.Value, 4)
-		for _, kv := range identity(d.Key) {
+		for _, kv := range authz.Identity(d.Key) {
 			if kv[1] == "" {
 				ok.HeadersToRemove = append(ok.HeadersToRemove, kv[0])
 				continue
@@ -199,7 +207,7 @@ func envoyResponse(d *Decision) *authv3.CheckResponse {
 			ok.Headers = append(ok.Headers, header(kv[0], kv[1]))
 		}
 		if d.Strip {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, credentialHeaders(d.Sources)...)
+			ok.HeadersToRemove = append(ok.HeadersToRemove, authz.CredentialHeaders(d.Sources)...)
 		}
 		meta["key_id"] = structpb.NewStringValue(d.Key.ID)
 		meta["scopes"] = structpb.NewStringValue(strings.Join(d.Key.Scopes, ","))
@@ -215,11 +223,11 @@ func envoyResponse(d *Decision) *authv3.CheckResponse {
 
 	code, httpStatus := codes.PermissionDenied, d.Status
 	switch d.Kind {
-	case Unauthenticated:
+	case authz.Unauthenticated:
 		code = codes.Unauthenticated
-	case RateLimited:
+	case authz.RateLimited:
 		code = codes.ResourceExhausted
-	case AmbiguousPath:
+	case authz.AmbiguousPath:
 		httpStatus = 403 // the table: PERMISSION_DENIED with a 403 denied_response
 	}
 	headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}

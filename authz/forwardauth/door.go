@@ -1,7 +1,8 @@
-package authz
+package forwardauth
 
 import (
 	"fmt"
+	"github.com/extauthz/extauthz/authz"
 	"net"
 	"net/http"
 	"net/netip"
@@ -10,11 +11,16 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// FrontendForwardAuth labels checks that came through the HTTP front door.
-const FrontendForwardAuth = "forwardauth"
+// Frontend labels checks that came through the HTTP front door.
+const Frontend = "forwardauth"
 
-// ForwardAuthPath is the path prefix the HTTP front door answers on.
-const ForwardAuthPath = "/auth"
+// Path is the path prefix the HTTP front door answers on.
+const Path = "/auth"
+
+// DefaultHTTPAddr is the default listen address of the HTTP port: the door
+// on /auth, /healthz, /readyz and /metrics. The manifests are tested
+// against it.
+const DefaultHTTPAddr = ":9192"
 
 // DefaultTrustedProxies are the peers whose X-Forwarded-* and X-Original-*
 // headers are believed by default: loopback and private ranges.
@@ -49,7 +55,7 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// ForwardAuth is the HTTP front door. It answers on /auth and every path
+// Door is the HTTP front door. It answers on /auth and every path
 // below it, for every method:
 //
 //   - Traefik forwardAuth: original request in X-Forwarded-Method,
@@ -65,21 +71,21 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 // The door is a fasthttp handler, served by the server NewHTTPServer
 // builds: the net/http server cost more CPU per request than everything
 // the door decides (see docs/design.md).
-type ForwardAuth struct {
-	a       *Authorizer
+type Door struct {
+	a       *authz.Authorizer
 	trusted []netip.Prefix
 	family  string
-	allow   *allowCache[*httpAllow]
+	allow   *authz.AllowCache[*httpAllow]
 }
 
-// NewForwardAuth returns the HTTP front door over a, believing forwarded
+// New returns the HTTP front door over a, believing forwarded
 // headers of family (one of Families; "" is FamilyAuto) from the trusted
 // prefixes.
-func NewForwardAuth(a *Authorizer, trusted []netip.Prefix, family string) *ForwardAuth {
+func New(a *authz.Authorizer, trusted []netip.Prefix, family string) *Door {
 	if family == "" {
 		family = FamilyAuto
 	}
-	return &ForwardAuth{a: a, trusted: trusted, family: family, allow: newAllowCache(a, func(d *Decision) (*httpAllow, bool) {
+	return &Door{a: a, trusted: trusted, family: family, allow: authz.NewAllowCache(a, func(d *authz.Decision) (*httpAllow, bool) {
 		return newHTTPAllow(d), true
 	})}
 }
@@ -91,7 +97,7 @@ func NewForwardAuth(a *Authorizer, trusted []netip.Prefix, family string) *Forwa
 // (such as /auth//x, which Envoy's HTTP mode sends for //x) with a
 // redirect, which Envoy takes as a denial, instead of letting the policy
 // merge the slashes as the gRPC door does.
-func (f *ForwardAuth) Handler(other http.Handler) fasthttp.RequestHandler {
+func (f *Door) Handler(other http.Handler) fasthttp.RequestHandler {
 	rest := netHTTPHandler(other)
 	return func(ctx *fasthttp.RequestCtx) {
 		if isDoorPath(ctx.Request.Header.RequestURI()) {
@@ -111,7 +117,7 @@ func isDoorPath(uri []byte) bool {
 			break
 		}
 	}
-	const prefix = ForwardAuthPath
+	const prefix = Path
 	if len(p) < len(prefix) || string(p[:len(prefix)]) != prefix {
 		return false
 	}
@@ -138,10 +144,10 @@ const headerToRemove = "X-Envoy-Auth-Headers-To-Remove"
 // remove upstream: the credential and any identity header not set, so a
 // client-sent copy never survives. Traefik does the same for the names
 // its authResponseHeaders lists.
-func newHTTPAllow(d *Decision) *httpAllow {
-	a := &httpAllow{header: make([]headerField, 0, len(identityHeaderNames)+1)}
+func newHTTPAllow(d *authz.Decision) *httpAllow {
+	a := &httpAllow{header: make([]headerField, 0, len(authz.IdentityHeaderNames)+1)}
 	var remove []string
-	for _, kv := range identity(d.Key) {
+	for _, kv := range authz.Identity(d.Key) {
 		if kv[1] != "" {
 			a.header = append(a.header, headerField{[]byte(http.CanonicalHeaderKey(kv[0])), []byte(kv[1])})
 		} else {
@@ -149,7 +155,7 @@ func newHTTPAllow(d *Decision) *httpAllow {
 		}
 	}
 	if d.Strip {
-		remove = append(remove, credentialHeaders(d.Sources)...)
+		remove = append(remove, authz.CredentialHeaders(d.Sources)...)
 	}
 	if len(remove) > 0 {
 		a.header = append(a.header, headerField{[]byte(headerToRemove), []byte(strings.Join(remove, ","))})
@@ -159,7 +165,7 @@ func newHTTPAllow(d *Decision) *httpAllow {
 
 // trust returns the peer's address and whether its forwarded headers are
 // believed.
-func (f *ForwardAuth) trust(peer net.Addr) (string, bool) {
+func (f *Door) trust(peer net.Addr) (string, bool) {
 	var addr netip.Addr
 	if tcp, ok := peer.(*net.TCPAddr); ok {
 		addr = tcp.AddrPort().Addr()
@@ -187,7 +193,7 @@ func (f *ForwardAuth) trust(peer net.Addr) (string, bool) {
 // Header names and values the door writes, as bytes once.
 var (
 	headerToRemoveName = []byte(headerToRemove)
-	publicRemove       = []byte(strings.Join(identityHeaderNames[:], ","))
+	publicRemove       = []byte(strings.Join(authz.IdentityHeaderNames[:], ","))
 	jsonContentType    = []byte("application/json")
 	cacheControl       = []byte("Cache-Control")
 	noStore            = []byte("no-store")
@@ -195,17 +201,17 @@ var (
 )
 
 // Serve answers one request to the door.
-func (f *ForwardAuth) Serve(ctx *fasthttp.RequestCtx) {
+func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
 	r := forwardRequest(ctx, f)
 	d := f.a.Check(ctx, &r)
 	h := &ctx.Response.Header
-	if d.Kind == Allow {
+	if d.Kind == authz.Allow {
 		if d.Key == nil {
 			// A public route: remove every identity header, so none can
 			// be forged.
 			h.SetCanonical(headerToRemoveName, publicRemove)
 		} else {
-			for _, hf := range f.allow.get(&d).header {
+			for _, hf := range f.allow.Get(&d).header {
 				h.SetCanonical(hf.name, hf.value)
 			}
 		}
@@ -249,7 +255,7 @@ func ParseFamily(s string) (string, error) {
 	return "", fmt.Errorf("forwarded-header family %q: must be one of %s", s, strings.Join(Families, ", "))
 }
 
-// Why a forwarded request is refused (Request.Conflict).
+// Why a forwarded request is refused (authz.Request.Conflict).
 const (
 	conflictMixed      = "headers of more than one proxy family"
 	conflictNone       = "no forwarded request"
@@ -320,11 +326,11 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 // the request a Conflict, refused with 400 rather than guessed. The
 // client address is taken from the same family only: the last address of
 // X-Forwarded-For (Traefik, Envoy), X-Real-IP (nginx), else the peer.
-func forwardRequest(ctx *fasthttp.RequestCtx, f *ForwardAuth) Request {
+func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 	ip, trusted := f.trust(ctx.RemoteAddr())
 	hd := &ctx.Request.Header
-	r := Request{
-		Frontend:      FrontendForwardAuth,
+	r := authz.Request{
+		Frontend:      Frontend,
 		Method:        method(hd.Method()),
 		Host:          string(hd.Host()),
 		SourceIP:      ip,
@@ -332,7 +338,7 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *ForwardAuth) Request {
 		APIKey:        values(hd, "X-Api-Key"),
 		Authorization: values(hd, "Authorization"),
 	}
-	sub := strings.TrimPrefix(string(hd.RequestURI()), ForwardAuthPath)
+	sub := strings.TrimPrefix(string(hd.RequestURI()), Path)
 	if sub != "" && sub[0] == '?' {
 		sub = "" // /auth with a query of its own
 	}
@@ -391,7 +397,7 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *ForwardAuth) Request {
 
 // original sets r's method, path and host from one family's headers, which
 // must both be present. It returns the conflict, or "".
-func (fw *forwarded) original(r *Request, m, u []byte) string {
+func (fw *forwarded) original(r *authz.Request, m, u []byte) string {
 	if m == nil || u == nil {
 		return conflictIncomplete
 	}

@@ -1,4 +1,4 @@
-package authz
+package forwardauth
 
 import (
 	"context"
@@ -44,7 +44,7 @@ type HTTPServer struct {
 }
 
 // NewHTTPServer returns the server for the HTTP port, serving h (see
-// ForwardAuth.Handler). Its own messages (a client's connection errors)
+// Door.Handler). Its own messages (a client's connection errors)
 // go to log at debug level; a panic while serving a request is logged at
 // error level and answered 500, and the server goes on.
 func NewHTTPServer(h fasthttp.RequestHandler, log zerolog.Logger) *HTTPServer {

@@ -30,6 +30,8 @@ import (
 
 	"github.com/extauthz/extauthz/admin"
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/envoy"
+	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/replication"
 )
@@ -91,10 +93,10 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		defaultDir = "./data"
 	}
 	if r.enforces() {
-		f.StringVar(&c.grpcAddr, "grpc-addr", authz.DefaultGRPCAddr, "listen address of the ext_authz gRPC Check and grpc.health.v1")
-		f.StringVar(&c.httpAddr, "http-addr", authz.DefaultHTTPAddr, "listen address of forwardAuth /auth, /healthz, /readyz, /metrics")
-		f.StringVar(&c.trustForward, "trust-forward-headers", strings.Join(authz.DefaultTrustedProxies, ","), "comma-separated CIDRs whose X-Forwarded-*/X-Original-* headers are believed, or none")
-		f.StringVar(&c.forwardHeaders, "forward-headers", authz.FamilyAuto, "which proxy calls /auth: traefik (X-Forwarded-*), nginx (X-Original-*), envoy (path after /auth), or auto (the one family a request carries; a mix is refused)")
+		f.StringVar(&c.grpcAddr, "grpc-addr", envoy.DefaultGRPCAddr, "listen address of the ext_authz gRPC Check and grpc.health.v1")
+		f.StringVar(&c.httpAddr, "http-addr", forwardauth.DefaultHTTPAddr, "listen address of forwardAuth /auth, /healthz, /readyz, /metrics")
+		f.StringVar(&c.trustForward, "trust-forward-headers", strings.Join(forwardauth.DefaultTrustedProxies, ","), "comma-separated CIDRs whose X-Forwarded-*/X-Original-* headers are believed, or none")
+		f.StringVar(&c.forwardHeaders, "forward-headers", forwardauth.FamilyAuto, "which proxy calls /auth: traefik (X-Forwarded-*), nginx (X-Original-*), envoy (path after /auth), or auto (the one family a request carries; a mix is refused)")
 		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often last-used times are flushed")
 	}
 	if r.administers() {
@@ -317,30 +319,30 @@ func (n *node) build(ctx context.Context, getenv func(string) string) error {
 		n.addHTTP("pprof", c.pprofAddr, mux)
 	}
 	if n.role.enforces() {
-		trusted, err := authz.ParseTrustedProxies(strings.Split(c.trustForward, ","))
+		trusted, err := forwardauth.ParseTrustedProxies(strings.Split(c.trustForward, ","))
 		if err != nil {
 			return fmt.Errorf("--trust-forward-headers: %w", err)
 		}
-		family, err := authz.ParseFamily(c.forwardHeaders)
+		family, err := forwardauth.ParseFamily(c.forwardHeaders)
 		if err != nil {
 			return fmt.Errorf("--forward-headers: %w", err)
 		}
-		fa := authz.NewForwardAuth(n.authz, trusted, family)
+		fa := forwardauth.New(n.authz, trusted, family)
 		mux := http.NewServeMux()
 		n.probes(mux)
-		srv := authz.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
+		srv := forwardauth.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
 		n.servers = append(n.servers, namedServer{"http", c.httpAddr, srv})
 
 		n.health = newHealthServer()
-		envoy := authz.NewEnvoyServer(n.authz)
+		door := envoy.NewServer(n.authz)
 		n.grpc = grpc.NewServer(
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.MaxRecvMsgSize(4<<20),
 			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ports' 10s header timeouts
-			grpc.ForceServerCodecV2(envoy.Codec()),
+			grpc.ForceServerCodecV2(door.Codec()),
 			grpc.NumStreamWorkers(streamWorkers()),
 		)
-		authv3.RegisterAuthorizationServer(n.grpc, envoy)
+		authv3.RegisterAuthorizationServer(n.grpc, door)
 		healthgrpc.RegisterHealthServer(n.grpc, n.health)
 		n.setServing(false)
 	}

@@ -34,6 +34,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/envoy"
+	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/internal/childproc"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/replication"
@@ -41,8 +43,8 @@ import (
 
 // checkFixture is a sidecar's check path over a prefilled replica.
 type checkFixture struct {
-	envoy          *authz.EnvoyServer
-	forwardAuth    *authz.ForwardAuth
+	envoy          *envoy.Server
+	forwardAuth    *forwardauth.Door
 	keys           *keySet
 	valid, invalid []*authv3.CheckRequest
 	followerCloser func() error
@@ -95,11 +97,11 @@ func newCheckFixture(b *testing.B) *checkFixture {
 		Keys: f, Available: f.Healthy, Policy: pol, Usage: authz.NewUsageTracker(),
 		Logger: log.With().Str("component", "authz").Logger(), Metrics: authz.NewMetrics(reg),
 	})
-	trusted, err := authz.ParseTrustedProxies(authz.DefaultTrustedProxies)
+	trusted, err := forwardauth.ParseTrustedProxies(forwardauth.DefaultTrustedProxies)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fx := &checkFixture{envoy: authz.NewEnvoyServer(a), forwardAuth: authz.NewForwardAuth(a, trusted, authz.FamilyAuto), keys: ks, followerCloser: f.Close, logFile: logFile}
+	fx := &checkFixture{envoy: envoy.NewServer(a), forwardAuth: forwardauth.New(a, trusted, forwardauth.FamilyAuto), keys: ks, followerCloser: f.Close, logFile: logFile}
 	for i, k := range ks.Valid {
 		fx.valid = append(fx.valid, checkRequest(k, i))
 	}
@@ -213,7 +215,7 @@ func BenchmarkHTTP(b *testing.B) {
 				if name != "extauthz" {
 					h = func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(http.StatusOK) }
 				}
-				srv := authz.NewHTTPServer(h, zerolog.Nop())
+				srv := forwardauth.NewHTTPServer(h, zerolog.Nop())
 				go func() { _ = srv.Serve(ln) }()
 				defer srv.Shutdown(context.Background())
 			default:
