@@ -14,7 +14,7 @@ import (
 const (
 	msgAuthRequired   = "authentication required"
 	msgInvalidCreds   = "invalid or expired credentials"
-	msgInvalidKey     = "Invalid or expired API key" // NexGraph's 401 (seed)
+	msgInvalidKey     = "Invalid or expired API key" // NexGraph's documented 401
 	msgWrongProject   = "Forbidden: API key does not belong to this project"
 	msgOperatorOnly   = "this route requires the operator token"
 	msgUserOrOperator = "this route requires a user access token or the operator token"
@@ -157,9 +157,10 @@ func (s *Server) isOperator(token string) bool {
 	return subtle.ConstantTimeCompare(d[:], s.operator[:]) == 1
 }
 
-// validKey returns the record of raw when it is a valid key by SPEC §3
-// (format accepted by the current policy, known, not revoked, not expired,
-// owner active), nil when it is not, and an error when the store fails.
+// validKey returns the record of raw when it is a valid key, checked as the
+// enforcement path checks it (format accepted by the current policy, known,
+// not revoked, not expired, owner active), nil when it is not, and an error
+// when the store fails.
 func (s *Server) validKey(raw string) (*keystore.Key, error) {
 	if !s.policy().ValidKey(raw) {
 		return nil, nil

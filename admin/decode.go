@@ -353,7 +353,8 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// apiTimeLayout is the seeds' time format: RFC 3339, milliseconds, UTC.
+// apiTimeLayout is the documented APIs' time format: RFC 3339, milliseconds,
+// UTC.
 const apiTimeLayout = "2006-01-02T15:04:05.000Z"
 
 func formatTime(t time.Time) string { return t.UTC().Format(apiTimeLayout) }

@@ -1,6 +1,6 @@
 // Package admin is the HTTP admin API of extauthz: it creates, lists,
 // rotates and revokes API keys, creates projects, deactivates users, shows
-// the audit log and bulk-imports existing key hashes (SPEC §6.1–§6.3).
+// the audit log and bulk-imports existing key hashes (docs/admin-api.md).
 //
 // A *Server is an http.Handler. The process that owns the authoritative
 // keystore mounts it on the admin port next to /healthz, /readyz, /metrics
@@ -17,11 +17,11 @@
 //     SHA-256 digests: may call every route;
 //  2. a JWT (three dot-separated parts) when Options.JWT configures key
 //     material: a user whose id is the "sub" claim; may call the Nexgent
-//     routes (§6.1) for its own keys;
+//     routes for its own keys;
 //  3. anything else is an API key, checked like the enforcement path does
 //     (format accepted by the current policy, hash known, not revoked, not
 //     expired, owner active): a project key may call the NexGraph routes
-//     (§6.2) of its own project.
+//     of its own project.
 //
 // A missing or invalid credential is a 401 with WWW-Authenticate; a valid
 // credential on a route its kind may not use is a 403.

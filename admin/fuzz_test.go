@@ -15,7 +15,7 @@ import (
 	"github.com/extauthz/extauthz/policy"
 )
 
-// fuzzBodies seeds the body decoders: the seed documents' bodies and the
+// fuzzBodies seeds the body decoders: the documented request bodies and the
 // interesting shapes of the validation table.
 var fuzzBodies = []string{
 	seedNexgentCreate,

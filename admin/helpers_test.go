@@ -22,8 +22,9 @@ import (
 	"github.com/extauthz/extauthz/policy"
 )
 
-// Policies the tests run against: the facts of the two seed documents
-// (SPEC §3, §5), copied here so no test reads files outside the package.
+// Policies the tests run against: the key formats and scopes of
+// examples/policies/nexgent.yaml and nexgraph.yaml (docs/policy.md), copied
+// here so no test reads files outside the package.
 const (
 	nexgentPolicy = `
 keys:
@@ -62,8 +63,8 @@ var (
 	nexKeyRE   = regexp.MustCompile(`^nex_[A-Za-z0-9]{32}$`)
 	nxgKeyRE   = regexp.MustCompile(`^nxg_[0-9a-f]{64}$`)
 	uuidRE     = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	seedEpoch  = time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC) // the Nexgent seed's createdAt
-	graphEpoch = time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC) // the NexGraph seed's created_at
+	seedEpoch  = time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC) // the Nexgent documentation's createdAt
+	graphEpoch = time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC) // the NexGraph documentation's created_at
 )
 
 // fakeClock is a settable clock shared by the store and the server.
@@ -332,8 +333,9 @@ func (e *testEnv) createProject(token, name string) (pid, kid, raw string) {
 	return p["id"].(string), k["id"].(string), k["key"].(string)
 }
 
-// keyValid reports whether raw authorizes at the store's clock: the check
-// of SPEC §3 done with store.Lookup and the expiry/revocation fields.
+// keyValid reports whether raw authorizes at the store's clock: the key
+// check of the enforcement path (docs/policy.md) done with store.Lookup and
+// the expiry/revocation fields.
 func (e *testEnv) keyValid(raw string) bool {
 	e.t.Helper()
 	res, err := e.store.Lookup(keystore.HashKey(raw))

@@ -11,7 +11,8 @@ import (
 	"github.com/extauthz/extauthz/policy"
 )
 
-// The Nexgent family (SPEC §6.1): camelCase, exactly as the seed.
+// The Nexgent family (docs/admin-api.md): camelCase, exactly as Nexgent's
+// own API documentation has it.
 
 const msgKeyNotFound = "API key not found"
 

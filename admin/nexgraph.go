@@ -11,7 +11,8 @@ import (
 	"github.com/extauthz/extauthz/policy"
 )
 
-// The NexGraph family (SPEC §6.2): snake_case, exactly as the seed.
+// The NexGraph family (docs/admin-api.md): snake_case, exactly as NexGraph's
+// own API documentation has it.
 
 // Permissions a project key needs: read to list, write to change.
 const (

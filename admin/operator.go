@@ -9,7 +9,7 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 )
 
-// Operator-only routes (SPEC §6.3), besides the import.
+// Operator-only routes (docs/admin-api.md), besides the import.
 
 type setUserRequest struct {
 	Active *bool `json:"active"`

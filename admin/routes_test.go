@@ -22,7 +22,7 @@ func routeRequest(pattern string) (method, path string) {
 // on. Credentials of the wrong kind get 403.
 func TestEveryRouteRequiresCredentials(t *testing.T) {
 	if len(routes) < 12 {
-		t.Fatalf("route table has %d routes; want the 12 of SPEC §6.1–§6.3", len(routes))
+		t.Fatalf("route table has %d routes; want the 12 of docs/admin-api.md", len(routes))
 	}
 	private := newEnv(t, envConfig{})
 	public := newEnv(t, envConfig{publicCreate: true})

@@ -10,8 +10,8 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 )
 
-// The request bodies below are copied verbatim from the seed documents
-// nexgent-api-keys.txt and nexgraph-authentication.txt.
+// The request bodies below are copied verbatim from the Nexgent and
+// NexGraph API-key documentation this reproduces (docs/admin-api.md).
 const (
 	seedNexgentCreate = `{
 "name": "Trading Bot",
@@ -28,7 +28,7 @@ const (
   }`
 )
 
-// Shapes of the seed responses: field names and JSON kinds.
+// Shapes of the documented responses: field names and JSON kinds.
 var (
 	nexCreateShape = map[string]string{"id": "string", "name": "string", "key": "string", "prefix": "string", "scopes": "array", "createdAt": "string"}
 	nexListShape   = map[string]string{"id": "string", "name": "string", "prefix": "string", "scopes": "array", "lastUsedAt": "string|null", "createdAt": "string"}
@@ -87,7 +87,7 @@ func TestSeedNexgent(t *testing.T) {
 		t.Errorf("stored record user=%q hash-ok=%v; want owner user-1 and the key's SHA-256", rec.UserID, rec.Hash == keystore.HashKey(key))
 	}
 
-	// List API Keys: lastUsedAt null before use, then the seed's value.
+	// List API Keys: lastUsedAt null before use, then the documented value.
 	list := e.expect(e.request("GET", "/api/v1/api-keys", jwt, nil), http.StatusOK, "seed list").array(t)
 	if len(list) != 1 {
 		t.Fatalf("list = %d keys; want 1", len(list))
@@ -252,7 +252,7 @@ func TestSeedNexGraph(t *testing.T) {
 		t.Errorf("revoked record gone or not revoked: %+v", rec)
 	}
 
-	// Error Responses: 401 and 403 bodies exactly as the seed.
+	// Error Responses: 401 and 403 bodies exactly as documented.
 	for _, tc := range []struct {
 		name  string
 		token string

@@ -177,11 +177,12 @@ func (s *Server) ReloadJWKS() error {
 type access int
 
 const (
-	// accessUser: a JWT user (own keys) or the operator (§6.1).
+	// accessUser: a JWT user (own keys) or the operator: the Nexgent routes.
 	accessUser access = iota
-	// accessProject: a key of the project in the path, or the operator (§6.2).
+	// accessProject: a key of the project in the path, or the operator: the
+	// NexGraph routes.
 	accessProject
-	// accessOperator: the operator only (§6.3).
+	// accessOperator: the operator only: the operator routes.
 	accessOperator
 	// accessProjectCreate: anyone with PublicProjectCreate, else the operator.
 	accessProjectCreate

@@ -135,8 +135,8 @@ type Key struct {
 	RateLimit  *RateLimit        `json:"rate_limit,omitempty"`
 }
 
-// RateLimit is a per-key request budget. Reserved for a later issue; no key
-// carries one yet.
+// RateLimit is a per-key request budget. Reserved: no key carries one yet,
+// and no check enforces it.
 type RateLimit struct {
 	Requests int           `json:"requests"`
 	Per      time.Duration `json:"per"`

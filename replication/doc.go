@@ -1,5 +1,6 @@
 // Package replication keeps sidecar replicas in step with the admin's
-// authoritative key store over HTTP NDJSON (SPEC §7).
+// authoritative key store over HTTP NDJSON: the replication protocol of
+// docs/replication.md.
 //
 // The admin side is Server, an http.Handler for
 //

@@ -26,8 +26,8 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 )
 
-// Abuse (issue 7) against a real standalone process on loopback: oversized
-// and numerous headers, slowloris, malformed HTTP/2 on the gRPC port, huge
+// Abuse against a real standalone process on loopback: oversized and
+// numerous headers, slowloris, malformed HTTP/2 on the gRPC port, huge
 // NDJSON lines and bodies, bad replication tokens. Every request gets a
 // bounded answer, the process keeps serving, and its peak memory stays
 // bounded.

@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// The "keys" and "users" commands are clients of the admin API (SPEC §6)
-// authenticated with the operator token.
+// The "keys" and "users" commands are clients of the admin API
+// (docs/admin-api.md), authenticated with the operator token.
 
 // defaultAdminURL is where the CLI finds the admin API by default.
 const defaultAdminURL = "http://127.0.0.1:8181"

@@ -21,7 +21,7 @@ import (
 
 const cliTestToken = "cli-operator-token-0123456789abcdef"
 
-// cliPolicy is the Nexgent key format and scopes (SPEC §3, §5).
+// cliPolicy is the Nexgent key format and scopes (examples/policies/nexgent.yaml).
 const cliPolicy = `
 keys:
   formats: [{prefix: nex_, charset: alphanumeric, length: 32}]

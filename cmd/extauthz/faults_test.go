@@ -30,8 +30,8 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 )
 
-// Sidecar faults (issue 7), against the real binary on loopback: a sidecar
-// killed under load, a hostile network between sidecar and admin, a dead
+// Sidecar faults, against the real binary on loopback: a sidecar killed
+// under load, a hostile network between sidecar and admin, a dead
 // admin with --max-staleness, and a replica file that cannot grow. Each
 // case either keeps deciding correctly or fails closed with 503; none ever
 // allows a revoked or unknown key.

@@ -1,14 +1,15 @@
 // Command bench measures extauthz as it ships and prints the performance
-// table of BENCHMARKS.md (SPEC §11). `make bench` runs it as
+// table of BENCHMARKS.md. `make bench` runs it as
 //
 //	go run ./internal/bench -bin bin/extauthz
 //
 // Everything runs as real processes on loopback: an `extauthz admin` with a
 // store prefilled with 1,000 or 1,000,000 keys, `extauthz sidecar`s
 // following it over the replication feed, and do-nothing gRPC and HTTP
-// servers built from the same grpc-go, go-control-plane and net/http (this
-// program re-executed with a hidden -serve-noop-grpc / -serve-noop-http
-// flag), which are the machine's ceiling. Every figure is printed beside a
+// servers (this program re-executed with a hidden -serve-noop-grpc /
+// -serve-noop-http flag), which are the machine's ceiling: the gRPC one on
+// the same grpc-go and go-control-plane as extauthz, the HTTP one a plain
+// net/http handler (extauthz's HTTP port runs on fasthttp). Every figure is printed beside a
 // baseline measured in the same run; nothing is typed in by hand.
 //
 // What is measured:

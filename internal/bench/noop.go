@@ -18,11 +18,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// The do-nothing servers are the baselines: the same grpc-go,
-// go-control-plane and net/http as extauthz, run as a separate process
-// (the bench binary re-executed with a hidden flag) so that they compete for
-// the CPU exactly as a sidecar does. They log the same "listening" and
-// "started" lines as extauthz, so childproc.Start handles both alike.
+// The do-nothing servers are the baselines: the same grpc-go and
+// go-control-plane as extauthz, and a plain net/http handler (the forwardAuth
+// target is stated against net/http, though extauthz's HTTP port runs on
+// fasthttp). Each runs as a separate process (the bench binary re-executed
+// with a hidden flag) so that it competes for the CPU exactly as a sidecar
+// does. They log the same "listening" and "started" lines as extauthz, so
+// childproc.Start handles both alike.
 const (
 	flagNoopGRPC = "-serve-noop-grpc"
 	flagNoopHTTP = "-serve-noop-http"
@@ -75,7 +77,8 @@ func serveNoop(kind, addr string) error {
 	case flagNoopHTTP:
 		mux := http.NewServeMux()
 		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-		// Same timeouts as extauthz's HTTP front door.
+		// Plain net/http timeouts; the door's own fasthttp server reads
+		// a request within 10 s and limits headers to 64 KiB.
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 256 << 10}
 		logLine(map[string]string{"message": "listening", "server": "http", "addr": ln.Addr().String()})
 		go func() { <-ctx.Done(); _ = srv.Close() }()

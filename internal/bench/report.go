@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Targets of issue 6, checked against the run's own figures.
+// The performance targets (BENCHMARKS.md), checked against the run's own
+// figures.
 const (
 	targetCheckRatio   = 0.85 // extauthz / do-nothing throughput at the top concurrency
 	targetCheckP99     = 1.5  // extauthz / do-nothing p99
@@ -32,7 +33,7 @@ func (b *bench) print(w io.Writer) {
 		r.date, o.duration, o.rounds, o.warmup/time.Duration(o.rounds), o.conns)
 
 	t := &table{}
-	t.row("measurement", "setup", "extauthz", "baseline (same run)", "ratio", "target (issue 6)")
+	t.row("measurement", "setup", "extauthz", "baseline (same run)", "ratio", "target")
 	top := slices.Max(o.concurrency)
 	small, large := fmt.Sprintf("%s keys", count(o.keysSmall)), fmt.Sprintf("%s keys", count(o.keysLarge))
 
