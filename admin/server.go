@@ -88,7 +88,7 @@ type JWTOptions struct {
 	// JWKSFile is a JSON Web Key Set file whose RSA (RS256, at least 2048
 	// bits) and EC P-256 (ES256) public keys verify tokens. Keys of other
 	// types or with "use" other than "sig" are ignored. Empty disables
-	// RS256 and ES256. Server.ReloadJWKS re-reads it.
+	// RS256 and ES256. It is read when the server starts.
 	JWKSFile string
 	// Issuer, when not empty, must equal the token's "iss".
 	Issuer string
@@ -162,15 +162,6 @@ func New(opts Options) (*Server, error) {
 		s.mux.Handle(rt.pattern, s.guard(rt))
 	}
 	return s, nil
-}
-
-// ReloadJWKS re-reads Options.JWT.JWKSFile. On error the previous keys stay.
-// It is a no-op when no JWKS file is configured.
-func (s *Server) ReloadJWKS() error {
-	if s.jwt == nil {
-		return nil
-	}
-	return s.jwt.reload()
 }
 
 // access says which callers may use a route.

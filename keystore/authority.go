@@ -29,9 +29,6 @@ func (s *Store) update(fn func(w *wtx) error) error {
 	return nil
 }
 
-// Now returns the store's clock reading, in UTC.
-func (s *Store) Now() time.Time { return s.now().UTC() }
-
 // CreateKey stores a new record. It fails with ErrDuplicateHash when the
 // hash is already known. CreatedAt defaults to now.
 func (s *Store) CreateKey(k *Key, actor string) error {

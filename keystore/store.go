@@ -2,7 +2,6 @@ package keystore
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -209,21 +208,6 @@ func (s *Store) notify(rev uint64) {
 	s.mu.Unlock()
 }
 
-// WaitRevision blocks until the store's revision is above after or ctx ends.
-func (s *Store) WaitRevision(ctx context.Context, after uint64) error {
-	for {
-		ch := s.Changed()
-		if s.Revision() > after {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
 // LookupResult is what a check needs to know about a presented key.
 type LookupResult struct {
 	Key *Key
@@ -377,20 +361,6 @@ func (s *Store) GetUser(id string) (User, error) {
 		return nil
 	})
 	return u, err
-}
-
-// GetProject returns the project with the given id.
-func (s *Store) GetProject(id string) (*Project, error) {
-	var p *Project
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketProjects).Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		p = new(Project)
-		return json.Unmarshal(v, p)
-	})
-	return p, err
 }
 
 // Stats counts keys by state at now.

@@ -183,7 +183,7 @@ func runServe(ctx context.Context, r role, args []string, getenv func(string) st
 	n := &node{cfg: c, role: r, log: log, reg: prometheus.NewRegistry()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer n.closeAll()
-	if err := n.build(ctx, getenv); err != nil {
+	if err := n.build(); err != nil {
 		log.Error().Err(err).Msg("startup failed")
 		return err
 	}
@@ -219,7 +219,7 @@ func (n *node) closeAll() {
 	}
 }
 
-func (n *node) build(ctx context.Context, getenv func(string) string) error {
+func (n *node) build() error {
 	c := n.cfg
 	var err error
 	n.policy, err = newPolicyWatcher(c.policyFile, n.log)
