@@ -21,7 +21,7 @@ import (
 // SchemaVersion is the on-disk layout version written into every store.
 // 2: key records store their enforcement view first (record.go). Open
 // migrates a schema 1 file; older builds refuse a schema 2 file.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta     = []byte("meta")
@@ -31,6 +31,7 @@ var (
 	bucketProjects = []byte("projects") // project id -> JSON Project
 	bucketChanges  = []byte("changes")  // revision (8 bytes BE) -> JSON Change
 	bucketAudit    = []byte("audit")    // unix nanos (8) + sequence (8) -> JSON Event
+	bucketOwners   = []byte("owners")   // owner entry (ownerKey) -> hash; authoritative stores only
 
 	metaSchema   = []byte("schema")
 	metaStoreID  = []byte("store_id")
@@ -38,7 +39,7 @@ var (
 	metaFileID   = []byte("file_id") // random, given to each file when it is created
 )
 
-var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit}
+var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit, bucketOwners}
 
 // Options configures Open. The zero value is usable.
 type Options struct {
@@ -134,6 +135,13 @@ func Open(path string, opts Options) (*Store, error) {
 		case len(v) == 8 && binary.BigEndian.Uint64(v) == 1:
 			if err := migrateKeys(tx); err != nil {
 				return fmt.Errorf("migrate from schema 1: %w", err)
+			}
+			if err := indexOwners(tx, opts.Replica); err != nil {
+				return fmt.Errorf("migrate from schema 2: %w", err)
+			}
+		case len(v) == 8 && binary.BigEndian.Uint64(v) == 2:
+			if err := indexOwners(tx, opts.Replica); err != nil {
+				return fmt.Errorf("migrate from schema 2: %w", err)
 			}
 		case len(v) != 8 || binary.BigEndian.Uint64(v) != SchemaVersion:
 			return ErrSchema
@@ -327,12 +335,60 @@ func (s *Store) ListKeys(keep func(*Key) bool) ([]*Key, error) {
 		}
 		return nil
 	})
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
+	sortOldestFirst(out)
+	return out, err
+}
+
+func sortOldestFirst(keys []*Key) {
+	sort.SliceStable(keys, func(i, j int) bool {
+		if !keys[i].CreatedAt.Equal(keys[j].CreatedAt) {
+			return keys[i].CreatedAt.Before(keys[j].CreatedAt)
 		}
-		return out[i].ID < out[j].ID
+		return keys[i].ID < keys[j].ID
 	})
+}
+
+// Owner selects the keys of one user or one project, for ListOwnedKeys.
+type Owner struct {
+	UserID    string // the keys whose UserID is this, when not empty
+	ProjectID string // else the keys whose ProjectID is this
+}
+
+// ListOwnedKeys returns the records of one user's or one project's keys,
+// oldest first, through the owner index: it reads only those records,
+// whatever the size of the store. It works on an authoritative store (a
+// replica keeps no index and returns none).
+func (s *Store) ListOwnedKeys(o Owner) ([]*Key, error) {
+	kind, id := byte(ownerUser), o.UserID
+	if id == "" {
+		kind, id = ownerProject, o.ProjectID
+	}
+	if id == "" {
+		return nil, nil
+	}
+	prefix := ownerPrefix(kind, id)
+	var out []*Key
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOwners).Cursor()
+		for ek, h := c.Seek(prefix); ek != nil && bytes.HasPrefix(ek, prefix); ek, h = c.Next() {
+			v := tx.Bucket(bucketKeys).Get(h)
+			if v == nil {
+				continue
+			}
+			k, err := decodeKey(v)
+			if err != nil {
+				return err
+			}
+			// The entry's key id is the rest of its name; the record must
+			// agree, so a stale entry can never show another owner's key.
+			if k.ID != string(ek[len(prefix):]) || (kind == ownerUser && k.UserID != id) || (kind == ownerProject && k.ProjectID != id) {
+				continue
+			}
+			out = append(out, k)
+		}
+		return nil
+	})
+	sortOldestFirst(out)
 	return out, err
 }
 
@@ -409,15 +465,18 @@ func putKey(tx *bolt.Tx, k *Key) error {
 	return putKeyBytes(tx, k, v, true)
 }
 
-// putKeyBytes stores the encoded record v of k, and its id index entry
-// when index is true.
+// putKeyBytes stores the encoded record v of k, and its id and owner index
+// entries when index is true. A key's owner and project never change (no
+// API changes them), so the owner entries are written when the record is
+// new or its id moved to another hash, not on every update.
 func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, index bool) error {
 	if !index {
 		return tx.Bucket(bucketKeys).Put(k.Hash[:], v)
 	}
 	ids := tx.Bucket(bucketIDs)
+	old := ids.Get([]byte(k.ID))
 	// A replica may receive a record whose id moved to another hash; drop the stale entry.
-	if old := ids.Get([]byte(k.ID)); old != nil && !bytes.Equal(old, k.Hash[:]) {
+	if old != nil && !bytes.Equal(old, k.Hash[:]) {
 		if err := tx.Bucket(bucketKeys).Delete(old); err != nil {
 			return err
 		}
@@ -425,7 +484,60 @@ func putKeyBytes(tx *bolt.Tx, k *Key, v []byte, index bool) error {
 	if err := tx.Bucket(bucketKeys).Put(k.Hash[:], v); err != nil {
 		return err
 	}
+	if old == nil || !bytes.Equal(old, k.Hash[:]) {
+		if err := putOwners(tx, k); err != nil {
+			return err
+		}
+	}
 	return ids.Put([]byte(k.ID), k.Hash[:])
+}
+
+// Owner entries: a kind byte, the owner id with its length first (so that
+// no id is a prefix of another's entries), then the key id.
+const (
+	ownerUser    = 'u'
+	ownerProject = 'p'
+)
+
+func ownerPrefix(kind byte, owner string) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(owner))
+	b = append(b, kind)
+	b = binary.AppendUvarint(b, uint64(len(owner)))
+	return append(b, owner...)
+}
+
+func putOwners(tx *bolt.Tx, k *Key) error {
+	b := tx.Bucket(bucketOwners)
+	for _, o := range []struct {
+		kind byte
+		id   string
+	}{{ownerUser, k.UserID}, {ownerProject, k.ProjectID}} {
+		if o.id == "" {
+			continue
+		}
+		if err := b.Put(append(ownerPrefix(o.kind, o.id), k.ID...), k.Hash[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexOwners builds the owner index of a schema 2 file and marks it
+// schema 3, in the transaction that opens it. A replica keeps no index.
+func indexOwners(tx *bolt.Tx, replica bool) error {
+	if first, _ := tx.Bucket(bucketIDs).Cursor().First(); !replica && first != nil {
+		err := tx.Bucket(bucketKeys).ForEach(func(_, v []byte) error {
+			k, err := decodeKey(v)
+			if err != nil {
+				return err
+			}
+			return putOwners(tx, k)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(metaSchema, u64(SchemaVersion))
 }
 
 // migrateChunk bounds the records migrateKeys holds decoded at once.
