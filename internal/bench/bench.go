@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +58,8 @@ type results struct {
 	memErr           error
 	admin            loadResult
 	adminErr         error
+	list, listSmall  *Histogram // one user's key list, large and small store
+	listErr          error
 	fsyncRate        float64
 	fsyncErr         error
 	revocations      []revocationResult
@@ -187,9 +190,15 @@ func (b *bench) run(ctx context.Context) error {
 		r.restartErr = r.targetErr[targetLarge]
 	}
 
-	// Admin key creations, on the large store with its sidecar following.
+	// Admin key creations, on the large store with its sidecar following,
+	// then one user's key list on both stores.
 	if ctx.Err() == nil {
 		b.adminCreations(ctx, adminL, largeDir)
+	}
+	if ctx.Err() == nil {
+		if b.res.list, b.res.listErr = b.userKeyList(ctx, adminL); b.res.listErr == nil {
+			b.res.listSmall, b.res.listErr = b.userKeyList(ctx, adminS)
+		}
 	}
 	if scL != nil {
 		_, _ = scL.Stop(30 * time.Second)
@@ -321,6 +330,41 @@ func (b *bench) adminCreations(ctx context.Context, admin *childproc.Proc, dir s
 		r.adminErr = fmt.Errorf("no key created (%d non-201 answers, %d errors: %v)", r.admin.Unexpected, r.admin.Errors, r.admin.FirstErr)
 	}
 	b.progress("admin creations with %d clients: %s", o.admins, loadCell(r.admin))
+}
+
+// The key-list measurement: a user with listUserKeys keys, listed
+// listCalls times one after the other.
+const (
+	listUserKeys = 3
+	listCalls    = 200
+)
+
+// userKeyList gives a new user listUserKeys keys on admin and times
+// listCalls operator lists of that user's keys: what a user's own list
+// costs in a store of any size.
+func (b *bench) userKeyList(ctx context.Context, admin *childproc.Proc) (*Histogram, error) {
+	ac := b.cl.adminClient(admin, 1)
+	user := "bench-list-" + admin.Name
+	for i := range listUserKeys {
+		body := map[string]any{"name": fmt.Sprintf("list-%d", i), "scopes": []string{"signals"}, "userId": user}
+		if code, _, err := ac.do(ctx, http.MethodPost, "/api/v1/api-keys", body); err != nil || code != http.StatusCreated {
+			return nil, fmt.Errorf("create the user's key: %d %v", code, err)
+		}
+	}
+	h := NewHistogram()
+	for range listCalls {
+		start := time.Now()
+		code, body, err := ac.do(ctx, http.MethodGet, "/api/v1/api-keys?userId="+user, nil)
+		if err != nil || code != http.StatusOK {
+			return nil, fmt.Errorf("list: %d %v", code, err)
+		}
+		h.Record(time.Since(start))
+		if n := bytes.Count(body, []byte(`"id"`)); n != listUserKeys {
+			return nil, fmt.Errorf("list returned %d keys; want %d", n, listUserKeys)
+		}
+	}
+	b.progress("%s: one user's key list p50 %s p99 %s", admin.Name, ms(h.Quantile(0.5)), ms(h.Quantile(0.99)))
+	return h, nil
 }
 
 // fsyncRate measures how many 4 KiB write + fdatasync pairs one writer

@@ -21,6 +21,7 @@ const (
 	targetCreations    = 1000.0
 	targetRevokeP99    = 100 * time.Millisecond
 	targetRevokeN      = 100
+	targetListP99      = 20 * time.Millisecond // one user's key list on the large store
 )
 
 // print writes the machine, the command and the table.
@@ -160,6 +161,23 @@ func (b *bench) print(w io.Writer) {
 			ratio = fmt.Sprintf("%.2f creations per fsync", created/r.fsyncRate)
 		}
 		t.row("Admin key creations", setup, cell, base, ratio, verdict(created >= targetCreations, fmt.Sprintf("≥ %s/s", count(int(targetCreations)))))
+	}
+	// One user's key list.
+	setup = fmt.Sprintf("operator GET /api/v1/api-keys?userId= for a user with %d keys, %d sequential calls, %s store", listUserKeys, listCalls, large)
+	switch {
+	case r.listErr != nil || r.list == nil:
+		t.row("Admin key list", setup, notMeasured(r.listErr), "—", "—", "—")
+	default:
+		base := "—"
+		if r.listSmall != nil {
+			base = fmt.Sprintf("the same on the %s store: p50 %s · p99 %s", small, ms(r.listSmall.Quantile(0.5)), ms(r.listSmall.Quantile(0.99)))
+		}
+		ratio := "—"
+		if r.listSmall != nil {
+			ratio = fmt.Sprintf("%.1f× p99", ratioDur(r.list.Quantile(0.99), r.listSmall.Quantile(0.99)))
+		}
+		t.row("Admin key list", setup, fmt.Sprintf("p50 %s · p99 %s · max %s", ms(r.list.Quantile(0.5)), ms(r.list.Quantile(0.99)), ms(r.list.Max())),
+			base, ratio, verdict(r.list.Quantile(0.99) < targetListP99, "p99 < 20 ms"))
 	}
 	t.write(w)
 	fmt.Fprintf(w, "\nRun time %v. Sidecars log at the shipped level (info): each denied request (10 %% of the load) writes one JSON log line, included in the figures.\n", time.Since(b.began).Round(time.Second))
