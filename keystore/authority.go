@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -185,13 +186,22 @@ type Usage struct {
 	Count      uint64    `json:"count"`
 }
 
+// MaxUsageSkew is how far ahead of the store's clock a reported use may be:
+// a later LastUsedAt is taken as now + MaxUsageSkew, so that one report
+// from a sidecar with a wrong clock (or a forged one) cannot pin a key's
+// last use in the future for good.
+const MaxUsageSkew = time.Minute
+
 // RecordUsage folds usage reports into the records: the latest LastUsedAt
-// wins and counts add up. Usage is not an enforcement change, so it writes
-// no change-log entry and no audit event. Unknown key ids are ignored.
+// wins, clamped to MaxUsageSkew ahead of the store's clock, and counts add
+// up, saturating at the largest uint64 instead of wrapping. Usage is not an
+// enforcement change, so it writes no change-log entry and no audit event.
+// Unknown key ids are ignored.
 func (s *Store) RecordUsage(batch []Usage) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	latest := s.now().Add(MaxUsageSkew)
 	return s.db.Batch(func(tx *bolt.Tx) error {
 		for _, u := range batch {
 			k, err := getKeyByID(tx, u.KeyID)
@@ -201,11 +211,19 @@ func (s *Store) RecordUsage(batch []Usage) error {
 			if err != nil {
 				return err
 			}
-			if k.LastUsedAt == nil || u.LastUsedAt.After(*k.LastUsedAt) {
-				t := u.LastUsedAt.UTC()
+			at := u.LastUsedAt
+			if at.After(latest) {
+				at = latest
+			}
+			if k.LastUsedAt == nil || at.After(*k.LastUsedAt) {
+				t := at.UTC()
 				k.LastUsedAt = &t
 			}
-			k.UseCount += u.Count
+			if k.UseCount+u.Count < k.UseCount {
+				k.UseCount = math.MaxUint64
+			} else {
+				k.UseCount += u.Count
+			}
 			if err := putKey(tx, k); err != nil {
 				return err
 			}

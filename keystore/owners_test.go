@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -156,5 +157,33 @@ func TestOwnerIndexMigration(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRecordUsageIsBounded: a reported use far in the future is taken as
+// the store's clock plus MaxUsageSkew, so the next real use still moves the
+// key's last use; a count that would wrap saturates.
+func TestRecordUsageIsBounded(t *testing.T) {
+	c := &clock{t: ownersEpoch}
+	s := mustOpen(t, "", c)
+	k := ownedKeys(t, s, c, "u", "", 1)[0]
+	forged := []Usage{{KeyID: k.ID, LastUsedAt: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), Count: math.MaxUint64}}
+	if err := s.RecordUsage(forged); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetKey(k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.now().Add(MaxUsageSkew); got.LastUsedAt == nil || !got.LastUsedAt.Equal(want) || got.UseCount != math.MaxUint64 {
+		t.Fatalf("after a forged report: last used %v, count %d; want %v, %d", got.LastUsedAt, got.UseCount, want, uint64(math.MaxUint64))
+	}
+	c.add(2 * MaxUsageSkew)
+	if err := s.RecordUsage([]Usage{{KeyID: k.ID, LastUsedAt: c.now(), Count: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.GetKey(k.ID)
+	if !got.LastUsedAt.Equal(c.now()) || got.UseCount != math.MaxUint64 {
+		t.Fatalf("a real use after it: last used %v, count %d; want %v and a saturated count", got.LastUsedAt, got.UseCount, c.now())
 	}
 }
