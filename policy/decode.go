@@ -6,38 +6,71 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
-	"sort"
+	"strconv"
 	"strings"
 
 	yamlv2 "go.yaml.in/yaml/v2"
+	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
 // decode strictly decodes data into a Policy. Every failure is a
-// *ValidationError; its problems are the unknown fields with their locations
-// when there are any, else the single decoding error.
+// *ValidationError: the YAML error (syntax, duplicate key, more than one
+// document), else the JSON type error, else one problem per unknown field
+// with its location, all of them.
 func decode(data []byte) (*Policy, error) {
 	// A syntax error after the first document still means there is more
-	// than one; one in the first document is left to UnmarshalStrict.
+	// than one; one in the first document is left to toJSON.
 	if n, err := countDocuments(data); n > 1 || n == 1 && err != nil {
 		return nil, &ValidationError{
 			Problems: []string{"file must hold exactly one YAML document"},
 			err:      err,
 		}
 	}
-	var p Policy
-	err := yaml.UnmarshalStrict(data, &p)
-	// UnmarshalStrict stops at the first unknown field and, like
-	// encoding/json, matches field names case-insensitively: list every
-	// unknown field, case-sensitively, whether or not it failed.
-	if unknown := unknownFields(data); len(unknown) > 0 {
-		return nil, &ValidationError{Problems: unknown, err: err}
-	}
+	j, err := toJSON(data)
 	if err != nil {
 		return nil, &ValidationError{Problems: []string{decodeProblem(err)}, err: err}
 	}
+	var p Policy
+	// Field names match case-sensitively; the strict errors (unknown and
+	// duplicate fields, with their paths) come only when nothing else
+	// failed.
+	strict, err := k8sjson.UnmarshalStrict(j, &p)
+	if err != nil {
+		return nil, &ValidationError{Problems: []string{decodeProblem(err)}, err: err}
+	}
+	if len(strict) > 0 {
+		problems := make([]string, len(strict))
+		for i, e := range strict {
+			problems[i] = strictProblem(e)
+		}
+		return nil, &ValidationError{Problems: problems, err: errors.Join(strict...)}
+	}
 	return &p, nil
+}
+
+// toJSON converts one YAML document to JSON as sigs.k8s.io/yaml does when it
+// decodes into a Policy: strictly (a duplicate key is an error), and guided
+// by the Policy type, so that a YAML number or boolean whose field is a
+// string becomes that string (`realm: yes` is "true", `prefix: 42` is "42").
+// The library hands the converted document to its JSON options as a
+// decoder: the option here takes the document and leaves null to decode.
+func toJSON(data []byte) ([]byte, error) {
+	var (
+		doc    json.RawMessage
+		docErr error
+	)
+	take := func(d *json.Decoder) *json.Decoder {
+		docErr = d.Decode(&doc)
+		return json.NewDecoder(strings.NewReader("null"))
+	}
+	if err := yaml.UnmarshalStrict(data, new(Policy), take); err != nil {
+		return nil, err
+	}
+	if docErr != nil {
+		return nil, fmt.Errorf("converted document: %w", docErr)
+	}
+	return doc, nil
 }
 
 // countDocuments returns the number of YAML documents in data.
@@ -57,94 +90,26 @@ func countDocuments(data []byte) (int, error) {
 	}
 }
 
-// decodeProblem turns a sigs.k8s.io/yaml error into a problem, without the
-// library's layering prefixes.
+// decodeProblem turns a decoding error into a problem, without
+// sigs.k8s.io/yaml's layering prefix.
 func decodeProblem(err error) string {
-	msg := err.Error()
-	for _, prefix := range []string{
-		"error converting YAML to JSON: ",
-		"error unmarshaling JSON: ",
-		"while decoding JSON: ",
-	} {
-		msg = strings.TrimPrefix(msg, prefix)
-	}
+	msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
 	return "decode: " + strings.Join(strings.Fields(msg), " ")
 }
 
-// unknownFields returns one problem per field of data that Policy does not
-// have, in a stable order. It returns nil when data does not decode.
-func unknownFields(data []byte) []string {
-	j, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return nil
+// strictProblem turns a strict error of sigs.k8s.io/json, `unknown field
+// "routes[1].requires"`, into the problem "routes[1].requires: unknown
+// field".
+func strictProblem(err error) string {
+	msg := err.Error()
+	var fe k8sjson.FieldError
+	if !errors.As(err, &fe) {
+		return "decode: " + msg
 	}
-	var v any
-	if err := json.Unmarshal(j, &v); err != nil {
-		return nil
+	path := fe.FieldPath()
+	kind, ok := strings.CutSuffix(msg, " "+strconv.Quote(path))
+	if !ok {
+		kind = msg
 	}
-	var out []string
-	walkUnknown(v, reflect.TypeFor[Policy](), "", &out)
-	return out
-}
-
-// walkUnknown appends a problem for each object key in v that has no field
-// in the JSON shape of t. Values of the wrong shape are left to the decoder.
-func walkUnknown(v any, t reflect.Type, path string, out *[]string) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			name := k
-			if path != "" {
-				name = path + "." + k
-			}
-			ft, ok := jsonField(t, k)
-			if !ok {
-				*out = append(*out, name+": unknown field")
-				continue
-			}
-			walkUnknown(m[k], ft, name, out)
-		}
-	case reflect.Slice:
-		s, ok := v.([]any)
-		if !ok {
-			return
-		}
-		for i, e := range s {
-			walkUnknown(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), out)
-		}
-	}
-}
-
-// jsonField returns the type of the exported field of struct t whose JSON
-// name is exactly name.
-func jsonField(t reflect.Type, name string) (reflect.Type, bool) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if tag == "-" {
-			continue
-		}
-		if tag == "" {
-			tag = f.Name
-		}
-		if tag == name {
-			return f.Type, true
-		}
-	}
-	return nil, false
+	return path + ": " + kind
 }

@@ -325,9 +325,30 @@ var decodeCases = []struct {
 		wantCause: true,
 	},
 	{
-		name: "field name case differs",
-		yaml: `keys: {Formats: [{prefix: k_, charset: hex, length: 8}]}`,
-		want: []string{"keys.Formats: unknown field"},
+		name:      "field name case differs",
+		yaml:      `keys: {Formats: [{prefix: k_, charset: hex, length: 8}]}`,
+		want:      []string{"keys.Formats: unknown field"},
+		wantCause: true,
+	},
+	{
+		name: "unknown fields nested and listed",
+		yaml: policyWith("extra: {a: 1}\nroutes: [{path: /a, Path: /b}, {path: /c, methods: [GET], why: x}]\nmessages: {MissingKey: x}"),
+		want: []string{
+			"extra: unknown field",
+			"messages.MissingKey: unknown field",
+			"routes[0].Path: unknown field",
+			"routes[1].why: unknown field",
+		},
+		wantCause: true,
+	},
+	{
+		// sigs.k8s.io/json reports its strict errors only when nothing
+		// else failed: the type error comes first, the unknown fields
+		// once it is fixed.
+		name:      "wrong type and unknown field",
+		yaml:      `{keys: {formats: [{prefix: k_, charset: hex, length: eight, size: 3}]}, extra: 1}`,
+		want:      []string{"decode: json: cannot unmarshal string into Go struct field Format.keys.formats.length of type int"},
+		wantCause: true,
 	},
 	{
 		name: "every unknown field",
@@ -435,6 +456,34 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if got, want := p.MintFormat(), (Format{Prefix: "k_", Charset: CharsetHex, Length: 8}); got != want {
 		t.Errorf("MintFormat() = %+v, want %+v", got, want)
+	}
+}
+
+// TestParseScalarsIntoStrings: the YAML is converted to JSON guided by the
+// Policy type, as sigs.k8s.io/yaml.Unmarshal does, so a YAML 1.1 boolean or
+// a number whose field is a string decodes as that string (policy/doc.go,
+// "Loading") rather than as a type error.
+func TestParseScalarsIntoStrings(t *testing.T) {
+	p, err := Parse([]byte(`
+keys: {formats: [{prefix: 42, charset: hex, length: 8}]}
+realm: yes
+scopes: [on, 7, 1.5]
+messages: {missingKey: 404}
+`))
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	if got, want := p.Keys.Formats[0].Prefix, "42"; got != want {
+		t.Errorf("prefix = %q, want %q", got, want)
+	}
+	if got, want := p.Realm, "true"; got != want {
+		t.Errorf("Realm = %q, want %q", got, want)
+	}
+	if got, want := p.Scopes, []string{"true", "7", "1.5"}; !slices.Equal(got, want) {
+		t.Errorf("Scopes = %q, want %q", got, want)
+	}
+	if got, want := p.Messages.MissingKey, "404"; got != want {
+		t.Errorf("Messages.MissingKey = %q, want %q", got, want)
 	}
 }
 
