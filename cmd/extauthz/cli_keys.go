@@ -80,7 +80,7 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 		return errUsage
 	}
 	cli, pos, err := parseCLI("users "+sub, "ID", args[1:], getenv, stderr, nil)
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	id, err := oneArg("users "+sub, pos, "ID", stderr)
@@ -141,7 +141,10 @@ func isHelp(s string) bool {
 	return false
 }
 
-// cliKey is a key record as the Nexgent routes return it.
+// cliKey is a key record as the Nexgent routes return it: created or
+// rotated (with key) and listed or fetched (with lastUsedAt). The admin
+// package does not export its response types, so the CLI has its own
+// copies, here and in runUsers and keysImport.
 type cliKey struct {
 	ID         string   `json:"id"`
 	Name       string   `json:"name"`
@@ -155,14 +158,14 @@ type cliKey struct {
 
 func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var name, scopes, expiresAt, userID, projectID string
-	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flags) {
+	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flag.FlagSet) {
 		f.StringVar(&name, "name", "", "name of the key (required)")
 		f.StringVar(&scopes, "scopes", "", "comma-separated scopes (required)")
 		f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339, e.g. 2026-06-01T00:00:00Z (default: never)")
 		f.StringVar(&userID, "user-id", "", "owner user id (default: no owner)")
 		f.StringVar(&projectID, "project-id", "", "project id (default: none)")
 	})
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
@@ -215,11 +218,11 @@ func printRecord(w io.Writer, k cliKey) error {
 
 func keysList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var userID, projectID string
-	cli, pos, err := parseCLI("keys list", "", args, getenv, stderr, func(f *flags) {
+	cli, pos, err := parseCLI("keys list", "", args, getenv, stderr, func(f *flag.FlagSet) {
 		f.StringVar(&userID, "user-id", "", "only keys of this user")
 		f.StringVar(&projectID, "project-id", "", "only keys of this project")
 	})
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
@@ -251,7 +254,7 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 
 func keysGet(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cli, pos, err := parseCLI("keys get", "ID", args, getenv, stderr, nil)
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	id, err := oneArg("keys get", pos, "ID", stderr)
@@ -271,7 +274,7 @@ func keysGet(ctx context.Context, args []string, getenv func(string) string, std
 
 func keysRevoke(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cli, pos, err := parseCLI("keys revoke", "ID", args, getenv, stderr, nil)
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	id, err := oneArg("keys revoke", pos, "ID", stderr)
@@ -291,10 +294,10 @@ func keysRevoke(ctx context.Context, args []string, getenv func(string) string, 
 
 func keysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var grace string
-	cli, pos, err := parseCLI("keys rotate", "ID", args, getenv, stderr, func(f *flags) {
+	cli, pos, err := parseCLI("keys rotate", "ID", args, getenv, stderr, func(f *flag.FlagSet) {
 		f.StringVar(&grace, "grace-period", "24h", `how long the old key keeps working, a Go duration ("0s" revokes it at once)`)
 	})
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	id, err := oneArg("keys rotate", pos, "ID", stderr)
@@ -311,7 +314,7 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 
 func keysImport(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cli, pos, err := parseCLI("keys import", "FILE|-", args, getenv, stderr, nil)
-	if err != nil || cli == nil {
+	if err != nil {
 		return err
 	}
 	path, err := oneArg("keys import", pos, "FILE|-", stderr)
@@ -439,30 +442,26 @@ func (c *adminClient) call(ctx context.Context, method, path string, q url.Value
 }
 
 // parseCLI defines the common flags plus those added by extra, parses args
-// (flags may follow positional arguments) and returns the client and the
-// positional arguments. A nil client with a nil error means --help was
-// shown.
-func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flags)) (*adminClient, []string, error) {
-	f := newFlags(name, getenv, stderr)
+// (flags may follow positional arguments), applies the environment and
+// returns the client and the positional arguments. It returns
+// flag.ErrHelp after --help printed the usage.
+func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*adminClient, []string, error) {
+	f := newFlagSet(name, argsUsage, stderr)
 	var adminURL, token, tokenFile, output string
 	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL")
-	// Not f.StringVar: the token must never show up as a --help default.
-	f.FlagSet.StringVar(&token, "admin-token", "", "operator token (default $EXTAUTHZ_ADMIN_TOKEN); prefer --admin-token-file")
+	f.StringVar(&token, "admin-token", "", "operator token; prefer --admin-token-file")
 	f.StringVar(&tokenFile, "admin-token-file", "", "file holding the operator token (surrounding whitespace trimmed)")
 	f.StringVar(&output, "output", "table", "output format: table or json")
-	f.FlagSet.StringVar(&output, "o", output, "shorthand for --output")
+	f.StringVar(&output, "o", "table", "shorthand for --output")
 	if extra != nil {
 		extra(f)
 	}
-	f.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: extauthz %s [flags] %s\n\nFlags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):\n", name, argsUsage)
-		f.PrintDefaults()
-	}
 	pos, err := parseInterspersed(f, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil, nil, nil
-	}
 	if err != nil {
+		return nil, nil, err
+	}
+	given := onCommandLine(f) // before applyEnv, which sets flags too
+	if err := applyEnv(f, getenv); err != nil {
 		return nil, nil, err
 	}
 	var problems []error
@@ -473,13 +472,14 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL", adminURL))
 	}
-	// Precedence: --admin-token, --admin-token-file, then their variables.
+	// Precedence: --admin-token, --admin-token-file, then their variables
+	// (which applyEnv put into token and tokenFile).
 	switch {
-	case token != "":
-	case tokenFile != "" && flagSet(f, "admin-token-file"):
+	case token != "" && given["admin-token"]:
+	case tokenFile != "" && given["admin-token-file"]:
 		token, err = readSecretFile(tokenFile)
-	case getenv("EXTAUTHZ_ADMIN_TOKEN") != "":
-		token = strings.TrimSpace(getenv("EXTAUTHZ_ADMIN_TOKEN"))
+	case token != "":
+		token = strings.TrimSpace(token)
 	case tokenFile != "":
 		token, err = readSecretFile(tokenFile)
 	default:
@@ -499,25 +499,14 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 	}, pos, nil
 }
 
-// flagSet reports whether the named flag was given on the command line.
-func flagSet(f *flags, name string) bool {
-	found := false
-	f.Visit(func(fl *flag.Flag) {
-		if fl.Name == name {
-			found = true
-		}
-	})
-	return found
-}
-
 // parseInterspersed parses flags that may appear before and after
 // positional arguments ("keys rotate ID --grace-period 1h"). Everything
-// after "--" is positional.
-func parseInterspersed(f *flags, args []string) ([]string, error) {
+// after "--" is positional. Errors are those of parseFlags.
+func parseInterspersed(f *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := f.parse(args); err != nil {
-			return nil, err
+		if err := f.Parse(args); err != nil {
+			return nil, parseError(err)
 		}
 		rest := f.Args()
 		if len(rest) == 0 {

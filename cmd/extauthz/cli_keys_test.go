@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -257,8 +258,8 @@ func TestCLIFlagsAndErrors(t *testing.T) {
 	// --help of a subcommand lists its flags and defaults, never the token.
 	var out, errb bytes.Buffer
 	env := map[string]string{"EXTAUTHZ_ADMIN_TOKEN": cliTestToken}
-	if err := runKeysIO(context.Background(), []string{"rotate", "--help"}, func(k string) string { return env[k] }, nil, &out, &errb); err != nil {
-		t.Fatalf("rotate --help: %v", err)
+	if err := runKeysIO(context.Background(), []string{"rotate", "--help"}, func(k string) string { return env[k] }, nil, &out, &errb); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("rotate --help: %v; want flag.ErrHelp", err)
 	}
 	help := out.String() + errb.String()
 	for _, s := range []string{"-admin-url", "http://127.0.0.1:8181", "-admin-token-file", "-grace-period", `default "24h"`, "-output", `default "table"`} {

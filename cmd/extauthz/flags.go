@@ -7,17 +7,20 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
-	"time"
+	"text/tabwriter"
 )
 
 // errUsage is returned after usage text was printed for a bad command line.
 var errUsage = errors.New("usage")
 
-// exitCode maps run's error to the process exit status.
+// exitCode maps run's error to the process exit status: 0 for none and for
+// flag.ErrHelp (--help printed the usage), 2 for a bad command line.
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	}
 	return 1
@@ -30,84 +33,125 @@ func envName(flagName string) string {
 	return "EXTAUTHZ_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// flags wraps a FlagSet so every flag takes its default from its
-// environment variable; a flag on the command line still wins. Bad
-// environment values are collected and reported by parse.
-type flags struct {
-	*flag.FlagSet
-	getenv func(string) string
-	errs   []error
-}
+// shorthands maps a one-letter alias to its flag: -o is --output. An alias
+// has no variable of its own, and giving it on the command line counts as
+// giving its flag.
+var shorthands = map[string]string{"o": "output"}
 
-func newFlags(name string, getenv func(string) string, out io.Writer) *flags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	f := &flags{FlagSet: fs, getenv: getenv}
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: extauthz %s [flags]\n\nFlags (each also read from EXTAUTHZ_<NAME>):\n", name)
-		fs.PrintDefaults()
+// newFlagSet returns the flag set of "extauthz <name>", whose usage (on
+// --help or a bad flag) is printed to out. argsUsage names the positional
+// arguments, if any.
+func newFlagSet(name, argsUsage string, out io.Writer) *flag.FlagSet {
+	f := flag.NewFlagSet(name, flag.ContinueOnError)
+	f.SetOutput(out)
+	f.Usage = func() {
+		fmt.Fprintf(out, "Usage: extauthz %s [flags]", name)
+		if argsUsage != "" {
+			fmt.Fprintf(out, " %s", argsUsage)
+		}
+		fmt.Fprint(out, "\n\nFlags (each also read from its variable; a flag on the command line wins):\n")
+		printFlags(out, f)
 	}
 	return f
 }
 
-func (f *flags) env(name string) (string, bool) {
-	v := f.getenv(envName(name))
-	return v, v != ""
-}
-
-func (f *flags) StringVar(p *string, name, def, usage string) {
-	if v, ok := f.env(name); ok {
-		def = v
-	}
-	f.FlagSet.StringVar(p, name, def, usage)
-}
-
-func (f *flags) BoolVar(p *bool, name string, def bool, usage string) {
-	if v, ok := f.env(name); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", envName(name), err))
-		} else {
-			def = b
+// printFlags writes one line per flag, "  --name VALUE  usage (default D,
+// env EXTAUTHZ_NAME)", in the spelling of the docs; an empty default, or a
+// bool's false, is left out.
+func printFlags(w io.Writer, f *flag.FlagSet) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	f.VisitAll(func(fl *flag.Flag) {
+		if _, alias := shorthands[fl.Name]; alias {
+			return
 		}
-	}
-	f.FlagSet.BoolVar(p, name, def, usage)
+		names := "--" + fl.Name
+		for short, long := range shorthands {
+			if long == fl.Name && f.Lookup(short) != nil {
+				names = "-" + short + ", " + names
+			}
+		}
+		value, usage := flag.UnquoteUsage(fl)
+		if value != "" {
+			names += " " + value
+		}
+		var notes []string
+		var current any // only its type: the default is fl.DefValue
+		if g, ok := fl.Value.(flag.Getter); ok {
+			current = g.Get()
+		}
+		switch current.(type) {
+		case string:
+			if fl.DefValue != "" {
+				notes = append(notes, fmt.Sprintf("default %q", fl.DefValue))
+			}
+		case bool:
+			if fl.DefValue != "false" {
+				notes = append(notes, "default "+fl.DefValue)
+			}
+		default:
+			if fl.DefValue != "" {
+				notes = append(notes, "default "+fl.DefValue)
+			}
+		}
+		notes = append(notes, "env "+envName(fl.Name))
+		fmt.Fprintf(tw, "  %s\t%s (%s)\n", names, usage, strings.Join(notes, ", "))
+	})
+	tw.Flush()
 }
 
-func (f *flags) DurationVar(p *time.Duration, name string, def time.Duration, usage string) {
-	if v, ok := f.env(name); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", envName(name), err))
-		} else {
-			def = d
-		}
+// parseFlags parses args, then applies the environment (applyEnv). It
+// returns flag.ErrHelp after --help printed the usage, errUsage after a bad
+// command line printed it, and the bad environment values.
+func parseFlags(f *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := f.Parse(args); err != nil {
+		return parseError(err)
 	}
-	f.FlagSet.DurationVar(p, name, def, usage)
+	return applyEnv(f, getenv)
 }
 
-func (f *flags) IntVar(p *int, name string, def int, usage string) {
-	if v, ok := f.env(name); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s: %w", envName(name), err))
-		} else {
-			def = n
-		}
+// parseError maps an error of FlagSet.Parse, which already printed it and
+// the usage: flag.ErrHelp stays, anything else is a bad command line.
+func parseError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return flag.ErrHelp
 	}
-	f.FlagSet.IntVar(p, name, def, usage)
+	return errUsage
 }
 
-// parse parses args. It returns flag.ErrHelp after --help printed the
-// usage, errUsage for a bad command line, and bad environment values.
-func (f *flags) parse(args []string) error {
-	if err := f.FlagSet.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return flag.ErrHelp
+// applyEnv sets every flag of f that was not on the command line from its
+// variable, EXTAUTHZ_<NAME>, when that is set and not empty. Every bad value
+// is reported, each naming its variable.
+func applyEnv(f *flag.FlagSet, getenv func(string) string) error {
+	given := onCommandLine(f)
+	var errs []error
+	f.VisitAll(func(fl *flag.Flag) {
+		if _, alias := shorthands[fl.Name]; alias || given[fl.Name] {
+			return
 		}
-		return errUsage
-	}
-	return errors.Join(f.errs...)
+		name := envName(fl.Name)
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if err := f.Set(fl.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("invalid value %q for %s: %w", v, name, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// onCommandLine returns the names of the flags given on the command line,
+// an alias counting as its flag. Call it before applyEnv: FlagSet.Visit
+// also sees the flags that Set set.
+func onCommandLine(f *flag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) {
+		if long, alias := shorthands[fl.Name]; alias {
+			given[long] = true
+		}
+		given[fl.Name] = true
+	})
+	return given
 }
 
 // readSecretFile reads a token or secret file, trimming surrounding

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +22,8 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, errUsage) {
+		// Usage was printed for flag.ErrHelp (exit 0) and errUsage (exit 2).
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "extauthz:", err)
 		}
 		os.Exit(exitCode(err))
@@ -29,6 +31,7 @@ func main() {
 }
 
 // run dispatches a command line; it is main without the process globals.
+// A command's --help prints its usage and returns flag.ErrHelp.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		usage(stderr)

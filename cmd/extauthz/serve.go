@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -87,7 +86,7 @@ func syncInterval(d time.Duration) time.Duration {
 
 func parseServeFlags(r role, args []string, getenv func(string) string, out io.Writer) (*serveConfig, error) {
 	c := &serveConfig{}
-	f := newFlags(string(r), getenv, out)
+	f := newFlagSet(string(r), "", out)
 	defaultDir := "/var/lib/extauthz"
 	if r == roleStandalone {
 		defaultDir = "./data"
@@ -129,7 +128,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	f.DurationVar(&c.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
 	f.StringVar(&c.pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	f.DurationVar(&c.releaseEvery, "release-memory-interval", time.Minute, "how often the store's mapped file pages are given back to the page cache (0: never)")
-	if err := f.parse(args); err != nil {
+	if err := parseFlags(f, args, getenv); err != nil {
 		return nil, err
 	}
 	if f.NArg() > 0 {
@@ -170,12 +169,10 @@ func newLogger(c *serveConfig, r role, out io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "extauthz").Str("role", string(r)).Str("version", version).Logger()
 }
 
-// runServe runs standalone, admin or sidecar until ctx ends, then drains.
+// runServe runs standalone, admin or sidecar until ctx ends, then drains. It
+// returns flag.ErrHelp after --help printed the usage.
 func runServe(ctx context.Context, r role, args []string, getenv func(string) string, stderr io.Writer) error {
 	c, err := parseServeFlags(r, args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
