@@ -216,6 +216,14 @@ func (n *node) closeAll() {
 	}
 }
 
+// Limits of the gRPC port (docs/security.md): 256 concurrent streams of at
+// most 64 KiB of headers bound what one connection can make the sidecar
+// hold to 16 MiB, well above what Envoy sends.
+const (
+	grpcMaxHeaderListSize    = 64 << 10
+	grpcMaxConcurrentStreams = 256
+)
+
 func (n *node) build() error {
 	c := n.cfg
 	var err error
@@ -336,6 +344,14 @@ func (n *node) build() error {
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.MaxRecvMsgSize(4<<20),
 			grpc.ConnectionTimeout(10*time.Second), // like the HTTP ports' 10s header timeouts
+			// Bounded memory per connection: Envoy's ext_authz calls carry a few
+			// KiB of metadata (the request's headers travel in the message), and
+			// it opens more connections when a server's stream limit is reached.
+			// Without these, one connection opening streams with megabytes of
+			// headers and no data made the heap grow without bound.
+			grpc.MaxHeaderListSize(grpcMaxHeaderListSize),
+			grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 			grpc.ForceServerCodecV2(door.Codec()),
 			grpc.NumStreamWorkers(streamWorkers()),
 		)
