@@ -1,13 +1,14 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/extauthz/extauthz/bearer"
+	"github.com/extauthz/extauthz/keycheck"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/secret"
 )
 
 // Client-facing authentication messages.
@@ -65,6 +66,8 @@ type authError struct {
 	reason string
 }
 
+func (e *authError) Error() string { return e.reason }
+
 var (
 	errNoCredential      = &authError{http.StatusUnauthorized, "no credential"}
 	errBadCredential     = &authError{http.StatusUnauthorized, "invalid credential"}
@@ -74,10 +77,12 @@ var (
 	errUnsupportedScheme = &authError{http.StatusUnauthorized, "not a Bearer credential"}
 )
 
-// bearerToken extracts the credential of "Authorization: Bearer <token>".
-// The scheme is case-insensitive; exactly one header, one space-separated
-// token, no control characters.
-func bearerToken(h http.Header) (string, *authError) {
+// bearerCredential extracts the credential of "Authorization: Bearer
+// <token>" by package bearer's rule (case-insensitive scheme, only spaces
+// and tabs trimmed), and refuses more than one Authorization header, a
+// token over maxCredentialLength and one with spaces or control
+// characters in it. The error is an *authError.
+func bearerCredential(h http.Header) (string, error) {
 	vals := h.Values("Authorization")
 	switch len(vals) {
 	case 0:
@@ -86,20 +91,13 @@ func bearerToken(h http.Header) (string, *authError) {
 	default:
 		return "", errMultipleAuthz
 	}
-	return parseBearer(vals[0])
-}
-
-// parseBearer parses one Authorization header value.
-func parseBearer(v string) (string, *authError) {
-	v = strings.TrimSpace(v)
-	if v == "" {
+	if bearer.TrimOWS(vals[0]) == "" {
 		return "", errNoCredential
 	}
-	scheme, token, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	token, ok := bearer.Token(vals[0])
+	if !ok {
 		return "", errUnsupportedScheme
 	}
-	token = strings.TrimLeft(token, " ")
 	if token == "" || len(token) > maxCredentialLength {
 		return "", errBadCredential
 	}
@@ -112,68 +110,50 @@ func parseBearer(v string) (string, *authError) {
 }
 
 // authenticate classifies the request's credential (see the package doc).
-// The returned error is an *authError, or errStoreUnavailable wrapped when
-// the store cannot be read.
-func (s *Server) authenticate(r *http.Request) (principal, *authError, error) {
-	token, aerr := bearerToken(r.Header)
-	if aerr != nil {
-		return principal{}, aerr, nil
+// A refused credential is an *authError; a store that cannot be read is
+// errStoreUnavailable joined with the store's error.
+func (s *Server) authenticate(r *http.Request) (principal, error) {
+	token, err := bearerCredential(r.Header)
+	if err != nil {
+		return principal{}, err
 	}
-	if s.isOperator(token) {
-		return principal{kind: kindOperator}, nil, nil
+	if s.operator.Matches(token) {
+		return principal{kind: kindOperator}, nil
 	}
 	if s.jwt.enabled() && looksLikeJWT(token) {
 		sub, err := s.jwt.verify(token)
 		if err != nil {
 			s.log.Debug().Str("reason", err.Error()).Msg("jwt rejected")
-			return principal{}, errBadCredential, nil
+			return principal{}, errBadCredential
 		}
 		u, err := s.store.GetUser(sub)
 		if err != nil {
-			return principal{}, nil, errors.Join(errStoreUnavailable, err)
+			return principal{}, errors.Join(errStoreUnavailable, err)
 		}
 		if !u.Active {
-			return principal{}, errInactiveJWTUser, nil
+			return principal{}, errInactiveJWTUser
 		}
-		return principal{kind: kindUser, userID: sub}, nil, nil
+		return principal{kind: kindUser, userID: sub}, nil
 	}
 	k, err := s.validKey(token)
 	if err != nil {
-		return principal{}, nil, err
+		return principal{}, err
 	}
 	if k == nil {
-		return principal{}, errBadCredential, nil
+		return principal{}, errBadCredential
 	}
-	return principal{kind: kindKey, key: k}, nil, nil
+	return principal{kind: kindKey, key: k}, nil
 }
 
-// isOperator compares token with the operator token in constant time on
-// equal-length SHA-256 digests.
-func (s *Server) isOperator(token string) bool {
-	if !s.hasOperator {
-		return false
-	}
-	d := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(d[:], s.operator[:]) == 1
-}
-
-// validKey returns the record of raw when it is a valid key, checked as the
-// enforcement path checks it (format accepted by the current policy, known,
-// not revoked, not expired, owner active), nil when it is not, and an error
-// when the store fails.
+// validKey returns the record of raw when it is a valid key by the
+// enforcement path's own check (keycheck), nil when it is not, and an
+// error when the store fails.
 func (s *Server) validKey(raw string) (*keystore.Key, error) {
-	if !s.policy().ValidKey(raw) {
-		return nil, nil
-	}
-	res, err := s.store.Lookup(keystore.HashKey(raw))
-	if errors.Is(err, keystore.ErrNotFound) {
-		return nil, nil
-	}
+	k, verdict, err := keycheck.Check(s.policy(), s.store, raw, s.now())
 	if err != nil {
 		return nil, errors.Join(errStoreUnavailable, err)
 	}
-	k := res.Key
-	if k.Revoked() || k.Expired(s.now()) || !res.OwnerActive {
+	if verdict != keycheck.Valid {
 		return nil, nil
 	}
 	return k, nil
@@ -184,25 +164,27 @@ func looksLikeJWT(token string) bool {
 	return strings.Count(token, ".") == 2
 }
 
+// adminChallenge is the WWW-Authenticate of every 401.
+const adminChallenge = `Bearer realm="admin"`
+
 // authorize authenticates the request and applies the route's access rule.
-// On refusal it has written the response and returns false.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (principal, bool) {
-	p, aerr, err := s.authenticate(r)
-	if err != nil {
-		s.serverError(w, r, principal{}, err)
-		return principal{}, false
+// A refusal is a *requestError; any other error is the store's.
+func (s *Server) authorize(r *http.Request, a access) (principal, error) {
+	p, err := s.authenticate(r)
+	var aerr *authError
+	if err != nil && !errors.As(err, &aerr) {
+		return principal{}, err
 	}
 	if a == accessProjectCreate && s.publicCreate {
 		if aerr != nil {
-			return principal{kind: kindAnonymous}, true
+			return principal{kind: kindAnonymous}, nil
 		}
-		return p, true
+		return p, nil
 	}
 	if aerr != nil {
 		s.log.Debug().Str("route", r.Pattern).Str("reason", aerr.reason).Msg("admin request refused")
 		if aerr.status == http.StatusForbidden {
-			writeError(w, http.StatusForbidden, msgUserInactive)
-			return principal{}, false
+			return principal{}, &requestError{status: http.StatusForbidden, msg: msgUserInactive}
 		}
 		msg := msgInvalidCreds
 		switch {
@@ -211,44 +193,40 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (pr
 		case aerr == errNoCredential:
 			msg = msgAuthRequired
 		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
-		writeError(w, http.StatusUnauthorized, msg)
-		return principal{}, false
+		return principal{}, &requestError{status: http.StatusUnauthorized, msg: msg, challenge: adminChallenge}
 	}
 	if p.kind == kindOperator {
-		return p, true
+		return p, nil
 	}
 	switch a {
 	case accessUser:
 		if p.kind == kindUser {
-			return p, true
+			return p, nil
 		}
-		writeError(w, http.StatusForbidden, msgUserOrOperator)
+		return principal{}, forbidden(msgUserOrOperator)
 	case accessProject:
 		if p.kind == kindKey {
-			return p, true
+			return p, nil
 		}
-		writeError(w, http.StatusForbidden, msgProjectKeyOnly)
+		return principal{}, forbidden(msgProjectKeyOnly)
 	default:
-		writeError(w, http.StatusForbidden, msgOperatorOnly)
+		return principal{}, forbidden(msgOperatorOnly)
 	}
-	return principal{}, false
 }
 
 // projectAccess checks that a project-key caller belongs to project pid
-// and holds perm. The operator always passes. On refusal it has written
-// the 403 and returns false.
-func (s *Server) projectAccess(w http.ResponseWriter, p principal, pid, perm string) bool {
+// and holds perm. The operator always passes. A refusal is a 403
+// *requestError. The project ids are compared in constant time (package
+// secret), though they are not secret.
+func (s *Server) projectAccess(p principal, pid, perm string) error {
 	if p.kind == kindOperator {
-		return true
+		return nil
 	}
-	if p.key == nil || p.key.ProjectID == "" || subtle.ConstantTimeCompare([]byte(p.key.ProjectID), []byte(pid)) != 1 {
-		writeError(w, http.StatusForbidden, msgWrongProject)
-		return false
+	if p.key == nil || p.key.ProjectID == "" || !secret.Equal(p.key.ProjectID, pid) {
+		return forbidden(msgWrongProject)
 	}
 	if !s.policy().Grants(p.key.Scopes, perm) {
-		writeError(w, http.StatusForbidden, msgInsufficient+perm)
-		return false
+		return forbidden(msgInsufficient + perm)
 	}
-	return true
+	return nil
 }

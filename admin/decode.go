@@ -2,80 +2,70 @@ package admin
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"reflect"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/strictjson"
 )
 
-// requestError is a client error: a 4xx status and its message.
+// requestError is a client error: a 4xx status and its message (and, on
+// a 401, the WWW-Authenticate challenge). Handlers return it; ServeHTTP's
+// one error path answers it.
 type requestError struct {
-	status int
-	msg    string
+	status    int
+	msg       string
+	challenge string
 }
 
 func (e *requestError) Error() string { return e.msg }
 
 func badRequest(format string, args ...any) *requestError {
-	return &requestError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	return &requestError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
 }
 
-// writeJSON writes v as the JSON response body. Responses can carry a raw
-// key, so none may be cached.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":"internal error"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+func forbidden(msg string) *requestError {
+	return &requestError{status: http.StatusForbidden, msg: msg}
 }
 
-// errorBody is every error response.
-type errorBody struct {
-	Error string `json:"error"`
+func notFound(msg string) *requestError {
+	return &requestError{status: http.StatusNotFound, msg: msg}
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Error: msg})
+func conflict(msg string) *requestError {
+	return &requestError{status: http.StatusConflict, msg: msg}
 }
 
-func writeRequestError(w http.ResponseWriter, err *requestError) {
-	writeError(w, err.status, err.msg)
+func unsupportedMedia(msg string) *requestError {
+	return &requestError{status: http.StatusUnsupportedMediaType, msg: msg}
 }
 
 // checkContentType accepts the media type want with optional parameters
-// (a charset must be utf-8).
-func checkContentType(h http.Header, want string) *requestError {
+// (a charset must be utf-8). A refusal is a 415 *requestError.
+func checkContentType(h http.Header, want string) error {
 	ct := h.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil || mt != want {
-		return &requestError{http.StatusUnsupportedMediaType, "Content-Type must be " + want}
+		return unsupportedMedia("Content-Type must be " + want)
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return &requestError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+		return unsupportedMedia("charset must be utf-8")
 	}
 	return nil
 }
 
 // readJSONBody reads and strictly decodes a JSON object body of at most
 // MaxBodyBytes into dst. With optional, an empty body leaves dst untouched
-// and reports empty = true; the Content-Type is then not required.
-func readJSONBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) (empty bool, rerr *requestError) {
+// and reports empty = true; the Content-Type is then not required. Every
+// error is a *requestError.
+func readJSONBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) (empty bool, err error) {
 	hasCT := r.Header.Get("Content-Type") != ""
 	if hasCT || !optional {
 		if err := checkContentType(r.Header, "application/json"); err != nil {
@@ -87,7 +77,7 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, dst any, optional bool
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return false, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)}
+			return false, &requestError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)}
 		}
 		return false, badRequest("reading request body: %v", err)
 	}
@@ -98,143 +88,20 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, dst any, optional bool
 		return false, badRequest("request body is required")
 	}
 	if !hasCT {
-		return false, &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+		return false, unsupportedMedia("Content-Type must be application/json")
 	}
 	return false, decodeJSON(data, dst, "request body")
 }
 
-// decodeJSON strictly decodes exactly one JSON object from data into dst:
-// unknown fields, wrong types and trailing data are errors naming what is
-// wrong. what names data in messages ("request body", "line").
-func decodeJSON(data []byte, dst any, what string) *requestError {
-	if !utf8.Valid(data) {
-		return badRequest("%s is not valid UTF-8", what)
-	}
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return badRequest("%s must be a JSON object", what)
-	}
-	if rerr := checkFieldNames(data, dst); rerr != nil {
-		return rerr
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return jsonError(err, dst, what)
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return badRequest("unexpected data after the JSON object")
+// decodeJSON strictly decodes exactly one JSON object from data into dst
+// (package strictjson): unknown, repeated or differently cased field
+// names, wrong types and trailing data are a 400 naming what is wrong.
+// what names data in messages ("request body", "line").
+func decodeJSON(data []byte, dst any, what string) error {
+	if err := strictjson.Unmarshal(data, dst, what); err != nil {
+		return badRequest("%s", err)
 	}
 	return nil
-}
-
-// checkFieldNames walks the top-level members of the object in data and
-// refuses a name that is not exactly one of dst's JSON field names
-// (encoding/json alone would accept "Name" for "name") or that appears
-// twice (parsers disagree on which one wins). Syntax errors are left to the
-// decoder, which reports them.
-func checkFieldNames(data []byte, dst any) *requestError {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil
-		}
-		if jsonFieldType(dst, name) == nil {
-			return badRequest("unknown field %q", truncate(name, 64))
-		}
-		if seen[name] {
-			return badRequest("duplicate field %q", name)
-		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
-		}
-	}
-	return nil
-}
-
-// jsonError turns a decoding error into a message naming the field. dst
-// is the value decoded into, to describe the field's expected type.
-func jsonError(err error, dst any, what string) *requestError {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return badRequest("malformed JSON at byte %d", se.Offset)
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return badRequest("malformed JSON: unexpected end of input")
-	case errors.As(err, &te):
-		if te.Field == "" {
-			return badRequest("%s must be a JSON object", what)
-		}
-		want := te.Type
-		if ft := jsonFieldType(dst, te.Field); ft != nil {
-			want = ft
-		}
-		return badRequest("%s: must be %s, got %s", te.Field, describeType(want), te.Value)
-	}
-	msg := err.Error()
-	if i := strings.Index(msg, "unknown field "); i >= 0 {
-		return badRequest("%s", msg[i:])
-	}
-	return badRequest("invalid JSON: %s", strings.TrimPrefix(msg, "json: "))
-}
-
-// jsonFieldType returns the type of the top-level field of *dst whose JSON
-// name is name, or nil.
-func jsonFieldType(dst any, name string) reflect.Type {
-	t := reflect.TypeOf(dst)
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil || t.Kind() != reflect.Struct {
-		return nil
-	}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name {
-			return f.Type
-		}
-	}
-	return nil
-}
-
-// describeType names a Go type as its JSON kind.
-func describeType(t reflect.Type) string {
-	if t == nil {
-		return "a different type"
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.String {
-			return "an array of strings"
-		}
-		return "an array"
-	case reflect.Map, reflect.Struct:
-		return "an object"
-	case reflect.Int, reflect.Int64, reflect.Uint64, reflect.Float64:
-		return "a number"
-	default:
-		return "a different type"
-	}
 }
 
 // fieldErrors collects validation problems, each naming its field.
@@ -244,8 +111,8 @@ func (fe *fieldErrors) add(field, format string, args ...any) {
 	*fe = append(*fe, field+": "+fmt.Sprintf(format, args...))
 }
 
-// err returns nil or a 400 listing every problem.
-func (fe fieldErrors) err() *requestError {
+// err returns nil or a 400 *requestError listing every problem.
+func (fe fieldErrors) err() error {
 	if len(fe) == 0 {
 		return nil
 	}

@@ -9,7 +9,8 @@
 //
 // # Callers
 //
-// Every route needs a credential in "Authorization: Bearer <value>", except
+// Every route needs a credential in "Authorization: Bearer <value>" (read
+// by package bearer's rule: only spaces and tabs around it are trimmed), except
 // POST /api/v1/projects when Options.PublicProjectCreate is set. The value is
 // classified in this order:
 //
@@ -18,10 +19,10 @@
 //  2. a JWT (three dot-separated parts) when Options.JWT configures key
 //     material: a user whose id is the "sub" claim; may call the Nexgent
 //     routes for its own keys;
-//  3. anything else is an API key, checked like the enforcement path does
-//     (format accepted by the current policy, hash known, not revoked, not
-//     expired, owner active): a project key may call the NexGraph routes
-//     of its own project.
+//  3. anything else is an API key, checked by the enforcement path's own
+//     key check (package keycheck: format accepted by the current policy,
+//     hash known, not revoked, not expired, owner active): a project key
+//     may call the NexGraph routes of its own project.
 //
 // A missing or invalid credential is a 401 with WWW-Authenticate; a valid
 // credential on a route its kind may not use is a 403.

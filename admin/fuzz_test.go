@@ -48,9 +48,10 @@ func FuzzDecodeBodies(f *testing.F) {
 	s := &Server{now: func() time.Time { return now }, policy: func() *policy.Policy { return pol }}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, dst := range []any{&createKeyRequest{}, &rotateKeyRequest{}, &createProjectRequest{}, &createProjectKeyRequest{}, &setUserRequest{}, &importLine{}} {
-			if rerr := decodeJSON(data, dst, "request body"); rerr != nil {
-				if rerr.status != http.StatusBadRequest || rerr.msg == "" {
-					t.Fatalf("decodeJSON(%q) into %T = %d %q; want a 400 with a message", data, dst, rerr.status, rerr.msg)
+			if err := decodeJSON(data, dst, "request body"); err != nil {
+				var rerr *requestError
+				if !errors.As(err, &rerr) || rerr.status != http.StatusBadRequest || rerr.msg == "" {
+					t.Fatalf("decodeJSON(%q) into %T = %v; want a 400 with a message", data, dst, err)
 				}
 				continue
 			}
@@ -59,10 +60,11 @@ func FuzzDecodeBodies(f *testing.F) {
 				continue
 			}
 			for _, p := range []principal{{kind: kindOperator}, {kind: kindUser, userID: "u"}} {
-				k, rerr := s.validateCreateKey(req, p, pol)
-				if rerr != nil {
-					if rerr.status/100 != 4 || rerr.msg == "" {
-						t.Fatalf("validateCreateKey(%q) = %d %q; want a 4xx", data, rerr.status, rerr.msg)
+				k, err := s.validateCreateKey(req, p, pol)
+				if err != nil {
+					var rerr *requestError
+					if !errors.As(err, &rerr) || rerr.status/100 != 4 || rerr.msg == "" {
+						t.Fatalf("validateCreateKey(%q) = %v; want a 4xx", data, err)
 					}
 					continue
 				}
@@ -123,10 +125,10 @@ func FuzzImportLine(f *testing.F) {
 		}
 
 		const max = 16
-		lr := newLineReader(bytes.NewReader(line), max)
+		lr := newImportReader(bytes.NewReader(line), max)
 		lines := 0
 		for {
-			l, tooLong, err := lr.next()
+			l, tooLong, err := nextImportLine(lr, max)
 			if errors.Is(err, io.EOF) {
 				break
 			}
@@ -167,17 +169,18 @@ func FuzzBearer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, header string) {
 		r, _ := http.NewRequest("GET", "/api/v1/api-keys", nil)
 		r.Header.Set("Authorization", header)
-		p, aerr, err := e.srv.authenticate(r)
+		p, err := e.srv.authenticate(r)
 		if err != nil {
-			t.Fatalf("store error for %q: %v", header, err)
-		}
-		if aerr != nil {
+			var aerr *authError
+			if !errors.As(err, &aerr) {
+				t.Fatalf("store error for %q: %v", header, err)
+			}
 			if aerr.status != http.StatusUnauthorized && aerr.status != http.StatusForbidden {
 				t.Fatalf("status %d for %q", aerr.status, header)
 			}
 			return
 		}
-		token, _ := parseBearer(header)
+		token, _ := bearerCredential(r.Header)
 		switch p.kind {
 		case kindOperator:
 			if token != testAdminToken {

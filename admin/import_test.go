@@ -20,7 +20,7 @@ import (
 
 func hashOf(raw string) string { return keystore.HashKey(raw).String() }
 
-func ndjson(lines ...string) string { return strings.Join(lines, "\n") + "\n" }
+func ndjsonBody(lines ...string) string { return strings.Join(lines, "\n") + "\n" }
 
 func (e *testEnv) importNDJSON(token string, body any) response {
 	e.t.Helper()
@@ -48,7 +48,7 @@ func TestImport(t *testing.T) {
 	line := func(raw, extra string) string {
 		return fmt.Sprintf(`{"hash":%q,"prefix":%q,"name":"imported","scopes":["signals"]%s}`, hashOf(raw), raw[:8], extra)
 	}
-	body := ndjson(
+	body := ndjsonBody(
 		line(rawA, `,"createdAt":"2023-05-01T12:00:00Z","userId":"u1","projectId":"p1"`), // 1 imported
 		line(rawB, ""),                     // 2 imported
 		line(rawA, ""),                     // 3 skipped: repeated in the file
@@ -212,7 +212,7 @@ func TestImportOutlivesReadTimeout(t *testing.T) {
 
 func TestLineReader(t *testing.T) {
 	long := strings.Repeat("y", 40)
-	lr := newLineReader(strings.NewReader("a\r\n"+long+"\nbb\n\n"+long+long+"\nlast"), 32)
+	lr := newImportReader(strings.NewReader("a\r\n"+long+"\nbb\n\n"+long+long+"\nlast"), 32)
 	type got struct {
 		line    string
 		n       int
@@ -220,18 +220,56 @@ func TestLineReader(t *testing.T) {
 	}
 	var out []got
 	for {
-		line, tooLong, err := lr.next()
+		line, tooLong, err := nextImportLine(lr, 32)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, got{string(line), lr.n, tooLong})
+		out = append(out, got{string(line), lr.Line(), tooLong})
 	}
 	want := []got{{"a", 1, false}, {"", 2, true}, {"bb", 3, false}, {"", 4, false}, {"", 5, true}, {"last", 6, false}}
 	if fmt.Sprint(out) != fmt.Sprint(want) {
 		t.Errorf("lines = %v; want %v", out, want)
+	}
+}
+
+// TestImportLineLimit: the limit is MaxImportLineBytes without the line
+// ending, LF or CRLF alike; a longer line is an error for that line alone.
+func TestImportLineLimit(t *testing.T) {
+	exact := strings.Repeat("x", MaxImportLineBytes)
+	over := exact + "x"
+	for _, tc := range []struct {
+		name    string
+		in      string
+		tooLong []bool
+	}{
+		{"LF", exact + "\n" + over + "\nz\n", []bool{false, true, false}},
+		{"CRLF", exact + "\r\n" + over + "\r\nz\r\n", []bool{false, true, false}},
+		{"last line without newline", over, []bool{true}},
+		{"far over", strings.Repeat(over, 3) + "\nz", []bool{true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lr := newImportReader(strings.NewReader(tc.in), MaxImportLineBytes)
+			var got []bool
+			for {
+				line, tooLong, err := nextImportLine(lr, MaxImportLineBytes)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !tooLong && len(line) > MaxImportLineBytes {
+					t.Fatalf("line of %d bytes accepted", len(line))
+				}
+				got = append(got, tooLong)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.tooLong) {
+				t.Errorf("too long = %v; want %v", got, tc.tooLong)
+			}
+		})
 	}
 }
 

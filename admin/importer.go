@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -11,7 +10,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/ndjson"
 	"github.com/extauthz/extauthz/policy"
 )
 
@@ -54,8 +55,8 @@ func (res *importResponse) addError(line int, msg string) {
 // with a new id. Blank lines are the caller's business.
 func parseImportLine(line []byte, pol *policy.Policy) (*keystore.Key, error) {
 	var in importLine
-	if rerr := decodeJSON(line, &in, "line"); rerr != nil {
-		return nil, errors.New(rerr.msg)
+	if err := decodeJSON(line, &in, "line"); err != nil {
+		return nil, err
 	}
 	var fe fieldErrors
 	k := &keystore.Key{}
@@ -115,47 +116,35 @@ func parseImportLine(line []byte, pol *policy.Policy) (*keystore.Key, error) {
 		}
 		k.ExpiresAt = &t
 	}
-	if len(fe) > 0 {
-		return nil, errors.New(fe.err().msg)
+	if err := fe.err(); err != nil {
+		return nil, err
 	}
 	k.ID = uuid.NewString()
 	return k, nil
 }
 
-// lineReader yields NDJSON lines of at most max bytes without holding more
-// than one line in memory. A longer line is reported as too long and
-// skipped up to its newline.
-type lineReader struct {
-	br  *bufio.Reader
-	max int
-	n   int // number of the line last returned, from 1
+// newImportReader reads import lines of at most max bytes without their
+// line ending, which may be CRLF (see nextImportLine).
+func newImportReader(r io.Reader, max int) *ndjson.Reader {
+	return ndjson.NewReader(r, max+len("\r\n"))
 }
 
-func newLineReader(r io.Reader, max int) *lineReader {
-	return &lineReader{br: bufio.NewReaderSize(r, max+2), max: max}
-}
-
-// next returns the next line without its line ending. tooLong reports a
-// line over the limit (line is then nil). err is io.EOF at the end.
-func (lr *lineReader) next() (line []byte, tooLong bool, err error) {
-	b, err := lr.br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = lr.br.ReadSlice('\n')
-		}
-		lr.n++
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, false, err
-		}
+// nextImportLine returns the next line from lr, a newImportReader of the
+// same max, without its line ending ("\n" or "\r\n"; the last line needs
+// none). tooLong reports a line of more than max bytes without its line
+// ending (line is then nil); reading goes on after it. err is io.EOF at
+// the end, or the body's read error.
+func nextImportLine(lr *ndjson.Reader, max int) (line []byte, tooLong bool, err error) {
+	b, err := lr.Next()
+	switch {
+	case errors.Is(err, ndjson.ErrTooLong):
 		return nil, true, nil
-	}
-	if err != nil && (!errors.Is(err, io.EOF) || len(b) == 0) {
+	case err != nil:
 		return nil, false, err
 	}
-	lr.n++
 	b = bytes.TrimSuffix(b, []byte{'\n'})
 	b = bytes.TrimSuffix(b, []byte{'\r'})
-	if len(b) > lr.max {
+	if len(b) > max {
 		return nil, true, nil
 	}
 	return b, false, nil
@@ -166,10 +155,9 @@ const releaseEvery = 1
 
 // importKeys streams NDJSON records into the store in chunks of
 // ImportChunkSize; memory stays bounded whatever the body size.
-func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal) {
-	if rerr := checkContentType(r.Header, "application/x-ndjson"); rerr != nil {
-		writeRequestError(w, rerr)
-		return
+func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := checkContentType(r.Header, "application/x-ndjson"); err != nil {
+		return err
 	}
 	rc := http.NewResponseController(w)
 	extendDeadline := func() {
@@ -188,7 +176,7 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 		}
 		ir, err := s.store.ImportKeys(chunk, p.actor())
 		if err != nil {
-			return err
+			return fmt.Errorf("import after %d keys: %w", res.Imported, err)
 		}
 		res.Imported += ir.Imported
 		res.Skipped += len(ir.Skipped)
@@ -205,10 +193,10 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 		extendDeadline()
 		return nil
 	}
-	lr := newLineReader(r.Body, MaxImportLineBytes)
+	lr := newImportReader(r.Body, MaxImportLineBytes)
 	var readErr error
 	for {
-		line, tooLong, err := lr.next()
+		line, tooLong, err := nextImportLine(lr, MaxImportLineBytes)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -216,11 +204,12 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 			readErr = err
 			break
 		}
-		if lr.n%ImportChunkSize == 0 {
+		n := lr.Line()
+		if n%ImportChunkSize == 0 {
 			extendDeadline() // progress through error or duplicate lines counts too
 		}
 		if tooLong {
-			res.addError(lr.n, fmt.Sprintf("line is longer than %d bytes", MaxImportLineBytes))
+			res.addError(n, fmt.Sprintf("line is longer than %d bytes", MaxImportLineBytes))
 			continue
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -228,20 +217,18 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 		}
 		k, err := parseImportLine(line, pol)
 		if err != nil {
-			res.addError(lr.n, err.Error())
+			res.addError(n, err.Error())
 			continue
 		}
 		chunk = append(chunk, k)
 		if len(chunk) == ImportChunkSize {
 			if err := flush(); err != nil {
-				s.serverError(w, r, p, fmt.Errorf("import after %d keys: %w", res.Imported, err))
-				return
+				return err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		s.serverError(w, r, p, fmt.Errorf("import after %d keys: %w", res.Imported, err))
-		return
+		return err
 	}
 	status := http.StatusOK
 	if readErr != nil {
@@ -263,8 +250,8 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 		Int("errors", len(res.Errors)+res.ErrorsOmitted).
 		Msg("admin change")
 	if readErr != nil {
-		writeError(w, status, fmt.Sprintf("reading request body after line %d: %v (imported %d, skipped %d before the failure)", lr.n, readErr, res.Imported, res.Skipped))
-		return
+		return &requestError{status: status, msg: fmt.Sprintf("reading request body after line %d: %v (imported %d, skipped %d before the failure)", lr.Line(), readErr, res.Imported, res.Skipped)}
 	}
-	writeJSON(w, status, res)
+	jsonresp.Write(w, status, res)
+	return nil
 }

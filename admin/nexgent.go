@@ -3,10 +3,12 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
 )
@@ -87,7 +89,7 @@ func nonNil(s []string) []string {
 
 // validateCreateKey checks a create request for caller p and returns the
 // record to store (without id, hash and prefix).
-func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *policy.Policy) (*keystore.Key, *requestError) {
+func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *policy.Policy) (*keystore.Key, error) {
 	var fe fieldErrors
 	k := &keystore.Key{}
 	switch {
@@ -110,7 +112,7 @@ func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *poli
 			continue
 		}
 		if p.kind != kindOperator && !(f.name == "userId" && *f.v == p.userID) {
-			return nil, &requestError{http.StatusForbidden, f.name + ": only the operator token may set it"}
+			return nil, forbidden(f.name + ": only the operator token may set it")
 		}
 		if err := checkID(*f.v); err != nil {
 			fe.add(f.name, "%v", err)
@@ -160,50 +162,44 @@ func (s *Server) storeNewKey(k *keystore.Key, pol *policy.Policy, save func(*key
 	}
 }
 
-// ensureOwnerActive refuses to give a deactivated user a new key.
-func (s *Server) ensureOwnerActive(userID string) (*requestError, error) {
+// ensureOwnerActive refuses (409) to give a deactivated user a new key.
+func (s *Server) ensureOwnerActive(userID string) error {
 	if userID == "" {
-		return nil, nil
+		return nil
 	}
 	u, err := s.store.GetUser(userID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !u.Active {
-		return &requestError{http.StatusConflict, "user " + userID + " is deactivated"}, nil
+		return conflict("user " + userID + " is deactivated")
 	}
-	return nil, nil
+	return nil
 }
 
-func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p principal) {
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req createKeyRequest
-	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if _, err := readJSONBody(w, r, &req, false); err != nil {
+		return err
 	}
 	pol := s.policy()
-	k, rerr := s.validateCreateKey(&req, p, pol)
-	if rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	k, err := s.validateCreateKey(&req, p, pol)
+	if err != nil {
+		return err
 	}
-	if rerr, err := s.ensureOwnerActive(k.UserID); err != nil {
-		s.serverError(w, r, p, err)
-		return
-	} else if rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if err := s.ensureOwnerActive(k.UserID); err != nil {
+		return err
 	}
 	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	s.logChange(r, p, "key.create", http.StatusCreated, k)
-	writeJSON(w, http.StatusCreated, toNexCreated(k, raw))
+	jsonresp.Write(w, http.StatusCreated, toNexCreated(k, raw))
+	return nil
 }
 
-func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p principal) {
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p principal) error {
 	q := r.URL.Query()
 	userID, projectID := q.Get("userId"), q.Get("projectId")
 	var fe fieldErrors
@@ -215,81 +211,84 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 	}
 	if err := fe.err(); err != nil {
-		writeRequestError(w, err)
-		return
+		return err
 	}
 	if p.kind == kindUser {
 		if q.Has("userId") && userID != p.userID {
-			writeError(w, http.StatusForbidden, "userId: a user may only list their own keys")
-			return
+			return forbidden("userId: a user may only list their own keys")
 		}
 		userID = p.userID
 	}
-	keys, err := s.store.ListKeys(func(k *keystore.Key) bool {
-		return !k.Revoked() &&
-			(userID == "" || k.UserID == userID) &&
-			(projectID == "" || k.ProjectID == projectID)
-	})
+	// A user's or a project's keys come from the owner index, at the cost
+	// of what they are; only the operator's unfiltered list reads them all.
+	live := func(k *keystore.Key) bool {
+		return !k.Revoked() && (userID == "" || k.UserID == userID) && (projectID == "" || k.ProjectID == projectID)
+	}
+	var keys []*keystore.Key
+	var err error
+	if userID != "" || projectID != "" {
+		keys, err = s.store.ListOwnedKeys(keystore.Owner{UserID: userID, ProjectID: projectID})
+		keys = slices.DeleteFunc(keys, func(k *keystore.Key) bool { return !live(k) })
+	} else {
+		keys, err = s.store.ListKeys(live)
+	}
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	out := make([]nexKey, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, toNexKey(k))
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonresp.Write(w, http.StatusOK, out)
+	return nil
 }
 
-// ownLiveKey returns the live key {id} the caller may see, or writes a 404:
+// ownLiveKey returns the live key {id} the caller may see, or a 404:
 // another user's key is reported exactly like an unknown one.
-func (s *Server) ownLiveKey(w http.ResponseWriter, r *http.Request, p principal) (*keystore.Key, bool) {
+func (s *Server) ownLiveKey(r *http.Request, p principal) (*keystore.Key, error) {
 	id := r.PathValue("id")
 	k, err := s.store.GetKey(id)
 	if errors.Is(err, keystore.ErrNotFound) || (err == nil && (k.Revoked() || (p.kind == kindUser && k.UserID != p.userID))) {
-		writeError(w, http.StatusNotFound, msgKeyNotFound)
-		return nil, false
+		return nil, notFound(msgKeyNotFound)
 	}
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return nil, false
+		return nil, err
 	}
-	return k, true
+	return k, nil
 }
 
-func (s *Server) getKey(w http.ResponseWriter, r *http.Request, p principal) {
-	k, ok := s.ownLiveKey(w, r, p)
-	if !ok {
-		return
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request, p principal) error {
+	k, err := s.ownLiveKey(r, p)
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, toNexKey(k))
+	jsonresp.Write(w, http.StatusOK, toNexKey(k))
+	return nil
 }
 
-func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request, p principal) {
-	k, ok := s.ownLiveKey(w, r, p)
-	if !ok {
-		return
+func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request, p principal) error {
+	k, err := s.ownLiveKey(r, p)
+	if err != nil {
+		return err
 	}
-	k, err := s.store.RevokeKey(k.ID, p.actor())
+	k, err = s.store.RevokeKey(k.ID, p.actor())
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
-		writeError(w, http.StatusNotFound, msgKeyNotFound)
-		return
+		return notFound(msgKeyNotFound)
 	}
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	s.logChange(r, p, "key.revoke", http.StatusOK, k)
-	writeJSON(w, http.StatusOK, struct {
+	jsonresp.Write(w, http.StatusOK, struct {
 		Success bool `json:"success"`
 	}{true})
+	return nil
 }
 
-func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) {
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req rotateKeyRequest
-	if _, rerr := readJSONBody(w, r, &req, true); rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if _, err := readJSONBody(w, r, &req, true); err != nil {
+		return err
 	}
 	now := s.now()
 	var fe fieldErrors
@@ -309,23 +308,17 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) 
 	}
 	expiresAt := checkExpiry(&fe, "expiresAt", req.ExpiresAt, now)
 	if err := fe.err(); err != nil {
-		writeRequestError(w, err)
-		return
+		return err
 	}
-	old, ok := s.ownLiveKey(w, r, p)
-	if !ok {
-		return
+	old, err := s.ownLiveKey(r, p)
+	if err != nil {
+		return err
 	}
 	if old.Expired(now) {
-		writeError(w, http.StatusConflict, "API key has expired; create a new key instead")
-		return
+		return conflict("API key has expired; create a new key instead")
 	}
-	if rerr, err := s.ensureOwnerActive(old.UserID); err != nil {
-		s.serverError(w, r, p, err)
-		return
-	} else if rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if err := s.ensureOwnerActive(old.UserID); err != nil {
+		return err
 	}
 	next := &keystore.Key{
 		Name:      old.Name,
@@ -346,14 +339,13 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) 
 		return err
 	})
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
-		writeError(w, http.StatusNotFound, msgKeyNotFound)
-		return
+		return notFound(msgKeyNotFound)
 	}
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	s.logChange(r, p, "key.rotate.retire", http.StatusCreated, retired)
 	s.logChange(r, p, "key.rotate.create", http.StatusCreated, next)
-	writeJSON(w, http.StatusCreated, toNexCreated(next, raw))
+	jsonresp.Write(w, http.StatusCreated, toNexCreated(next, raw))
+	return nil
 }

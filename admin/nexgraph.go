@@ -3,10 +3,12 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/google/uuid"
 
+	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
 )
@@ -105,11 +107,10 @@ func firstKeyScopes(pol *policy.Policy) []string {
 	return append([]string{}, pol.Scopes...)
 }
 
-func (s *Server) createProject(w http.ResponseWriter, r *http.Request, p principal) {
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req createProjectRequest
-	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if _, err := readJSONBody(w, r, &req, false); err != nil {
+		return err
 	}
 	var fe fieldErrors
 	if req.Name == nil {
@@ -118,8 +119,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request, p princip
 		fe.add("name", "%v", err)
 	}
 	if err := fe.err(); err != nil {
-		writeRequestError(w, err)
-		return
+		return err
 	}
 	pol := s.policy()
 	proj := &keystore.Project{ID: uuid.NewString(), Name: *req.Name}
@@ -128,78 +128,76 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request, p princip
 		return s.store.CreateProject(proj, k, p.actor())
 	})
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	s.logChange(r, p, "project.create", http.StatusCreated, first)
-	writeJSON(w, http.StatusCreated, struct {
+	jsonresp.Write(w, http.StatusCreated, struct {
 		Project ngProject `json:"project"`
 		APIKey  ngCreated `json:"api_key"`
 	}{
 		Project: ngProject{ID: proj.ID, Name: proj.Name, CreatedAt: formatTime(proj.CreatedAt)},
 		APIKey:  toNGCreated(first, raw),
 	})
+	return nil
 }
 
-// projectID returns the {pid} path value after the access check, or writes
-// the refusal.
-func (s *Server) projectID(w http.ResponseWriter, r *http.Request, p principal, perm string) (string, bool) {
+// projectID returns the {pid} path value after the access check, or the
+// refusal.
+func (s *Server) projectID(r *http.Request, p principal, perm string) (string, error) {
 	pid := r.PathValue("pid")
-	if !s.projectAccess(w, p, pid, perm) {
-		return "", false
+	if err := s.projectAccess(p, pid, perm); err != nil {
+		return "", err
 	}
 	if err := checkID(pid); err != nil {
-		writeRequestError(w, badRequest("project id: %v", err))
-		return "", false
+		return "", badRequest("project id: %v", err)
 	}
-	return pid, true
+	return pid, nil
 }
 
-func (s *Server) listProjectKeys(w http.ResponseWriter, r *http.Request, p principal) {
-	pid, ok := s.projectID(w, r, p, permRead)
-	if !ok {
-		return
+func (s *Server) listProjectKeys(w http.ResponseWriter, r *http.Request, p principal) error {
+	pid, err := s.projectID(r, p, permRead)
+	if err != nil {
+		return err
 	}
 	includeRevoked := false
 	if q := r.URL.Query(); q.Has("include_revoked") {
 		b, err := strconv.ParseBool(q.Get("include_revoked"))
 		if err != nil {
-			writeRequestError(w, badRequest("include_revoked: must be true or false"))
-			return
+			return badRequest("include_revoked: must be true or false")
 		}
 		includeRevoked = b
 	}
-	keys, err := s.store.ListKeys(func(k *keystore.Key) bool {
-		return k.ProjectID == pid && (includeRevoked || !k.Revoked())
-	})
+	keys, err := s.store.ListOwnedKeys(keystore.Owner{ProjectID: pid})
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
+	}
+	if !includeRevoked {
+		keys = slices.DeleteFunc(keys, (*keystore.Key).Revoked)
 	}
 	if includeRevoked {
 		out := make([]ngKeyRevoked, 0, len(keys))
 		for _, k := range keys {
 			out = append(out, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
 		}
-		writeJSON(w, http.StatusOK, out)
-		return
+		jsonresp.Write(w, http.StatusOK, out)
+		return nil
 	}
 	out := make([]ngKey, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, toNGKey(k))
 	}
-	writeJSON(w, http.StatusOK, out)
+	jsonresp.Write(w, http.StatusOK, out)
+	return nil
 }
 
-func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p principal) {
-	pid, ok := s.projectID(w, r, p, permWrite)
-	if !ok {
-		return
+func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p principal) error {
+	pid, err := s.projectID(r, p, permWrite)
+	if err != nil {
+		return err
 	}
 	var req createProjectKeyRequest
-	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if _, err := readJSONBody(w, r, &req, false); err != nil {
+		return err
 	}
 	pol := s.policy()
 	var fe fieldErrors
@@ -215,41 +213,37 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	}
 	k.ExpiresAt = checkExpiry(&fe, "expires_at", req.ExpiresAt, s.now())
 	if err := fe.err(); err != nil {
-		writeRequestError(w, err)
-		return
+		return err
 	}
 	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	s.logChange(r, p, "key.create", http.StatusCreated, k)
-	writeJSON(w, http.StatusCreated, toNGCreated(k, raw))
+	jsonresp.Write(w, http.StatusCreated, toNGCreated(k, raw))
+	return nil
 }
 
-func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p principal) {
-	pid, ok := s.projectID(w, r, p, permWrite)
-	if !ok {
-		return
+func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p principal) error {
+	pid, err := s.projectID(r, p, permWrite)
+	if err != nil {
+		return err
 	}
 	k, err := s.store.GetKey(r.PathValue("kid"))
 	if errors.Is(err, keystore.ErrNotFound) || (err == nil && (k.ProjectID != pid || k.Revoked())) {
-		writeError(w, http.StatusNotFound, msgKeyNotFound)
-		return
+		return notFound(msgKeyNotFound)
 	}
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	k, err = s.store.RevokeKey(k.ID, p.actor())
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
-		writeError(w, http.StatusNotFound, msgKeyNotFound)
-		return
+		return notFound(msgKeyNotFound)
 	}
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	s.logChange(r, p, "key.revoke", http.StatusOK, k)
-	writeJSON(w, http.StatusOK, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
+	jsonresp.Write(w, http.StatusOK, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
 )
 
@@ -20,12 +21,11 @@ type userResponse struct {
 	Active bool   `json:"active"`
 }
 
-func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) {
+func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) error {
 	id := r.PathValue("id")
 	var req setUserRequest
-	if _, rerr := readJSONBody(w, r, &req, false); rerr != nil {
-		writeRequestError(w, rerr)
-		return
+	if _, err := readJSONBody(w, r, &req, false); err != nil {
+		return err
 	}
 	var fe fieldErrors
 	if err := checkID(id); err != nil {
@@ -35,13 +35,11 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) {
 		fe.add("active", "required")
 	}
 	if err := fe.err(); err != nil {
-		writeRequestError(w, err)
-		return
+		return err
 	}
 	u, err := s.store.SetUserActive(id, *req.Active, p.actor())
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	action := "user.enable"
 	if !u.Active {
@@ -54,10 +52,11 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) {
 		Str("route", r.Pattern).
 		Int("status", http.StatusOK).
 		Msg("admin change")
-	writeJSON(w, http.StatusOK, userResponse{ID: u.ID, Active: u.Active})
+	jsonresp.Write(w, http.StatusOK, userResponse{ID: u.ID, Active: u.Active})
+	return nil
 }
 
-func (s *Server) audit(w http.ResponseWriter, r *http.Request, p principal) {
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ principal) error {
 	q := r.URL.Query()
 	var fe fieldErrors
 	var since time.Time
@@ -81,20 +80,19 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, p principal) {
 		limit = n
 	}
 	if err := fe.err(); err != nil {
-		writeRequestError(w, err)
-		return
+		return err
 	}
 	if since.After(time.Unix(0, math.MaxInt64)) {
-		writeJSON(w, http.StatusOK, []keystore.Event{})
-		return
+		jsonresp.Write(w, http.StatusOK, []keystore.Event{})
+		return nil
 	}
 	events, err := s.store.Audit(since, limit)
 	if err != nil {
-		s.serverError(w, r, p, err)
-		return
+		return err
 	}
 	if events == nil {
 		events = []keystore.Event{}
 	}
-	writeJSON(w, http.StatusOK, events)
+	jsonresp.Write(w, http.StatusOK, events)
+	return nil
 }

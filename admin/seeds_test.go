@@ -98,6 +98,11 @@ func TestSeedNexgent(t *testing.T) {
 		t.Errorf("lastUsedAt = %v; want null before first use", item["lastUsedAt"])
 	}
 	used := time.Date(2024, 1, 15, 12, 0, 0, 0, time.UTC)
+	// The store takes a reported use at most keystore.MaxUsageSkew ahead of
+	// its clock: the clock has reached the documented time of use (and the
+	// user holds a token valid then).
+	e.clock.Set(used)
+	jwt = e.userToken("user-1")
 	if err := e.store.RecordUsage([]keystore.Usage{{KeyID: id, LastUsedAt: used, Count: 1}}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,8 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/secret"
 )
 
 // Limits and defaults of the admin API. docs/admin-api.md lists them too.
@@ -83,7 +84,7 @@ type Options struct {
 // JWTOptions configures the verification of user access tokens.
 type JWTOptions struct {
 	// HS256Secret enables HS256 tokens signed with this secret. It must be
-	// at least 32 bytes (RFC 7518 §3.2). Empty disables HS256.
+	// at least 32 bytes (RFC 7518, section 3.2). Empty disables HS256.
 	HS256Secret []byte
 	// JWKSFile is a JSON Web Key Set file whose RSA (RS256, at least 2048
 	// bits) and EC P-256 (ES256) public keys verify tokens. Keys of other
@@ -104,8 +105,7 @@ type Server struct {
 	policy       func() *policy.Policy
 	now          func() time.Time
 	log          zerolog.Logger
-	operator     [sha256.Size]byte
-	hasOperator  bool
+	operator     secret.Token // the zero Token when there is no operator
 	publicCreate bool
 	jwt          *jwtVerifier
 	mux          *http.ServeMux
@@ -129,11 +129,8 @@ func New(opts Options) (*Server, error) {
 		now:          opts.Now,
 		log:          opts.Logger,
 		publicCreate: opts.PublicProjectCreate,
+		operator:     secret.NewToken(opts.AdminToken),
 		mux:          http.NewServeMux(),
-	}
-	if opts.AdminToken != "" {
-		s.operator = sha256.Sum256([]byte(opts.AdminToken))
-		s.hasOperator = true
 	}
 	v, err := newJWTVerifier(opts.JWT, opts.Now)
 	if err != nil {
@@ -179,10 +176,16 @@ const (
 	accessProjectCreate
 )
 
+// handler serves one route for an authorized caller p. It writes the
+// response itself on success; an error is answered by respond: a
+// *requestError with its status and message, anything else as a logged
+// 500.
+type handler func(s *Server, w http.ResponseWriter, r *http.Request, p principal) error
+
 type route struct {
 	pattern string
 	access  access
-	handle  func(s *Server, w http.ResponseWriter, r *http.Request, p principal)
+	handle  handler
 }
 
 // routes is the whole route table; tests walk it.
@@ -210,7 +213,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		pattern = unmatchedRoute
-		serveUnmatched(sw, r, h)
+		jsonresp.Unmatched(sw, r, h)
 	} else {
 		s.mux.ServeHTTP(sw, r)
 	}
@@ -220,32 +223,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Inc()
 }
 
-// serveUnmatched runs the mux's own 404/405 handler against a recorder and
-// answers with the same status (and Allow header) but a JSON body.
-func serveUnmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
-	rec := &headerRecorder{header: http.Header{}}
-	h.ServeHTTP(rec, r)
-	switch rec.status {
-	case http.StatusMethodNotAllowed:
-		if allow := rec.header.Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
-		}
-		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
-	default:
-		writeError(w, http.StatusNotFound, "not found")
-	}
-}
-
 // guard authenticates the caller, enforces the route's access rule and
-// calls the handler.
+// calls the handler; every error of either ends in respond.
 func (s *Server) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := s.authorize(w, r, rt.access)
-		if !ok {
-			return
+		p, err := s.authorize(r, rt.access)
+		if err == nil {
+			err = rt.handle(s, w, r, p)
 		}
-		rt.handle(s, w, r, p)
+		if err != nil {
+			s.respond(w, r, p, err)
+		}
 	})
+}
+
+// respond is the one place an error becomes a response: a *requestError
+// is answered with its status, message and challenge; anything else is an
+// unexpected failure, logged and answered 500 without details.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, p principal, err error) {
+	var re *requestError
+	if errors.As(err, &re) {
+		if re.challenge != "" {
+			w.Header().Set("WWW-Authenticate", re.challenge)
+		}
+		jsonresp.Error(w, re.status, re.msg)
+		return
+	}
+	s.log.Error().Err(err).Str("actor", p.actor()).Str("route", r.Pattern).Msg("admin request failed")
+	jsonresp.Error(w, http.StatusInternalServerError, "internal error")
 }
 
 // statusWriter remembers the status code written through it.
@@ -271,25 +276,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// headerRecorder captures a status and headers and discards the body.
-type headerRecorder struct {
-	header http.Header
-	status int
-}
-
-func (r *headerRecorder) Header() http.Header { return r.header }
-func (r *headerRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *headerRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return len(b), nil
-}
-
 // logChange writes the one log line of a change. It never sees a raw key.
 func (s *Server) logChange(r *http.Request, p principal, action string, status int, k *keystore.Key) {
 	ev := s.log.Info().
@@ -307,10 +293,4 @@ func (s *Server) logChange(r *http.Request, p principal, action string, status i
 		}
 	}
 	ev.Msg("admin change")
-}
-
-// serverError logs an unexpected failure and answers 500 without details.
-func (s *Server) serverError(w http.ResponseWriter, r *http.Request, p principal, err error) {
-	s.log.Error().Err(err).Str("actor", p.actor()).Str("route", r.Pattern).Msg("admin request failed")
-	writeError(w, http.StatusInternalServerError, "internal error")
 }

@@ -2,13 +2,14 @@ package authz
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/extauthz/extauthz/bearer"
+	"github.com/extauthz/extauthz/keycheck"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
 )
@@ -227,25 +228,22 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	if raw == "" {
 		return st.unauthenticated(ReasonMissingKey, st.missingKey, 0), path
 	}
-	if !pol.ValidKey(raw) {
-		return st.unauthenticated(ReasonBadFormat, st.invalidKey, sources), path
-	}
-	res, err := a.keys.Lookup(keystore.HashKey(raw))
-	if errors.Is(err, keystore.ErrNotFound) {
-		return st.unauthenticated(ReasonUnknown, st.invalidKey, sources), path
-	}
+	k, verdict, err := keycheck.Check(pol, a.keys, raw, now)
 	if err != nil {
 		a.log.Error().Err(err).Str("frontend", r.Frontend).Msg("key store lookup failed")
 		return Decision{Kind: Unavailable, Reason: ReasonStoreError, Status: statusUnavailable, Body: bodyUnavailable}, path
 	}
-	k := res.Key
 	var reason string
-	switch {
-	case k.Revoked():
+	switch verdict {
+	case keycheck.BadFormat:
+		reason = ReasonBadFormat
+	case keycheck.Unknown:
+		reason = ReasonUnknown
+	case keycheck.Revoked:
 		reason = ReasonRevoked
-	case k.Expired(now):
+	case keycheck.Expired:
 		reason = ReasonExpired
-	case !res.OwnerActive:
+	case keycheck.InactiveOwner:
 		reason = ReasonInactiveOwner
 	}
 	if reason != "" {
@@ -333,22 +331,12 @@ func extractKey(sources []policy.Source, r *Request) (key string, from uint8, mu
 }
 
 // bearerToken returns the credential of an "Authorization: Bearer <token>"
-// value; the scheme is case-insensitive.
-func bearerToken(v string) (string, bool) {
-	v = trimOWS(v)
-	scheme, tok, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	return trimOWS(tok), true
-}
+// value; the scheme is case-insensitive (package bearer has the rule).
+func bearerToken(v string) (string, bool) { return bearer.Token(v) }
 
-// trimOWS removes the optional white space HTTP allows around a field value
-// (RFC 9110: spaces and tabs) and nothing else: a key wrapped in a no-break
-// space or another Unicode space is not the key.
-func trimOWS(s string) string {
-	return strings.Trim(s, " \t")
-}
+// trimOWS removes HTTP's optional white space (spaces and tabs) around a
+// field value and nothing else (package bearer has the rule).
+func trimOWS(s string) string { return bearer.TrimOWS(s) }
 
 // errorBody renders {"error":"<msg>"} without HTML escaping, byte for byte
 // as the Nexgent and NexGraph API documentation prints it.

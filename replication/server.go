@@ -4,23 +4,24 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/extauthz/extauthz/bearer"
+	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/secret"
+	"github.com/extauthz/extauthz/strictjson"
 )
 
 // DefaultHeartbeat is the watch heartbeat interval when
@@ -62,9 +63,9 @@ type ServerOptions struct {
 // for concurrent use.
 type Server struct {
 	store     *keystore.Store
-	tokenSum  [sha256.Size]byte
-	hasToken  bool
+	token     secret.Token
 	heartbeat time.Duration
+	mux       *http.ServeMux
 	log       zerolog.Logger
 	watchers  prometheus.Gauge
 
@@ -80,9 +81,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	s := &Server{
 		store:     opts.Store,
-		tokenSum:  sha256.Sum256([]byte(opts.Token)),
-		hasToken:  opts.Token != "",
+		token:     secret.NewToken(opts.Token),
 		heartbeat: opts.Heartbeat,
+		mux:       http.NewServeMux(),
 		log:       opts.Logger,
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "extauthz_watchers",
@@ -90,7 +91,11 @@ func NewServer(opts ServerOptions) *Server {
 		}),
 		done: make(chan struct{}),
 	}
-	if !s.hasToken {
+	// A GET pattern serves HEAD too.
+	s.mux.HandleFunc(http.MethodGet+" "+PathSnapshot, s.serveSnapshot)
+	s.mux.HandleFunc(http.MethodGet+" "+PathWatch, s.serveWatch)
+	s.mux.HandleFunc(http.MethodPost+" "+PathUsage, s.serveUsage)
+	if !s.token.IsSet() {
 		s.log.Warn().Msg("no replication token configured: every replication request is refused")
 	}
 	if opts.Registerer != nil {
@@ -116,55 +121,29 @@ func (s *Server) Close() {
 
 // ServeHTTP serves the three replication endpoints. Every request must
 // carry the replication token; anything else is answered 401 first, so an
-// unauthenticated caller learns nothing about the paths.
+// unauthenticated caller learns nothing about the paths. Then the mux
+// routes it; a path it does not know is a 404, a wrong method a 405 with
+// an Allow header, both with a JSON body.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="replication"`)
-		writeError(w, http.StatusUnauthorized, "invalid or missing replication token")
+		jsonresp.Error(w, http.StatusUnauthorized, "invalid or missing replication token")
 		return
 	}
-	var want string
-	var h func(http.ResponseWriter, *http.Request)
-	switch r.URL.Path {
-	case PathSnapshot:
-		want, h = http.MethodGet, s.serveSnapshot
-	case PathWatch:
-		want, h = http.MethodGet, s.serveWatch
-	case PathUsage:
-		want, h = http.MethodPost, s.serveUsage
-	default:
-		writeError(w, http.StatusNotFound, "not found")
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		jsonresp.Unmatched(w, r, h)
 		return
 	}
-	if r.Method != want && (want != http.MethodGet || r.Method != http.MethodHead) {
-		w.Header().Set("Allow", want)
-		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
-		return
-	}
-	h(w, r)
+	s.mux.ServeHTTP(w, r)
 }
 
-// authorized compares the bearer token in constant time. Both sides are
-// hashed first so that not even the token's length leaks through timing.
+// authorized reports whether the request's bearer token (package bearer's
+// rule) is the replication token, compared in constant time on SHA-256
+// digests (package secret), so that not even the token's length leaks
+// through timing.
 func (s *Server) authorized(r *http.Request) bool {
-	v := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && s.hasToken
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	tok, ok := bearer.Token(r.Header.Get("Authorization"))
+	return ok && s.token.Matches(tok)
 }
 
 // deadlineWriter pushes the write deadline forward before every write, so
@@ -248,7 +227,7 @@ func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 
 // watchGone answers 410 so that the follower takes a new snapshot.
 func watchGone(w http.ResponseWriter, msg string, oldest uint64) {
-	writeJSON(w, http.StatusGone, struct {
+	jsonresp.Write(w, http.StatusGone, struct {
 		Error  string `json:"error"`
 		Oldest uint64 `json:"oldest"`
 	}{msg, oldest})
@@ -262,19 +241,19 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	since, err := strconv.ParseUint(q.Get("since"), 10, 64)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "since must be a revision (unsigned integer)")
+		jsonresp.Error(w, http.StatusBadRequest, "since must be a revision (unsigned integer)")
 		return
 	}
 	select {
 	case <-s.done:
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		jsonresp.Error(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	default:
 	}
 	oldest, err := s.store.OldestRevision()
 	if err != nil {
 		s.log.Error().Err(err).Msg("watch: read change log")
-		writeError(w, http.StatusInternalServerError, "store unavailable")
+		jsonresp.Error(w, http.StatusInternalServerError, "store unavailable")
 		return
 	}
 	head := s.store.Revision()
@@ -411,44 +390,35 @@ type usageReport struct {
 	Usage []keystore.Usage `json:"usage"`
 }
 
+// serveUsage records a usage report. The body is decoded strictly
+// (package strictjson: exact names, unknown or repeated members refused)
+// as it is read, so that a body over MaxUsageBody is a 413 unless bad JSON
+// comes first.
 func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+		jsonresp.Error(w, http.StatusUnsupportedMediaType, "content type must be application/json")
 		return
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxUsageBody))
-	dec.DisallowUnknownFields()
 	var rep usageReport
-	err = dec.Decode(&rep)
-	if err == nil {
-		// Exactly one JSON value: anything but the end of the body after it is an error.
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("unexpected data after the report")
-			var tooBig *http.MaxBytesError
-			if errors.As(terr, &tooBig) {
-				err = terr
-			}
-		}
-	}
-	if err != nil {
+	if err := strictjson.Decode(http.MaxBytesReader(w, r.Body, MaxUsageBody), &rep, "body"); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
+			jsonresp.Error(w, http.StatusRequestEntityTooLarge, "body over 1 MiB")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "bad usage report: "+err.Error())
+		jsonresp.Error(w, http.StatusBadRequest, "bad usage report: "+err.Error())
 		return
 	}
 	for i, u := range rep.Usage {
 		if u.KeyID == "" {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("usage[%d].key_id is required", i))
+			jsonresp.Error(w, http.StatusBadRequest, fmt.Sprintf("usage[%d].key_id is required", i))
 			return
 		}
 	}
 	if err := s.store.RecordUsage(rep.Usage); err != nil {
 		s.log.Error().Err(err).Str("node", rep.Node).Msg("record usage")
-		writeError(w, http.StatusInternalServerError, "could not record usage")
+		jsonresp.Error(w, http.StatusInternalServerError, "could not record usage")
 		return
 	}
 	s.log.Debug().Str("node", rep.Node).Int("keys", len(rep.Usage)).Msg("usage recorded")

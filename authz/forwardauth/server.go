@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/extauthz/extauthz/backoff"
 )
 
 // Limits of the HTTP port (forwardAuth door, probes, metrics).
@@ -120,20 +122,25 @@ func recoverPanics(h fasthttp.RequestHandler, log zerolog.Logger) fasthttp.Reque
 	}
 }
 
-// retryListener retries temporary accept errors, pausing 5 ms, doubling
-// up to 1 s, as net/http's Server.Serve does.
+// Pauses between retries of a temporary accept error: from 5 ms, doubling
+// up to 1 s, as net/http's Server.Serve does (jittered, package backoff).
+const (
+	acceptRetryBase = 5 * time.Millisecond
+	acceptRetryMax  = time.Second
+)
+
+// retryListener retries temporary accept errors after a pause.
 type retryListener struct{ net.Listener }
 
 func (l retryListener) Accept() (net.Conn, error) {
-	var pause time.Duration
+	pause := backoff.Backoff{Base: acceptRetryBase, Max: acceptRetryMax}
 	for {
 		c, err := l.Listener.Accept()
 		var ne interface{ Temporary() bool }
 		if err == nil || !errors.As(err, &ne) || !ne.Temporary() {
 			return c, err
 		}
-		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-		time.Sleep(pause)
+		time.Sleep(pause.Next())
 	}
 }
 
