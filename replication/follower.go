@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/extauthz/extauthz/backoff"
 	"github.com/extauthz/extauthz/keystore"
 )
 
@@ -567,7 +568,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 
-	bo := backoff{base: min(minBackoff, f.opts.MaxBackoff), max: f.opts.MaxBackoff}
+	bo := backoff.Backoff{Base: min(minBackoff, f.opts.MaxBackoff), Max: f.opts.MaxBackoff}
 	needSnapshot := !f.ready.Load()
 	afterSnapshot := false
 	failing := false
@@ -580,14 +581,14 @@ func (f *Follower) Run(ctx context.Context) error {
 			err = f.resync(ctx)
 			if err == nil {
 				needSnapshot, afterSnapshot = false, true
-				bo.reset()
+				bo.Reset()
 				continue
 			}
 		} else {
 			var live bool
 			live, err = f.watch(ctx)
 			if live {
-				bo.reset()
+				bo.Reset()
 				afterSnapshot, failing = false, false
 			}
 			if errors.Is(err, errResnapshot) {
@@ -607,7 +608,7 @@ func (f *Follower) Run(ctx context.Context) error {
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
-		d := bo.next()
+		d := bo.Next()
 		ev := f.log.Warn()
 		if failing {
 			ev = f.log.Debug()
@@ -623,24 +624,6 @@ func (f *Follower) Run(ctx context.Context) error {
 		}
 	}
 }
-
-// backoff is a capped exponential backoff with jitter in [d/2, d].
-type backoff struct{ base, max, cur time.Duration }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.base
-	} else {
-		b.cur *= 2
-	}
-	if b.cur > b.max {
-		b.cur = b.max
-	}
-	half := b.cur / 2
-	return half + rand.N(b.cur-half+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
 
 // request issues an authenticated GET whose context is cancelled when no
 // line arrives within IdleTimeout; touch resets that timer.

@@ -612,25 +612,6 @@ func TestCloseStopsLookups(t *testing.T) {
 	}
 }
 
-func TestBackoffCappedAndJittered(t *testing.T) {
-	b := backoff{base: 100 * time.Millisecond, max: time.Second}
-	var last time.Duration
-	for i := 0; i < 20; i++ {
-		d := b.next()
-		if d < b.cur/2 || d > b.cur || d > time.Second {
-			t.Fatalf("step %d: delay %v outside [%v, %v]", i, d, b.cur/2, b.cur)
-		}
-		last = d
-	}
-	if last < 500*time.Millisecond {
-		t.Errorf("backoff did not grow to the cap: %v", last)
-	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
-		t.Errorf("after reset: %v", d)
-	}
-}
-
 // TestChunkWriterStopsAtFirstError: once the snapshot writer fails (here:
 // its store is closed, as a full disk would fail it), the next write
 // reports the error, so a load stops at once instead of downloading the
