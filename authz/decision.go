@@ -70,6 +70,7 @@ const (
 	ReasonUnmatched     = "unmatched_denied"
 	ReasonAmbiguousPath = "ambiguous_path"
 	ReasonConflict      = "ambiguous_forwarding"
+	ReasonOverride      = "method_override"
 	ReasonStoreError    = "store_error"
 	ReasonStale         = "replica_unavailable"
 )
@@ -97,6 +98,37 @@ type Request struct {
 	// which request it is asked about (forwarded headers of two proxies,
 	// a repeated one, none at all): Check refuses it with 400.
 	Conflict string
+	// MethodOverride reports that the request carries one of
+	// MethodOverrideHeaders.
+	MethodOverride bool
+}
+
+// MethodOverrideHeaders are the headers with which frameworks let a POST
+// stand for another method (Express method-override, ASP.NET Core
+// UseHttpMethodOverride, Symfony); the query parameter _method does the
+// same. The decision cannot know whether the upstream honours them, so a
+// request carrying one is refused.
+var MethodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// methodOverrideParams are the query parameters that override the method.
+var methodOverrideParams = [...]string{"_method", "x-http-method-override", "x-http-method", "x-method-override"}
+
+// queryOverridesMethod reports whether target's query has a parameter
+// named in methodOverrideParams (names compared without ASCII case).
+func queryOverridesMethod(target string) bool {
+	i := strings.IndexByte(target, '?')
+	if i < 0 {
+		return false
+	}
+	for param := range strings.SplitSeq(target[i+1:], "&") {
+		name, _, _ := strings.Cut(param, "=")
+		for _, p := range methodOverrideParams {
+			if strings.EqualFold(name, p) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Decision is the outcome of Check.
@@ -156,6 +188,7 @@ type state struct {
 var (
 	bodyAmbiguous   = errorBody("ambiguous request path")
 	bodyConflict    = errorBody("ambiguous forwarded request")
+	bodyOverride    = errorBody("ambiguous request method")
 	bodyUnavailable = errorBody("authorization unavailable")
 )
 
@@ -207,6 +240,9 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	}
 	if r.Conflict != "" {
 		return Decision{Kind: AmbiguousPath, Reason: ReasonConflict, Status: statusBadRequest, Body: bodyConflict}, ""
+	}
+	if r.MethodOverride || queryOverridesMethod(r.Path) {
+		return Decision{Kind: AmbiguousPath, Reason: ReasonOverride, Status: statusBadRequest, Body: bodyOverride}, ""
 	}
 	pol := st.pol
 	path, err := policy.NormalizePath(r.Path)

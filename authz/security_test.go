@@ -333,3 +333,42 @@ func TestKeyWhitespace(t *testing.T) {
 		}
 	}
 }
+
+// TestMethodOverrideRefused: a POST that a framework would run as another
+// method (X-HTTP-Method-Override and its kin, or ?_method=) is refused
+// through every door, since the policy judges methods and cannot know
+// whether the upstream honours the override.
+func TestMethodOverrideRefused(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
+	cases := []struct {
+		path string
+		hdr  map[string]string
+	}{
+		{"/api/v1/trading-signals/123", map[string]string{"X-HTTP-Method-Override": "DELETE"}},
+		{"/api/v1/trading-signals/123", map[string]string{"X-HTTP-Method": "DELETE"}},
+		{"/api/v1/trading-signals/123", map[string]string{"x-method-override": "DELETE"}},
+		{"/api/v1/trading-signals/123?_method=DELETE", nil},
+		{"/api/v1/trading-signals/123?a=1&_METHOD=put", nil},
+	}
+	for _, d := range allDoors {
+		for _, c := range cases {
+			hdr := map[string]string{"X-API-Key": signals}
+			for k, v := range c.hdr {
+				hdr[k] = v
+			}
+			got := d.check(e, "POST", c.path, hdr)
+			want := 400
+			if d.name == "envoy-grpc" {
+				want = 403
+			}
+			if got.status != want || got.body != `{"error":"ambiguous request method"}` {
+				t.Errorf("%s POST %s %v: %d %s; want %d ambiguous request method", d.name, c.path, c.hdr, got.status, got.body, want)
+			}
+		}
+	}
+	// The same POST without an override is judged as before.
+	if got := e.viaEnvoy("POST", "/api/v1/trading-signals/123?method=x", map[string]string{"X-API-Key": signals}); got.status != 200 {
+		t.Errorf("plain POST: %d %s", got.status, got.body)
+	}
+}

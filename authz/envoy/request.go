@@ -16,7 +16,8 @@ import (
 // header Envoy sends is skipped by projectCheckRequest without being
 // decoded. FuzzProjectCheckRequest fails if envoyRequest reads one that is
 // not here.
-var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization, "x-request-id", ":method", ":path", ":authority"}
+var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization, "x-request-id", ":method", ":path", ":authority",
+	authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2]}
 
 func envoyReadsHeader(name string) bool {
 	for _, h := range envoyReadHeaders {

@@ -152,6 +152,8 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 				if r.Host == "" {
 					r.Host = v
 				}
+			case authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2]:
+				r.MethodOverride = true
 			}
 		}
 		return r
@@ -164,6 +166,11 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 		r.Authorization = []string{v}
 	}
 	r.RequestID = hdr["x-request-id"]
+	for _, name := range authz.MethodOverrideHeaders {
+		if _, ok := hdr[name]; ok {
+			r.MethodOverride = true
+		}
+	}
 	if r.Method == "" {
 		r.Method = hdr[":method"]
 	}

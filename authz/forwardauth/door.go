@@ -271,6 +271,7 @@ type forwarded struct {
 	fwdMethod, fwdURI, fwdHost, fwdFor []byte
 	origMethod, origURI, realIP        []byte
 	repeated                           bool
+	override                           bool // a method-override header
 	traefik, nginx                     bool
 }
 
@@ -308,6 +309,8 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 			fw.nginx = true
 		case equalHeaderName(k, "X-Real-Ip"):
 			set(6, &fw.realIP, v)
+		case equalHeaderName(k, authz.MethodOverrideHeaders[0]), equalHeaderName(k, authz.MethodOverrideHeaders[1]), equalHeaderName(k, authz.MethodOverrideHeaders[2]):
+			fw.override = true
 		}
 	}
 	return fw
@@ -343,6 +346,7 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 		sub = "" // /auth with a query of its own
 	}
 	fw := readFamilies(hd)
+	r.MethodOverride = fw.override
 	envoy := sub != ""
 
 	family := f.family
