@@ -65,6 +65,8 @@
 //     only of dots (".", "..", "..."), raw or percent-encoded: Express and
 //     nginx's $request_uri pass them on literally while others resolve them,
 //     so "/a/../b" may reach an upstream handler for "/a/*";
+//   - a segment ending in '.' or ' ', raw or encoded: Windows-style servers
+//     trim them ("/projects./b" is "/projects/b" there);
 //   - a ';' anywhere in the path, raw or as %3B: servlet containers (Tomcat,
 //     Jetty, Spring) drop ";parameters" from every segment and resolve
 //     "..;" as "..";

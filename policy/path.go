@@ -24,6 +24,7 @@ var (
 	errParameter        = fmt.Errorf("%w: ';' path parameter", ErrAmbiguousPath)
 	errEmptySegment     = fmt.Errorf("%w: empty segment", ErrAmbiguousPath)
 	errDotSegment       = fmt.Errorf("%w: dot segment", ErrAmbiguousPath)
+	errTrailingDot      = fmt.Errorf("%w: segment ending in a dot or a space", ErrAmbiguousPath)
 	errEncodedDot       = fmt.Errorf("%w: percent-encoded dot segment", ErrAmbiguousPath)
 	errDoubleEncoding   = fmt.Errorf("%w: percent escape left after decoding", ErrAmbiguousPath)
 	errBadEscape        = fmt.Errorf("%w: invalid percent escape", ErrAmbiguousPath)
@@ -104,6 +105,9 @@ func checkSegment(seg string, last bool) error {
 	if onlyDots(seg) {
 		return errDotSegment
 	}
+	if c := seg[len(seg)-1]; c == '.' || c == ' ' {
+		return errTrailingDot
+	}
 	return nil
 }
 
@@ -130,6 +134,9 @@ func decodePath(p string) (string, error) {
 		if c == '/' {
 			if !segStart && allDots && dots > 0 {
 				return "", errEncodedDot
+			}
+			if !segStart && (prev1 == '.' || prev1 == ' ') {
+				return "", errTrailingDot
 			}
 			segStart, allDots, dots = true, true, 0
 			prev1, prev2, uHex = 0, 0, -1
@@ -174,6 +181,9 @@ func decodePath(p string) (string, error) {
 	}
 	if !segStart && allDots && dots > 0 {
 		return "", errEncodedDot
+	}
+	if !segStart && (prev1 == '.' || prev1 == ' ') {
+		return "", errTrailingDot
 	}
 	var b strings.Builder
 	b.Grow(n)

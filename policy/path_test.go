@@ -18,7 +18,7 @@ var normalizeCases = []struct {
 	{name: "simple", raw: "/api/v1/agents", want: "/api/v1/agents"},
 	{name: "trailing slash kept", raw: "/api/v1/agents/", want: "/api/v1/agents/"},
 	{name: "dot-prefixed segment", raw: "/.well-known/jwks.json", want: "/.well-known/jwks.json"},
-	{name: "dots inside segments", raw: "/a/..b/c../.d.", want: "/a/..b/c../.d."},
+	{name: "dots inside segments", raw: "/a/..b/c.d/.e", want: "/a/..b/c.d/.e"},
 	{name: "raw UTF-8", raw: "/café/ü", want: "/café/ü"},
 	{name: "raw CJK", raw: "/文档/项目", want: "/文档/项目"},
 	{name: "sub-delims", raw: "/a,b=c/d+e!f", want: "/a,b=c/d+e!f"},
@@ -54,6 +54,14 @@ var normalizeCases = []struct {
 	{name: "trailing dot-dot", raw: "/a/b/..", wantErr: true},
 	{name: "three dots", raw: "/a/...", wantErr: true},
 	{name: "dot-dot before encoded segment", raw: "/a/../%62", wantErr: true},
+
+	// Windows-style servers (IIS static files, old System.Uri) trim a
+	// segment's trailing dots and spaces.
+	{name: "trailing dot", raw: "/api/v1/projects./b/graph", wantErr: true},
+	{name: "encoded trailing space", raw: "/api/v1/projects%20/b/graph", wantErr: true},
+	{name: "encoded trailing dot at the end", raw: "/api/v1/agents%2e", wantErr: true},
+	{name: "dot inside a segment", raw: "/files/a.b/c", want: "/files/a.b/c"},
+	{name: "encoded space inside a segment", raw: "/a%20b/c", want: "/a b/c"},
 
 	// Percent-decoding.
 	{name: "encoded letters", raw: "/%61%62/c", want: "/ab/c"},
