@@ -86,26 +86,14 @@ func pathOf(raw string) string {
 	return p
 }
 
-func hexValue(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
 // percentDecode decodes every "%XX" escape once. An invalid escape is kept
 // as it is, as lenient decoders do.
 func percentDecode(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := hexValue(s[i+1])
-			lo, ok2 := hexValue(s[i+2])
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
 			if ok1 && ok2 {
 				b.WriteByte(hi<<4 | lo)
 				i += 2
@@ -126,7 +114,7 @@ func percentUDecode(s string) string {
 			var r rune
 			ok := true
 			for _, c := range []byte(s[i+2 : i+6]) {
-				v, isHex := hexValue(c)
+				v, isHex := unhex(c)
 				ok = ok && isHex
 				r = r<<4 | rune(v)
 			}
@@ -137,8 +125,8 @@ func percentUDecode(s string) string {
 			}
 		}
 		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := hexValue(s[i+1])
-			lo, ok2 := hexValue(s[i+2])
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
 			if ok1 && ok2 {
 				b.WriteByte(hi<<4 | lo)
 				i += 2

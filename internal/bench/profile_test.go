@@ -122,7 +122,7 @@ func (fx *checkFixture) pick(r *rand.Rand) *authv3.CheckRequest {
 	return fx.valid[r.IntN(len(fx.valid))]
 }
 
-// BenchmarkDecision is EnvoyServer.Check called directly: decision,
+// BenchmarkDecision is envoy.Server.Check called directly: decision,
 // lookup, logging, metrics and the response, without gRPC.
 func BenchmarkDecision(b *testing.B) {
 	fx := newCheckFixture(b)
