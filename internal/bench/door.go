@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/childproc"
+)
+
+// The -door-e2e run: requests/s through nginx with auth_request, as
+// examples/nginx/extauthz.conf ships it, with the HTTP door on each stack,
+// beside the same nginx proxying to the same do-nothing upstream without
+// auth. It is what a user of nginx feels of the door's HTTP stack.
+
+// nginxExample is the shipped configuration the run renders.
+const nginxExample = "examples/nginx/extauthz.conf"
+
+// doorArm is one configuration measured through nginx.
+type doorArm struct {
+	name    string
+	stack   string // EXTAUTHZ_HTTP_STACK of its sidecar; "" for no auth
+	addr    string // nginx's listen address for it
+	sidecar *childproc.Proc
+	res     map[int]loadResult
+	cpu     map[int]time.Duration // the sidecar's CPU time over the measured slices
+}
+
+// doorE2E runs the -door-e2e measurement and prints its table.
+func (b *bench) doorE2E(ctx context.Context, stacks []string) error {
+	o := b.opts
+	var err error
+	if b.self, err = os.Executable(); err != nil {
+		return err
+	}
+	nginxBin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+			return fmt.Errorf("-door-e2e needs nginx (apt-get install nginx-light): %w", err)
+		}
+		nginxBin = "/usr/sbin/nginx"
+	}
+	if b.cl, err = newCluster(b.root, o.bin, o.policy); err != nil {
+		return err
+	}
+	dir := filepath.Join(b.root, "admin-door")
+	keys, err := b.cl.prefillAdmin(dir, o.keysSmall, o.sample)
+	if err != nil {
+		return err
+	}
+	admin, err := b.cl.startAdmin(ctx, "admin-door", dir)
+	if err != nil {
+		return err
+	}
+	upstream, err := childproc.Start(ctx, "upstream", b.self, []string{flagNoopHTTP, "127.0.0.1:0"}, nil)
+	if err != nil {
+		return err
+	}
+	arms := []*doorArm{{name: "nginx, no auth"}}
+	for _, s := range stacks {
+		name := "sidecar-" + strings.ReplaceAll(s, "/", "")
+		p, err := childproc.Start(ctx, name, b.cl.bin, []string{"sidecar",
+			"--admin-url", admin.URL("admin"),
+			"--replication-token-file", b.cl.replTokenFile,
+			"--policy", b.cl.policyFile,
+			"--data-dir", filepath.Join(b.root, name),
+			"--grpc-addr", "127.0.0.1:0",
+			"--http-addr", "127.0.0.1:0",
+			"--forward-headers", "nginx",
+			"--node", name,
+			"--log-level", "info",
+			"--log-format", "json",
+		}, []string{"EXTAUTHZ_HTTP_STACK=" + s})
+		if err != nil {
+			return err
+		}
+		if _, err := p.WaitReady(ctx, p.URL("http")+"/readyz", childproc.StartTimeout); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		arms = append(arms, &doorArm{name: "nginx + door on " + s, stack: s, sidecar: p})
+	}
+	stop, err := startBenchNginx(nginxBin, filepath.Join(b.root, "nginx"), upstream.Addr("http"), arms, o.nginxKeepalive)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	b.progress("door e2e: admin, %d sidecars, upstream and nginx up", len(stacks))
+
+	for _, a := range arms {
+		a.res, a.cpu = map[int]loadResult{}, map[int]time.Duration{}
+	}
+	for _, c := range o.concurrency {
+		spec := loadSpec{Concurrency: c, Warmup: o.warmup / time.Duration(o.rounds), Duration: o.duration / time.Duration(o.rounds),
+			Valid: len(keys.Valid), Invalid: len(keys.Invalid)}
+		for round := range o.rounds {
+			for i := range arms {
+				a := arms[(i+round)%len(arms)]
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				cl := newProxyLoad(a.addr, c, keys.Valid, keys.Invalid, a.stack != "")
+				before := procCPU(a.sidecar)
+				res := runLoad(ctx, spec, func(int) caller { return cl.call })
+				a.cpu[c] += procCPU(a.sidecar) - before
+				cl.Close()
+				if prev, ok := a.res[c]; ok {
+					prev.add(res)
+					a.res[c] = prev
+				} else {
+					a.res[c] = res
+				}
+			}
+		}
+		for _, a := range arms {
+			b.progress("door e2e c=%d %s: %s", c, a.name, loadCell(a.res[c]))
+		}
+	}
+	printDoorE2E(os.Stdout, b, arms)
+	return nil
+}
+
+// procCPU is p's user+system CPU time so far (0 for no process). The
+// sidecar's CPU per request is what the HTTP stack changes; unlike
+// requests/s it barely depends on what else the machine runs.
+func procCPU(p *childproc.Proc) time.Duration {
+	if p == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parens.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticksPerSecond
+}
+
+// startBenchNginx runs one nginx with a server per arm: the shipped
+// example with its addresses replaced for the sidecar arms, a plain
+// proxy_pass for the no-auth arm. It sets each arm's addr.
+//
+// With keepalive, nginx keeps idle connections to each sidecar (an
+// upstream block with keepalive, HTTP/1.1) instead of opening one per
+// check as the example does.
+func startBenchNginx(bin, dir, upstream string, arms []*doorArm, keepalive bool) (func(), error) {
+	example, err := os.ReadFile(nginxExample)
+	if err != nil {
+		return nil, fmt.Errorf("%w (run from the repository root)", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var servers, upstreams strings.Builder
+	for _, a := range arms {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		a.addr = ln.Addr().String()
+		ln.Close()
+		body := "location / { proxy_pass http://" + upstream + "; }"
+		if a.sidecar != nil {
+			body = strings.NewReplacer("127.0.0.1:9000", upstream, "127.0.0.1:9192", a.sidecar.Addr("http")).Replace(string(example))
+			if keepalive {
+				pool := "extauthz_" + strconv.Itoa(upstreams.Len())
+				fmt.Fprintf(&upstreams, "    upstream %s { server %s; keepalive 64; }\n", pool, a.sidecar.Addr("http"))
+				body = strings.Replace(body, "proxy_pass              http://"+a.sidecar.Addr("http")+"/auth;",
+					"proxy_pass http://"+pool+"/auth; proxy_http_version 1.1; proxy_set_header Connection \"\";", 1)
+			}
+		}
+		fmt.Fprintf(&servers, "    server {\n        listen %s;\n%s\n    }\n", a.addr, body)
+	}
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/client_body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+%[3]s%[2]s}
+`, dir, servers.String(), upstreams.String())
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{"-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log")}
+	if out, err := exec.Command(bin, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("nginx -t: %w\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	for _, a := range arms {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", a.addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				stop()
+				log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+				return nil, fmt.Errorf("nginx not listening on %s: %s", a.addr, log)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return stop, nil
+}
+
+// proxyLoad sends the client's own request (GET checkPath with its key)
+// to nginx over keep-alive connections.
+type proxyLoad struct {
+	client         *http.Client
+	url            string
+	valid, invalid []string
+	check          bool
+}
+
+func newProxyLoad(addr string, concurrency int, valid, invalid []string, check bool) *proxyLoad {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        concurrency * 2,
+		MaxIdleConnsPerHost: concurrency * 2,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &proxyLoad{client: &http.Client{Transport: tr}, url: "http://" + addr + checkPath, valid: valid, invalid: invalid, check: check}
+}
+
+func (p *proxyLoad) Close() { p.client.CloseIdleConnections() }
+
+func (p *proxyLoad) call(ctx context.Context, valid bool, idx int) (bool, error) {
+	key, want := p.invalid[idx%len(p.invalid)], http.StatusUnauthorized
+	if valid {
+		key, want = p.valid[idx], http.StatusOK
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Host = "api.nexgent.example"
+	req.Header.Set("X-Api-Key", key)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return !p.check || resp.StatusCode == want, nil
+}
+
+// printDoorE2E prints the -door-e2e table.
+func printDoorE2E(w io.Writer, b *bench, arms []*doorArm) {
+	fmt.Fprintf(w, "Command: `go run ./internal/bench %s`\n\n", strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(w, "Machine: %s; load average before: %s; %s\n\n", machine(), loadAvg(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	t := &table{}
+	t.row("Through nginx auth_request", "Callers", "Requests/s", "p50", "p99", "vs no auth", "Sidecar CPU per request")
+	for _, c := range b.opts.concurrency {
+		base := arms[0].res[c]
+		for _, a := range arms {
+			r := a.res[c]
+			cpu := "—"
+			if a.sidecar != nil && r.Requests > 0 {
+				cpu = fmt.Sprintf("%.1f µs", float64(a.cpu[c].Microseconds())/float64(r.Requests))
+			}
+			t.row(a.name, strconv.Itoa(c), fmt.Sprintf("%.0f%s", r.RPS(), problems(r)), ms(r.Hist.Quantile(0.50)), ms(r.Hist.Quantile(0.99)),
+				fmt.Sprintf("%.2f×", r.RPS()/base.RPS()), cpu)
+		}
+	}
+	t.write(w)
+}
