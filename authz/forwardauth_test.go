@@ -107,7 +107,7 @@ func TestForwardAuthModes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		url := serveHTTP(t, forwardauth.New(e.a, none, forwardauth.FamilyAuto), http.NotFoundHandler())
+		url := serveHTTP(t, forwardauth.New(e.a, none, forwardauth.FamilyAuto).Handler(http.NotFoundHandler()))
 		req, _ := http.NewRequest("GET", url+"/auth/api/v1/agent-balances", nil)
 		req.Header.Set("X-API-Key", agents)
 		req.Header.Set("X-Forwarded-Uri", "/api/v1/agents") // a spoof attempt

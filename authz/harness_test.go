@@ -17,11 +17,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"os"
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/authz/envoy"
@@ -123,22 +123,19 @@ func newEnv(t *testing.T, policyFile string) *env {
 
 	trusted, _ := forwardauth.ParseTrustedProxies([]string{"127.0.0.0/8"})
 	fa := forwardauth.New(e.a, trusted, forwardauth.FamilyAuto)
-	e.httpURL = serveHTTP(t, fa, http.NotFoundHandler()) // as cmd/extauthz serves it, with probes on the mux
+	e.httpURL = serveHTTP(t, fa.Handler(http.NotFoundHandler())) // as cmd/extauthz serves it, with probes on the mux
 	return e
 }
 
 // serveHTTP serves h with the HTTP port's server on a loopback port until
 // the test ends, and returns its base URL.
-func serveHTTP(t *testing.T, door *forwardauth.Door, other http.Handler) string {
+func serveHTTP(t *testing.T, h fasthttp.RequestHandler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := forwardauth.NewHTTPServer(os.Getenv("EXTAUTHZ_HTTP_STACK"), door, other, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := forwardauth.NewHTTPServer(h, zerolog.Nop())
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return "http://" + ln.Addr().String()

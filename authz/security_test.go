@@ -193,7 +193,7 @@ func TestForwardedHeaderFamilies(t *testing.T) {
 	trusted, _ := forwardauth.ParseTrustedProxies([]string{"127.0.0.0/8"})
 	urls := map[string]string{}
 	for _, f := range forwardauth.Families {
-		urls[f] = serveHTTP(t, forwardauth.New(e.a, trusted, f), http.NotFoundHandler())
+		urls[f] = serveHTTP(t, forwardauth.New(e.a, trusted, f).Handler(http.NotFoundHandler()))
 	}
 	type hdr [2]string
 	traefikForm := []hdr{{"X-Forwarded-Method", "DELETE"}, {"X-Forwarded-Uri", "/api/v1/agents/123"}}

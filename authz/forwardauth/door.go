@@ -2,13 +2,13 @@ package forwardauth
 
 import (
 	"fmt"
-	"iter"
+	"github.com/extauthz/extauthz/authz"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 
-	"github.com/extauthz/extauthz/authz"
+	"github.com/valyala/fasthttp"
 )
 
 // Frontend labels checks that came through the HTTP front door.
@@ -68,7 +68,9 @@ func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
 // other peer the request's own method and path (below /auth) are used.
 // It answers exactly 200 to allow, with the identity headers.
 //
-// NewHTTPServer serves it.
+// The door is a fasthttp handler, served by the server NewHTTPServer
+// builds: the net/http server cost more CPU per request than everything
+// the door decides (see docs/design.md).
 type Door struct {
 	a       *authz.Authorizer
 	trusted []netip.Prefix
@@ -88,11 +90,29 @@ func New(a *authz.Authorizer, trusted []netip.Prefix, family string) *Door {
 	})}
 }
 
+// Handler returns the HTTP port's handler: requests for /auth and every
+// path below it go straight to the door, and every other request (probes,
+// metrics) to other, a net/http handler. The door is routed on the path as
+// received, not through a ServeMux: a mux would answer a path it cleans
+// (such as /auth//x, which Envoy's HTTP mode sends for //x) with a
+// redirect, which Envoy takes as a denial, instead of letting the policy
+// merge the slashes as the gRPC door does.
+func (f *Door) Handler(other http.Handler) fasthttp.RequestHandler {
+	rest := netHTTPHandler(other)
+	return func(ctx *fasthttp.RequestCtx) {
+		if isDoorPath(ctx.Request.Header.RequestURI()) {
+			f.Serve(ctx)
+			return
+		}
+		rest(ctx)
+	}
+}
+
 // isDoorPath reports whether a request target is /auth or below it.
-func isDoorPath[S text](uri S) bool {
+func isDoorPath(uri []byte) bool {
 	p := uri
-	for i := 0; i < len(uri); i++ {
-		if uri[i] == '?' {
+	for i, c := range uri {
+		if c == '?' {
 			p = uri[:i]
 			break
 		}
@@ -114,21 +134,11 @@ type httpAllow struct {
 }
 
 type headerField struct {
-	name, value []byte   // for fasthttp
-	key         string   // the canonical name, for net/http
-	values      []string // {value}, for net/http
-}
-
-func newHeaderField(name, value string) headerField {
-	return headerField{[]byte(name), []byte(value), name, []string{value}}
+	name, value []byte
 }
 
 // headerToRemove names the headers Envoy's HTTP mode must drop upstream.
 const headerToRemove = "X-Envoy-Auth-Headers-To-Remove"
-
-// publicRemove is headerToRemove's value on a public route: every identity
-// header, so none can be forged.
-var publicRemove = strings.Join(authz.IdentityHeaderNames[:], ",")
 
 // newHTTPAllow builds the identity headers for d.Key and the headers to
 // remove upstream: the credential and any identity header not set, so a
@@ -139,7 +149,7 @@ func newHTTPAllow(d *authz.Decision) *httpAllow {
 	var remove []string
 	for _, kv := range authz.Identity(d.Key) {
 		if kv[1] != "" {
-			a.header = append(a.header, newHeaderField(http.CanonicalHeaderKey(kv[0]), kv[1]))
+			a.header = append(a.header, headerField{[]byte(http.CanonicalHeaderKey(kv[0])), []byte(kv[1])})
 		} else {
 			remove = append(remove, kv[0])
 		}
@@ -148,7 +158,7 @@ func newHTTPAllow(d *authz.Decision) *httpAllow {
 		remove = append(remove, authz.CredentialHeaders(d.Sources)...)
 	}
 	if len(remove) > 0 {
-		a.header = append(a.header, newHeaderField(headerToRemove, strings.Join(remove, ",")))
+		a.header = append(a.header, headerField{[]byte(headerToRemove), []byte(strings.Join(remove, ","))})
 	}
 	return a
 }
@@ -178,6 +188,43 @@ func (f *Door) trust(peer net.Addr) (string, bool) {
 		}
 	}
 	return addr.String(), false
+}
+
+// Header names and values the door writes, as bytes once.
+var (
+	headerToRemoveName = []byte(headerToRemove)
+	publicRemove       = []byte(strings.Join(authz.IdentityHeaderNames[:], ","))
+	jsonContentType    = []byte("application/json")
+	cacheControl       = []byte("Cache-Control")
+	noStore            = []byte("no-store")
+	wwwAuthenticate    = []byte("Www-Authenticate")
+)
+
+// Serve answers one request to the door.
+func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
+	r := forwardRequest(ctx, f)
+	d := f.a.Check(ctx, &r)
+	h := &ctx.Response.Header
+	if d.Kind == authz.Allow {
+		if d.Key == nil {
+			// A public route: remove every identity header, so none can
+			// be forged.
+			h.SetCanonical(headerToRemoveName, publicRemove)
+		} else {
+			for _, hf := range f.allow.Get(&d).header {
+				h.SetCanonical(hf.name, hf.value)
+			}
+		}
+		ctx.SetStatusCode(http.StatusOK)
+		return
+	}
+	h.SetContentTypeBytes(jsonContentType)
+	h.SetCanonical(cacheControl, noStore)
+	if d.WWWAuthenticate != "" {
+		h.SetBytesKV(wwwAuthenticate, []byte(d.WWWAuthenticate))
+	}
+	ctx.SetStatusCode(d.Status)
+	ctx.SetBody(d.Body)
 }
 
 // Forwarded-header families: which proxy's headers carry the original
@@ -218,65 +265,50 @@ const (
 	conflictFamily     = "forwarded headers of another family than --forward-headers"
 )
 
-// text is a header name or value as the HTTP stack holds it.
-type text interface{ ~string | ~[]byte }
-
 // forwarded is what the family headers of one request hold: each value
-// and whether its header appeared.
-type forwarded[S text] struct {
-	fwdMethod, fwdURI, fwdHost, fwdFor S
-	origMethod, origURI, realIP        S
-	seen                               [7]bool // one per field above, in order
+// and how many times its header appeared.
+type forwarded struct {
+	fwdMethod, fwdURI, fwdHost, fwdFor []byte
+	origMethod, origURI, realIP        []byte
 	repeated                           bool
 	override                           bool // a method-override header
 	traefik, nginx                     bool
 }
 
-// Indexes into forwarded.seen.
-const (
-	seenFwdMethod = iota
-	seenFwdURI
-	seenFwdHost
-	seenFwdFor
-	seenOrigMethod
-	seenOrigURI
-	seenRealIP
-)
-
-// readFamilies collects the family headers in one pass over every header
-// line of the request (a name given twice comes twice).
-func readFamilies[S text](all iter.Seq2[S, S]) forwarded[S] {
-	var fw forwarded[S]
-	set := func(i int, dst *S, v S) {
-		if fw.seen[i] {
+// readFamilies collects the family headers in one pass over the request.
+func readFamilies(hd *fasthttp.RequestHeader) forwarded {
+	var fw forwarded
+	var seen [7]bool
+	set := func(i int, dst *[]byte, v []byte) {
+		if seen[i] {
 			fw.repeated = true
 		}
-		fw.seen[i] = true
+		seen[i] = true
 		*dst = v
 	}
-	for k, v := range all {
+	for k, v := range hd.All() {
 		if len(k) < 9 || (k[0]|0x20) != 'x' || k[1] != '-' {
 			continue
 		}
 		switch {
 		case equalHeaderName(k, "X-Forwarded-Method"):
-			set(seenFwdMethod, &fw.fwdMethod, v)
+			set(0, &fw.fwdMethod, v)
 			fw.traefik = true
 		case equalHeaderName(k, "X-Forwarded-Uri"):
-			set(seenFwdURI, &fw.fwdURI, v)
+			set(1, &fw.fwdURI, v)
 			fw.traefik = true
 		case equalHeaderName(k, "X-Forwarded-Host"):
-			set(seenFwdHost, &fw.fwdHost, v)
+			set(2, &fw.fwdHost, v)
 		case equalHeaderName(k, "X-Forwarded-For"):
-			set(seenFwdFor, &fw.fwdFor, v)
+			set(3, &fw.fwdFor, v)
 		case equalHeaderName(k, "X-Original-Method"):
-			set(seenOrigMethod, &fw.origMethod, v)
+			set(4, &fw.origMethod, v)
 			fw.nginx = true
 		case equalHeaderName(k, "X-Original-Uri"):
-			set(seenOrigURI, &fw.origURI, v)
+			set(5, &fw.origURI, v)
 			fw.nginx = true
 		case equalHeaderName(k, "X-Real-Ip"):
-			set(seenRealIP, &fw.realIP, v)
+			set(6, &fw.realIP, v)
 		case equalHeaderName(k, authz.MethodOverrideHeaders[0]), equalHeaderName(k, authz.MethodOverrideHeaders[1]), equalHeaderName(k, authz.MethodOverrideHeaders[2]):
 			fw.override = true
 		}
@@ -284,16 +316,8 @@ func readFamilies[S text](all iter.Seq2[S, S]) forwarded[S] {
 	return fw
 }
 
-// incoming is the request to the door as the HTTP stack read it.
-type incoming[S text] struct {
-	method, target, host, requestID S
-	peer                            net.Addr
-	apiKey, authorization           []string // every value, nil when absent
-	headers                         iter.Seq2[S, S]
-}
-
 // forwardRequest reads what the decision needs. Every string is copied
-// out of the request, whose buffers the server may reuse.
+// out of the request, whose buffers the server reuses.
 //
 // The original request comes from exactly one family: Traefik's
 // X-Forwarded-Method and X-Forwarded-Uri, nginx's X-Original-Method and
@@ -305,22 +329,23 @@ type incoming[S text] struct {
 // the request a Conflict, refused with 400 rather than guessed. The
 // client address is taken from the same family only: the last address of
 // X-Forwarded-For (Traefik, Envoy), X-Real-IP (nginx), else the peer.
-func forwardRequest[S text](in *incoming[S], f *Door) authz.Request {
-	ip, trusted := f.trust(in.peer)
+func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
+	ip, trusted := f.trust(ctx.RemoteAddr())
+	hd := &ctx.Request.Header
 	r := authz.Request{
 		Frontend:      Frontend,
-		Method:        method(in.method),
-		Host:          string(in.host),
+		Method:        method(hd.Method()),
+		Host:          string(hd.Host()),
 		SourceIP:      ip,
-		RequestID:     string(in.requestID),
-		APIKey:        in.apiKey,
-		Authorization: in.authorization,
+		RequestID:     string(hd.Peek("X-Request-Id")),
+		APIKey:        values(hd, "X-Api-Key"),
+		Authorization: values(hd, "Authorization"),
 	}
-	sub := strings.TrimPrefix(string(in.target), Path)
+	sub := strings.TrimPrefix(string(hd.RequestURI()), Path)
 	if sub != "" && sub[0] == '?' {
 		sub = "" // /auth with a query of its own
 	}
-	fw := readFamilies(in.headers)
+	fw := readFamilies(hd)
 	r.MethodOverride = fw.override
 	envoy := sub != ""
 
@@ -356,11 +381,11 @@ func forwardRequest[S text](in *incoming[S], f *Door) authz.Request {
 	}
 	switch family {
 	case FamilyTraefik:
-		r.Conflict = fw.original(&r, fw.fwdMethod, fw.fwdURI, fw.seen[seenFwdMethod] && fw.seen[seenFwdURI])
-		r.SourceIP = lastAddress(fw.fwdFor, fw.seen[seenFwdFor], ip)
+		r.Conflict = fw.original(&r, fw.fwdMethod, fw.fwdURI)
+		r.SourceIP = lastAddress(fw.fwdFor, ip)
 	case FamilyNginx:
-		r.Conflict = fw.original(&r, fw.origMethod, fw.origURI, fw.seen[seenOrigMethod] && fw.seen[seenOrigURI])
-		r.SourceIP = lastAddress(fw.realIP, fw.seen[seenRealIP], ip)
+		r.Conflict = fw.original(&r, fw.origMethod, fw.origURI)
+		r.SourceIP = lastAddress(fw.realIP, ip)
 	default: // envoy
 		if !envoy {
 			r.Conflict = conflictNone
@@ -368,7 +393,7 @@ func forwardRequest[S text](in *incoming[S], f *Door) authz.Request {
 		}
 		r.Path = sub
 		if trusted {
-			r.SourceIP = lastAddress(fw.fwdFor, fw.seen[seenFwdFor], ip)
+			r.SourceIP = lastAddress(fw.fwdFor, ip)
 		}
 	}
 	return r
@@ -376,24 +401,24 @@ func forwardRequest[S text](in *incoming[S], f *Door) authz.Request {
 
 // original sets r's method, path and host from one family's headers, which
 // must both be present. It returns the conflict, or "".
-func (fw *forwarded[S]) original(r *authz.Request, m, u S, present bool) string {
-	if !present {
+func (fw *forwarded) original(r *authz.Request, m, u []byte) string {
+	if m == nil || u == nil {
 		return conflictIncomplete
 	}
 	r.Method = method(m)
 	r.Path = string(u)
-	if fw.seen[seenFwdHost] {
+	if fw.fwdHost != nil {
 		r.Host = string(fw.fwdHost)
 	}
 	return ""
 }
 
 // equalHeaderName compares a header name with name without ASCII case.
-func equalHeaderName[S text](k S, name string) bool {
+func equalHeaderName(k []byte, name string) bool {
 	if len(k) != len(name) {
 		return false
 	}
-	for i := 0; i < len(k); i++ {
+	for i := range k {
 		x, y := k[i], name[i]
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
@@ -411,8 +436,8 @@ func equalHeaderName[S text](k S, name string) bool {
 // lastAddress returns the last address in a header value (the one the
 // trusted proxy itself saw or appended), or fallback when the header is
 // absent or its last entry is not an IP address.
-func lastAddress[S text](v S, present bool, fallback string) string {
-	if !present {
+func lastAddress(v []byte, fallback string) string {
+	if v == nil {
 		return fallback
 	}
 	s := string(v)
@@ -426,11 +451,24 @@ func lastAddress[S text](v S, present bool, fallback string) string {
 	return a.Unmap().String()
 }
 
+// values returns every value of a request header, nil when absent.
+func values(hd *fasthttp.RequestHeader, name string) []string {
+	all := hd.PeekAll(name)
+	if len(all) == 0 {
+		return nil
+	}
+	out := make([]string, len(all))
+	for i, v := range all {
+		out[i] = string(v)
+	}
+	return out
+}
+
 // knownMethods are the methods method returns without allocating.
 var knownMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions}
 
 // method returns m as a string, without allocating for the usual methods.
-func method[S text](m S) string {
+func method(m []byte) string {
 	for _, k := range knownMethods {
 		if string(m) == k {
 			return k

@@ -335,10 +335,7 @@ func (n *node) build() error {
 		fa := forwardauth.New(n.authz, trusted, family)
 		mux := http.NewServeMux()
 		n.probes(mux)
-		srv, err := forwardauth.NewHTTPServer(os.Getenv("EXTAUTHZ_HTTP_STACK"), fa, mux, n.log.With().Str("server", "http").Logger())
-		if err != nil {
-			return err
-		}
+		srv := forwardauth.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
 		n.servers = append(n.servers, namedServer{"http", c.httpAddr, srv})
 
 		n.health = newHealthServer()

@@ -73,7 +73,7 @@ func runMain(opts *options) int {
 	b := &bench{opts: opts, root: root, began: time.Now()}
 	run := b.run
 	if opts.doorE2E {
-		run = func(ctx context.Context) error { return b.doorE2E(ctx, opts.stacks) }
+		run = func(ctx context.Context) error { return b.doorE2E(ctx) }
 	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -105,9 +105,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.revokeProbe, "revoke-probe", 10, "above this many sidecars, also measure with only this many, drawn at random, polled per revocation (0: never)")
 	fs.IntVar(&o.admins, "admin-clients", 16, "concurrent clients creating keys on the admin")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 2s points, 20,000 large keys, sidecars 1,3, 5 revocations (flags given explicitly still win)")
-	fs.BoolVar(&o.doorE2E, "door-e2e", false, "instead of the table: requests/s through nginx auth_request with the HTTP door on each of -stacks, beside nginx without auth")
+	fs.BoolVar(&o.doorE2E, "door-e2e", false, "instead of the table: requests/s through nginx auth_request (examples/nginx/extauthz.conf) beside nginx without auth, and the sidecar's CPU per request")
 	fs.BoolVar(&o.nginxKeepalive, "nginx-keepalive", false, "-door-e2e: nginx keeps connections to the sidecars open (upstream keepalive) instead of one per check as the shipped example does")
-	stacks := fs.String("stacks", "net/http,fasthttp", "HTTP stacks for -door-e2e (EXTAUTHZ_HTTP_STACK of each sidecar), comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -130,7 +129,6 @@ func parseFlags(args []string) (*options, error) {
 			}
 		}
 	}
-	o.stacks = strings.Split(*stacks, ",")
 	var err error
 	if o.concurrency, err = intList(*conc); err != nil {
 		return nil, fmt.Errorf("-concurrency: %w", err)
