@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/extauthz/extauthz/bearer"
 	"github.com/extauthz/extauthz/keycheck"
@@ -101,6 +103,9 @@ type Request struct {
 	// MethodOverride reports that the request carries one of
 	// MethodOverrideHeaders.
 	MethodOverride bool
+	// TraceParent and TraceState are the request's W3C trace-context
+	// headers, read only when tracing is on (Authorizer.Tracing).
+	TraceParent, TraceState string
 }
 
 // MethodOverrideHeaders are the headers with which frameworks let a POST
@@ -159,6 +164,11 @@ type Options struct {
 	Now       func() time.Time
 	Logger    zerolog.Logger
 	Metrics   *Metrics
+	// TracerProvider, when set, gives every check a span (SpanName);
+	// nil means no tracing and no cost. Propagator reads trace context
+	// (default: W3C trace context).
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Authorizer makes decisions. It is safe for concurrent use; SetPolicy
@@ -170,6 +180,7 @@ type Authorizer struct {
 	now       func() time.Time // nil: the check's start time is now
 	log       zerolog.Logger
 	metrics   *Metrics
+	trace     *tracing // nil: checks are not traced
 	state     atomic.Pointer[state]
 }
 
@@ -195,6 +206,12 @@ var (
 // New returns an Authorizer. Keys and Policy are required.
 func New(opts Options) *Authorizer {
 	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics}
+	if opts.TracerProvider != nil {
+		a.trace = &tracing{tracer: opts.TracerProvider.Tracer("github.com/extauthz/extauthz/authz"), propagator: opts.Propagator}
+		if a.trace.propagator == nil {
+			a.trace.propagator = propagation.TraceContext{}
+		}
+	}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -226,9 +243,16 @@ func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
 	if a.now != nil {
 		now = a.now()
 	}
+	var span trace.Span
+	if a.trace != nil {
+		ctx, span = a.startSpan(ctx, r)
+	}
 	st := a.state.Load()
 	d, path := a.decide(st, r, now)
 	a.observe(ctx, r, &d, path, time.Since(start))
+	if span != nil {
+		endSpan(span, &d)
+	}
 	return d
 }
 

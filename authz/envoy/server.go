@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -105,6 +106,12 @@ func preEncoded(resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
 // with denied_response; an unusable store is the RPC error UNAVAILABLE, so
 // Envoy applies its status_on_error.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if s.a.Tracing() {
+		// Envoy sends its span's context in the call's metadata; it wins
+		// over the traceparent of the request being checked.
+		md, _ := metadata.FromIncomingContext(ctx)
+		ctx = s.a.ExtractTrace(ctx, metadataCarrier(md))
+	}
 	r := envoyRequest(req)
 	d := s.a.Check(ctx, &r)
 	switch {
@@ -114,6 +121,33 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.allow.Get(&d), nil
 	}
 	return Response(&d), nil
+}
+
+// W3C trace-context headers, read from the checked request for its span's
+// parent when the call's metadata has none.
+const (
+	headerTraceParent = "traceparent"
+	headerTraceState  = "tracestate"
+)
+
+// metadataCarrier reads trace context from gRPC metadata.
+type metadataCarrier metadata.MD
+
+func (m metadataCarrier) Get(key string) string {
+	if v := metadata.MD(m).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (m metadataCarrier) Set(key, value string) { metadata.MD(m).Set(key, value) }
+
+func (m metadataCarrier) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func envoyRequest(req *authv3.CheckRequest) authz.Request {
@@ -154,6 +188,10 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 				}
 			case authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2]:
 				r.MethodOverride = true
+			case headerTraceParent:
+				r.TraceParent = v
+			case headerTraceState:
+				r.TraceState = v
 			}
 		}
 		return r
@@ -171,6 +209,7 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 			r.MethodOverride = true
 		}
 	}
+	r.TraceParent, r.TraceState = hdr[headerTraceParent], hdr[headerTraceState]
 	if r.Method == "" {
 		r.Method = hdr[":method"]
 	}

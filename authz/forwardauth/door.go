@@ -341,6 +341,9 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 		APIKey:        values(hd, "X-Api-Key"),
 		Authorization: values(hd, "Authorization"),
 	}
+	if f.a.Tracing() {
+		r.TraceParent, r.TraceState = string(hd.Peek("Traceparent")), string(hd.Peek("Tracestate"))
+	}
 	sub := strings.TrimPrefix(string(hd.RequestURI()), Path)
 	if sub != "" && sub[0] == '?' {
 		sub = "" // /auth with a query of its own

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -33,6 +35,7 @@ import (
 	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/replication"
+	"github.com/extauthz/extauthz/tracing"
 )
 
 type role string
@@ -245,6 +248,18 @@ func (n *node) build() error {
 		n.closers = append(n.closers, n.store.Close)
 		registerStoreGauges(n.reg, n.store)
 	}
+	tp, err := tracing.New(context.Background(), version, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		n.closers = append(n.closers, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return tp.Shutdown(ctx) // export what is left
+		})
+		n.log.Info().Msg("tracing on (OTEL_* environment)")
+	}
 	if n.role.enforces() {
 		n.usage = authz.NewUsageTracker()
 		opts := authz.Options{
@@ -252,6 +267,8 @@ func (n *node) build() error {
 			Usage:   n.usage,
 			Logger:  n.log.With().Str("component", "authz").Logger(),
 			Metrics: authz.NewMetrics(n.reg),
+			// nil with tracing off: no span, no cost.
+			TracerProvider: tp.TracerProvider(),
 		}
 		if n.role == roleSidecar {
 			n.follower, err = replication.NewFollower(replication.FollowerOptions{
@@ -312,7 +329,14 @@ func (n *node) build() error {
 		}
 		n.probes(mux)
 		mux.Handle("/", adm)
-		n.addHTTP("admin", c.adminAddr, mux)
+		var h http.Handler = mux
+		if tp != nil {
+			// A span per admin API and replication request, child of the
+			// caller's traceparent.
+			h = otelhttp.NewHandler(mux, "admin", otelhttp.WithTracerProvider(tp.TracerProvider()), otelhttp.WithPropagators(propagation.TraceContext{}),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + spanRoute(r.URL.Path) }))
+		}
+		n.addHTTP("admin", c.adminAddr, h)
 	}
 	if c.pprofAddr != "" {
 		mux := http.NewServeMux()
@@ -664,6 +688,18 @@ func (n *node) shutdown() {
 	}
 	wg.Wait()
 	n.log.Info().Msg("drained")
+}
+
+// spanRoute names an admin port path for a span without its ids: the API
+// and the replication feed, not each key.
+func spanRoute(p string) string {
+	switch {
+	case strings.HasPrefix(p, "/replication/"):
+		return "/replication"
+	case strings.HasPrefix(p, "/api/"):
+		return "/api"
+	}
+	return "other"
 }
 
 // every calls fn every d until ctx ends.
