@@ -243,14 +243,7 @@ type proxyLoad struct {
 }
 
 func newProxyLoad(addr string, concurrency int, valid, invalid []string, check bool) *proxyLoad {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        concurrency * 2,
-		MaxIdleConnsPerHost: concurrency * 2,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	return &proxyLoad{client: &http.Client{Transport: tr}, url: "http://" + addr + checkPath, valid: valid, invalid: invalid, check: check}
+	return &proxyLoad{client: keepAliveClient(concurrency), url: "http://" + addr + checkPath, valid: valid, invalid: invalid, check: check}
 }
 
 func (p *proxyLoad) Close() { p.client.CloseIdleConnections() }
