@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"github.com/extauthz/extauthz/clip"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -188,7 +190,7 @@ func checkScopes(fe *fieldErrors, field string, scopes []string, pol *policy.Pol
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("must be an RFC 3339 time such as 2026-06-01T00:00:00.000Z, got %q", truncate(s, 64))
+		return time.Time{}, fmt.Errorf("must be an RFC 3339 time such as 2026-06-01T00:00:00.000Z, got %q", clip.String(s, 64))
 	}
 	return t.UTC(), nil
 }
@@ -208,16 +210,6 @@ func checkExpiry(fe *fieldErrors, field string, s *string, now time.Time) *time.
 		return nil
 	}
 	return &t
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // apiTimeLayout is the documented APIs' time format: RFC 3339, milliseconds,

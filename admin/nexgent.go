@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"github.com/extauthz/extauthz/clip"
+
 	"errors"
 	"net/http"
 	"slices"
@@ -297,7 +299,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) 
 		d, err := time.ParseDuration(*req.GracePeriod)
 		switch {
 		case err != nil:
-			fe.add("gracePeriod", "must be a duration such as \"24h\" or \"0s\", got %q", truncate(*req.GracePeriod, 64))
+			fe.add("gracePeriod", "must be a duration such as \"24h\" or \"0s\", got %q", clip.String(*req.GracePeriod, 64))
 		case d < 0:
 			fe.add("gracePeriod", "must not be negative")
 		case d > MaxGracePeriod:
