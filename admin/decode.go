@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"github.com/extauthz/extauthz/clip"
-
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/strictjson"
 )

@@ -1,8 +1,6 @@
 package admin
 
 import (
-	"github.com/extauthz/extauthz/clip"
-
 	"errors"
 	"net/http"
 	"slices"
@@ -10,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"

@@ -1,10 +1,10 @@
 package admin
 
 import (
-	"github.com/extauthz/extauthz/clip"
-
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/clip"
 )
 
 // TestValidation sends bad input to every body-taking route: each answer is

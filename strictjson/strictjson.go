@@ -1,8 +1,6 @@
 package strictjson
 
 import (
-	"github.com/extauthz/extauthz/clip"
-
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/extauthz/extauthz/clip"
 )
 
 // options make the decoding strict. Most are v2's defaults already; they
