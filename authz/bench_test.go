@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
@@ -79,5 +81,23 @@ func BenchmarkHashKey(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = keystore.HashKey("nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6")
+	}
+}
+
+// BenchmarkCheckTraced is BenchmarkCheck with a tracer provider sampling
+// 1 % of checks into a processor that drops them: the span's own cost.
+func BenchmarkCheckTraced(b *testing.B) {
+	a, raws := benchAuthorizer(b, 10000)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.TraceIDRatioBased(0.01)))
+	a.trace = &tracing{tracer: tp.Tracer("bench"), propagator: propagation.TraceContext{}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := Request{Frontend: "envoy", Method: "POST", Path: "/api/v1/trading-signals?x=1", APIKey: []string{raws[i%len(raws)]}}
+		if d := a.Check(ctx, &r); d.Kind != Allow {
+			b.Fatalf("decision %v %s", d.Kind, d.Reason)
+		}
+		i++
 	}
 }

@@ -251,7 +251,7 @@ func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
 	d, path := a.decide(st, r, now)
 	a.observe(ctx, r, &d, path, time.Since(start))
 	if span != nil {
-		endSpan(span, &d)
+		endSpan(span, r, &d)
 	}
 	return d
 }

@@ -48,13 +48,18 @@ func (a *Authorizer) startSpan(ctx context.Context, r *Request) (context.Context
 	if !trace.SpanContextFromContext(ctx).IsValid() && r.TraceParent != "" {
 		ctx = a.trace.propagator.Extract(ctx, propagation.MapCarrier{"traceparent": r.TraceParent, "tracestate": r.TraceState})
 	}
-	return a.trace.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(AttrFrontend.String(r.Frontend)))
+	return a.trace.tracer.Start(ctx, SpanName, serverSpan)
 }
 
-// endSpan records d on span and ends it.
-func endSpan(span trace.Span, d *Decision) {
-	attrs := []attribute.KeyValue{AttrDecision.String(d.Kind.String()), AttrReason.String(d.Reason)}
+var serverSpan = trace.WithSpanKind(trace.SpanKindServer)
+
+// endSpan records r and d on span, when it is sampled, and ends it.
+func endSpan(span trace.Span, r *Request, d *Decision) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	attrs := []attribute.KeyValue{AttrFrontend.String(r.Frontend), AttrDecision.String(d.Kind.String()), AttrReason.String(d.Reason)}
 	if d.Key != nil {
 		attrs = append(attrs, AttrKeyID.String(d.Key.ID))
 	}

@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/propagation"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -109,8 +110,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if s.a.Tracing() {
 		// Envoy sends its span's context in the call's metadata; it wins
 		// over the traceparent of the request being checked.
-		md, _ := metadata.FromIncomingContext(ctx)
-		ctx = s.a.ExtractTrace(ctx, metadataCarrier(md))
+		// (ValueFromIncomingContext reads without copying the metadata.)
+		if tp := metadata.ValueFromIncomingContext(ctx, headerTraceParent); len(tp) > 0 {
+			carrier := propagation.MapCarrier{headerTraceParent: tp[0]}
+			if ts := metadata.ValueFromIncomingContext(ctx, headerTraceState); len(ts) > 0 {
+				carrier[headerTraceState] = ts[0]
+			}
+			ctx = s.a.ExtractTrace(ctx, carrier)
+		}
 	}
 	r := envoyRequest(req)
 	d := s.a.Check(ctx, &r)
@@ -129,26 +136,6 @@ const (
 	headerTraceParent = "traceparent"
 	headerTraceState  = "tracestate"
 )
-
-// metadataCarrier reads trace context from gRPC metadata.
-type metadataCarrier metadata.MD
-
-func (m metadataCarrier) Get(key string) string {
-	if v := metadata.MD(m).Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func (m metadataCarrier) Set(key, value string) { metadata.MD(m).Set(key, value) }
-
-func (m metadataCarrier) Keys() []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return keys
-}
 
 func envoyRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()

@@ -26,22 +26,9 @@ import (
 // nginxExample is the shipped configuration the run renders.
 const nginxExample = "examples/nginx/extauthz.conf"
 
-// doorArm is one configuration measured through nginx.
-type doorArm struct {
-	name    string
-	addr    string // nginx's listen address for it
-	sidecar *childproc.Proc
-	res     map[int]loadResult
-	cpu     map[int]time.Duration // the sidecar's CPU time over the measured slices
-}
-
 // doorE2E runs the -door-e2e measurement and prints its table.
 func (b *bench) doorE2E(ctx context.Context) error {
 	o := b.opts
-	var err error
-	if b.self, err = os.Executable(); err != nil {
-		return err
-	}
 	nginxBin, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
@@ -49,15 +36,7 @@ func (b *bench) doorE2E(ctx context.Context) error {
 		}
 		nginxBin = "/usr/sbin/nginx"
 	}
-	if b.cl, err = newCluster(b.root, o.bin, o.policy); err != nil {
-		return err
-	}
-	dir := filepath.Join(b.root, "admin-door")
-	keys, err := b.cl.prefillAdmin(dir, o.keysSmall, o.sample)
-	if err != nil {
-		return err
-	}
-	admin, err := b.cl.startAdmin(ctx, "admin-door", dir)
+	keys, admin, err := b.smallAdmin(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,29 +44,11 @@ func (b *bench) doorE2E(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	arms := []*doorArm{{name: "nginx, no auth"}}
-	{
-		name := "sidecar"
-		p, err := childproc.Start(ctx, name, b.cl.bin, []string{"sidecar",
-			"--admin-url", admin.URL("admin"),
-			"--replication-token-file", b.cl.replTokenFile,
-			"--policy", b.cl.policyFile,
-			"--data-dir", filepath.Join(b.root, name),
-			"--grpc-addr", "127.0.0.1:0",
-			"--http-addr", "127.0.0.1:0",
-			"--forward-headers", "nginx",
-			"--node", name,
-			"--log-level", "info",
-			"--log-format", "json",
-		}, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := p.WaitReady(ctx, p.URL("http")+"/readyz", childproc.StartTimeout); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		arms = append(arms, &doorArm{name: "nginx + extauthz", sidecar: p})
+	sc, err := b.readySidecar(ctx, "sidecar", admin, []string{"--forward-headers", "nginx"}, nil)
+	if err != nil {
+		return err
 	}
+	arms := []*arm{{name: "nginx, no auth"}, {name: "nginx + extauthz", sidecar: sc}}
 	stop, err := startBenchNginx(nginxBin, filepath.Join(b.root, "nginx"), upstream.Addr("http"), arms, o.nginxKeepalive)
 	if err != nil {
 		return err
@@ -95,36 +56,14 @@ func (b *bench) doorE2E(ctx context.Context) error {
 	defer stop()
 	b.progress("door e2e: admin, sidecar, upstream and nginx up")
 
-	for _, a := range arms {
-		a.res, a.cpu = map[int]loadResult{}, map[int]time.Duration{}
+	err = b.runArms(ctx, "door e2e", arms, keys, func(a *arm, c int) (func(int) caller, func()) {
+		cl := newProxyLoad(a.addr, c, keys.Valid, keys.Invalid, a.sidecar != nil)
+		return func(int) caller { return cl.call }, cl.Close
+	})
+	if err != nil {
+		return err
 	}
-	for _, c := range o.concurrency {
-		spec := loadSpec{Concurrency: c, Warmup: o.warmup / time.Duration(o.rounds), Duration: o.duration / time.Duration(o.rounds),
-			Valid: len(keys.Valid), Invalid: len(keys.Invalid)}
-		for round := range o.rounds {
-			for i := range arms {
-				a := arms[(i+round)%len(arms)]
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				cl := newProxyLoad(a.addr, c, keys.Valid, keys.Invalid, a.sidecar != nil)
-				before := procCPU(a.sidecar)
-				res := runLoad(ctx, spec, func(int) caller { return cl.call })
-				a.cpu[c] += procCPU(a.sidecar) - before
-				cl.Close()
-				if prev, ok := a.res[c]; ok {
-					prev.add(res)
-					a.res[c] = prev
-				} else {
-					a.res[c] = res
-				}
-			}
-		}
-		for _, a := range arms {
-			b.progress("door e2e c=%d %s: %s", c, a.name, loadCell(a.res[c]))
-		}
-	}
-	printDoorE2E(os.Stdout, b, arms)
+	printArms(os.Stdout, b, "Through nginx auth_request", "vs no auth", arms)
 	return nil
 }
 
@@ -158,7 +97,7 @@ func procCPU(p *childproc.Proc) time.Duration {
 // With keepalive, nginx keeps idle connections to each sidecar (an
 // upstream block with keepalive, HTTP/1.1) instead of opening one per
 // check as the example does.
-func startBenchNginx(bin, dir, upstream string, arms []*doorArm, keepalive bool) (func(), error) {
+func startBenchNginx(bin, dir, upstream string, arms []*arm, keepalive bool) (func(), error) {
 	example, err := os.ReadFile(nginxExample)
 	if err != nil {
 		return nil, fmt.Errorf("%w (run from the repository root)", err)
@@ -266,25 +205,4 @@ func (p *proxyLoad) call(ctx context.Context, valid bool, idx int) (bool, error)
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return !p.check || resp.StatusCode == want, nil
-}
-
-// printDoorE2E prints the -door-e2e table.
-func printDoorE2E(w io.Writer, b *bench, arms []*doorArm) {
-	fmt.Fprintf(w, "Command: `go run ./internal/bench %s`\n\n", strings.Join(os.Args[1:], " "))
-	fmt.Fprintf(w, "Machine: %s; load average before: %s; %s\n\n", machine(), loadAvg(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	t := &table{}
-	t.row("Through nginx auth_request", "Callers", "Requests/s", "p50", "p99", "vs no auth", "Sidecar CPU per request")
-	for _, c := range b.opts.concurrency {
-		base := arms[0].res[c]
-		for _, a := range arms {
-			r := a.res[c]
-			cpu := "—"
-			if a.sidecar != nil && r.Requests > 0 {
-				cpu = fmt.Sprintf("%.1f µs", float64(a.cpu[c].Microseconds())/float64(r.Requests))
-			}
-			t.row(a.name, strconv.Itoa(c), fmt.Sprintf("%.0f%s", r.RPS(), problems(r)), ms(r.Hist.Quantile(0.50)), ms(r.Hist.Quantile(0.99)),
-				fmt.Sprintf("%.2f×", r.RPS()/base.RPS()), cpu)
-		}
-	}
-	t.write(w)
 }

@@ -35,6 +35,7 @@ type options struct {
 	quick          bool
 	doorE2E        bool
 	nginxKeepalive bool
+	tracing        bool
 	stacks         []string
 }
 
@@ -72,8 +73,11 @@ func runMain(opts *options) int {
 	defer childproc.StopAll()
 	b := &bench{opts: opts, root: root, began: time.Now()}
 	run := b.run
-	if opts.doorE2E {
-		run = func(ctx context.Context) error { return b.doorE2E(ctx) }
+	switch {
+	case opts.doorE2E:
+		run = b.doorE2E
+	case opts.tracing:
+		run = b.tracing
 	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -106,6 +110,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.admins, "admin-clients", 16, "concurrent clients creating keys on the admin")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 2s points, 20,000 large keys, sidecars 1,3, 5 revocations (flags given explicitly still win)")
 	fs.BoolVar(&o.doorE2E, "door-e2e", false, "instead of the table: requests/s through nginx auth_request (examples/nginx/extauthz.conf) beside nginx without auth, and the sidecar's CPU per request")
+	fs.BoolVar(&o.tracing, "tracing", false, "instead of the table: gRPC Check with tracing off beside tracing on at 1 % sampling (OTLP to a do-nothing server), and each sidecar's CPU per check")
 	fs.BoolVar(&o.nginxKeepalive, "nginx-keepalive", false, "-door-e2e: nginx keeps connections to the sidecars open (upstream keepalive) instead of one per check as the shipped example does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
