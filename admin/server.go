@@ -52,7 +52,7 @@ const (
 // Options configures New. Store and Policy are required; every other field
 // has a usable zero value.
 type Options struct {
-	// Store is the authoritative key store (opened with Authority: true).
+	// Store is the authoritative key store (keystore.Open).
 	Store *keystore.Store
 	// Policy returns the current policy; it is called on every request so a
 	// reloaded policy takes effect at once. It must not return nil.

@@ -18,7 +18,7 @@ import (
 // and some of their raw keys.
 func benchAuthorizer(b *testing.B, n int) (*Authorizer, []string) {
 	b.Helper()
-	s, err := keystore.Open(filepath.Join(b.TempDir(), "keys.db"), keystore.Options{Authority: true, NoSync: true})
+	s, err := keystore.Open(filepath.Join(b.TempDir(), "keys.db"), keystore.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}

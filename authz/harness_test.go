@@ -1,7 +1,6 @@
 package authz_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -27,35 +26,9 @@ import (
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 	"github.com/extauthz/extauthz/policy"
 )
-
-// fakeClock is a settable clock for expiry tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // env is a real store, a real gRPC server and a real HTTP server on
 // loopback, both over one authz.Authorizer.
@@ -63,11 +36,11 @@ type env struct {
 	t           *testing.T
 	store       *keystore.Store
 	pol         *policy.Policy
-	clock       *fakeClock
+	clock       *keystoretest.Clock
 	a           *authz.Authorizer
 	grpc        authv3.AuthorizationClient
 	httpURL     string // the HTTP port: http://127.0.0.1:port
-	logs        *syncBuffer
+	logs        *keystoretest.LogBuffer
 	unavailable error
 	mu          sync.Mutex
 }
@@ -83,9 +56,9 @@ func loadPolicy(t testing.TB, name string) *policy.Policy {
 
 func newEnv(t *testing.T, policyFile string) *env {
 	t.Helper()
-	e := &env{t: t, clock: &fakeClock{t: time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	e := &env{t: t, clock: keystoretest.NewClock(time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC)), logs: &keystoretest.LogBuffer{}}
 	var err error
-	e.store, err = keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{Authority: true, Now: e.clock.Now})
+	e.store, err = keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

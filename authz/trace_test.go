@@ -38,7 +38,7 @@ const (
 func TestCheckSpans(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{Authority: true})
+	st, err := keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,13 +12,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 // Follower faults that the end-to-end tests in cmd/extauthz cannot reach
 // through the binary: clock jumps (the binary uses the real clock) and a
 // watch line over MaxLineSize written by a fake admin.
 
-func clockedFollower(t *testing.T, adminURL string, clock *fakeClock, max time.Duration, mods ...followerOpt) *Follower {
+func clockedFollower(t *testing.T, adminURL string, clock *keystoretest.Clock, max time.Duration, mods ...followerOpt) *Follower {
 	t.Helper()
 	mods = append([]followerOpt{func(o *FollowerOptions) {
 		o.MaxStaleness = max
@@ -35,13 +36,13 @@ type clocked struct {
 	admin *keystore.Store
 	key   testKey
 	fr    *front
-	clock *fakeClock
+	clock *keystoretest.Clock
 	f     *Follower
 }
 
 func newClocked(t *testing.T) *clocked {
 	t.Helper()
-	c := &clocked{admin: newAdminStore(t), clock: &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	c := &clocked{admin: newAdminStore(t), clock: keystoretest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))}
 	c.key = createKey(t, c.admin, nil)
 	c.fr = newFront(t, newServer(t, c.admin))
 	c.f = clockedFollower(t, c.fr.url(), c.clock, time.Minute)
@@ -104,7 +105,7 @@ func TestFaultClockJumpBackward(t *testing.T) {
 	// The admin confirms the replica again: staleness counts from that
 	// heartbeat on the new clock, not from the pre-jump reading.
 	stop := run(t, f)
-	waitFor(t, "a heartbeat on the new clock", func() bool { return f.lastCurrent.Load() <= clock.Now().UnixNano() })
+	waitFor(t, "a heartbeat on the new clock", func() bool { at, _ := f.replica().LastCurrent(); return !at.After(clock.Now()) })
 	stop()
 	clock.Add(time.Minute + time.Second)
 	if err := f.Healthy(); !errors.Is(err, ErrStale) {
@@ -220,7 +221,7 @@ func TestFaultWatchLineTooLong(t *testing.T) {
 	live := createKey(t, admin, nil)
 	srv := newServer(t, admin)
 	fr := newFront(t, srv)
-	logs := &syncBuffer{}
+	logs := &keystoretest.LogBuffer{}
 	f, reg := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) { o.Logger = zerolog.New(logs) })
 	run(t, f)
 	caughtUp(t, f, admin)

@@ -21,6 +21,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
+	"github.com/extauthz/extauthz/usage"
+	"github.com/rs/zerolog"
 )
 
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -455,69 +458,54 @@ func TestStoreIDChangeForcesSnapshot(t *testing.T) {
 	}
 }
 
+// TestUsageReachesAdmin: uses recorded in a usage buffer whose Send is the
+// follower's reach the admin, merged per key; while the admin is down they
+// are kept and merged with later ones, then delivered.
 func TestUsageReachesAdmin(t *testing.T) {
 	admin := newAdminStore(t)
 	k1 := createKey(t, admin, nil)
 	k2 := createKey(t, admin, nil)
 	fr := newFront(t, newServer(t, admin))
 	f, _ := newFollower(t, t.TempDir(), fr.url())
-	run(t, f)
-	caughtUp(t, f, admin)
+	buf, err := usage.New(usage.Options{Send: f.SendUsage, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
 
 	t1 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second) // in the past: the admin clamps future uses
 	t2 := t1.Add(time.Minute)
-	f.ReportUsage([]keystore.Usage{{KeyID: k1.key.ID, LastUsedAt: t2, Count: 2}, {KeyID: k1.key.ID, LastUsedAt: t1, Count: 3}})
-	f.RecordUse(k2.key.ID, t1)
-	f.ReportUsage([]keystore.Usage{{KeyID: "unknown-key", LastUsedAt: t1, Count: 1}})
-
-	waitFor(t, "usage at the admin", func() bool {
-		a, err1 := admin.GetKey(k1.key.ID)
-		b, err2 := admin.GetKey(k2.key.ID)
-		return err1 == nil && err2 == nil && a.UseCount == 5 && b.UseCount == 1
-	})
-	a, _ := admin.GetKey(k1.key.ID)
+	for _, at := range []time.Time{t2, t2, t1, t1, t1} {
+		buf.Record(k1.key.ID, at)
+	}
+	buf.Record(k2.key.ID, t1)
+	buf.Record("unknown-key", t1)
+	buf.Flush(ctx)
+	a, err1 := admin.GetKey(k1.key.ID)
+	b, err2 := admin.GetKey(k2.key.ID)
+	if err1 != nil || err2 != nil || a.UseCount != 5 || b.UseCount != 1 {
+		t.Fatalf("use counts %v %v (%v, %v); want 5 and 1", a, b, err1, err2)
+	}
 	if a.LastUsedAt == nil || !a.LastUsedAt.Equal(t2) {
 		t.Errorf("LastUsedAt = %v; want %v", a.LastUsedAt, t2)
 	}
 
-	// Let the flush that delivered these finish: a report whose 204 is cut
-	// off is sent again (at-least-once), which would skew the counts below.
-	waitFor(t, "usage buffer drained", func() bool {
-		f.usageMu.Lock()
-		n := len(f.usage)
-		f.usageMu.Unlock()
-		return n == 0 && !f.flushing.Load()
-	})
-
 	// While the admin is down, reports are kept and merged, then delivered.
 	fr.set(nil)
-	f.RecordUse(k2.key.ID, t2)
-	time.Sleep(30 * time.Millisecond) // let a few flushes fail; correctness does not depend on it
-	f.RecordUse(k2.key.ID, t1)
+	buf.Record(k2.key.ID, t2)
+	buf.Flush(ctx)
+	if buf.Len() != 1 {
+		t.Fatalf("%d keys buffered after a failed flush; want the one kept", buf.Len())
+	}
+	buf.Record(k2.key.ID, t1)
 	fr.set(newServer(t, admin))
-	waitFor(t, "usage kept through an outage", func() bool {
-		b, err := admin.GetKey(k2.key.ID)
-		if b != nil && b.UseCount > 3 {
-			t.Fatalf("use count %d; want 3", b.UseCount)
-		}
-		return err == nil && b.UseCount == 3 && b.LastUsedAt != nil && b.LastUsedAt.Equal(t2)
-	})
-}
-
-func TestUsageBufferBounded(t *testing.T) {
-	f, _ := newFollower(t, t.TempDir(), "http://127.0.0.1:1")
-	for i := 0; i < maxUsageKeys+10; i++ {
-		f.RecordUse(jsonInt(i), time.Unix(int64(i), 0))
+	buf.Flush(ctx)
+	b, err = admin.GetKey(k2.key.ID)
+	if err != nil || b.UseCount != 3 || b.LastUsedAt == nil || !b.LastUsedAt.Equal(t2) {
+		t.Fatalf("after the outage: %+v, %v; want 3 uses, the last at %v", b, err, t2)
 	}
-	f.RecordUse("0", time.Unix(1e6, 0))
-	f.usageMu.Lock()
-	n, dropped, first := len(f.usage), f.dropped, f.usage["0"]
-	f.usageMu.Unlock()
-	if n != maxUsageKeys || dropped != 10 {
-		t.Errorf("buffer holds %d keys, dropped %d; want %d and 10", n, dropped, maxUsageKeys)
-	}
-	if first.Count != 2 || !first.LastUsedAt.Equal(time.Unix(1e6, 0)) {
-		t.Errorf("merged entry = %+v", first)
+	if buf.Len() != 0 {
+		t.Errorf("%d keys buffered after a delivered flush; want 0", buf.Len())
 	}
 }
 
@@ -526,7 +514,7 @@ func TestMaxStaleness(t *testing.T) {
 	k := createKey(t, admin, nil)
 	srv := newServer(t, admin)
 	fr := newFront(t, srv)
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := keystoretest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	f, reg := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
 		o.MaxStaleness = time.Minute
 		o.Now = clock.Now
@@ -617,7 +605,7 @@ func TestCloseStopsLookups(t *testing.T) {
 // reports the error, so a load stops at once instead of downloading the
 // rest; finish returns the same error and the goroutine ends.
 func TestChunkWriterStopsAtFirstError(t *testing.T) {
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "tmp.db"), keystore.Options{Replica: true, NoSync: true})
+	st, err := keystore.OpenReplica(filepath.Join(t.TempDir(), "tmp.db"), keystore.ReplicaOptions{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -644,13 +632,14 @@ func TestChunkWriterStopsAtFirstError(t *testing.T) {
 // TestRelaxGC: overlapping loads raise the GC percentage once and restore
 // it when the last one ends; an operator's GOGC is left alone.
 func TestRelaxGC(t *testing.T) {
+	const loadGCPercent = 400
 	if _, set := os.LookupEnv("GOGC"); set {
 		t.Skip("GOGC is set in this environment")
 	}
 	gcPercent := func() int { v := debug.SetGCPercent(100); debug.SetGCPercent(v); return v }
 	prev := debug.SetGCPercent(150)
 	defer debug.SetGCPercent(prev)
-	r1, r2 := relaxGC(), relaxGC()
+	r1, r2 := relaxGC(loadGCPercent), relaxGC(loadGCPercent)
 	if got := gcPercent(); got != loadGCPercent {
 		t.Fatalf("during two loads: GC percent %d; want %d", got, loadGCPercent)
 	}
@@ -663,8 +652,8 @@ func TestRelaxGC(t *testing.T) {
 		t.Fatalf("after both loads: GC percent %d; want 150", got)
 	}
 	t.Setenv("GOGC", "150")
-	relaxGC()()
-	r := relaxGC()
+	relaxGC(loadGCPercent)()
+	r := relaxGC(loadGCPercent)
 	if got := gcPercent(); got != 150 {
 		t.Fatalf("with GOGC set: GC percent %d; want it untouched (150)", got)
 	}

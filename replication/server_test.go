@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 func do(t *testing.T, method, url, auth, contentType string, body []byte) (*http.Response, []byte) {
@@ -325,7 +326,7 @@ func TestHeartbeatInterval(t *testing.T) {
 
 func TestNoSecretsOnTheWire(t *testing.T) {
 	admin := newAdminStore(t)
-	var logs syncBuffer
+	var logs keystoretest.LogBuffer
 	log := zerolog.New(&logs).Level(zerolog.DebugLevel)
 	srv := NewServer(ServerOptions{Store: admin, Token: testToken, Heartbeat: testHeartbeat, Logger: log})
 	defer srv.Close()

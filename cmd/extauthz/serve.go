@@ -36,6 +36,7 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/tracing"
+	keyusage "github.com/extauthz/extauthz/usage"
 )
 
 type role string
@@ -78,6 +79,12 @@ type serveConfig struct {
 	node                string
 }
 
+// loadGCPercent is the GC percentage while a sidecar loads its first
+// snapshot (replication.FollowerOptions.LoadGCPercent): a load allocates
+// much short-lived garbage over a small live heap and nothing is served
+// yet. GOGC, when set, wins.
+const loadGCPercent = 400
+
 // syncInterval maps --replica-sync-interval to FollowerOptions, whose zero
 // means the default: the flag's 0 means at once.
 func syncInterval(d time.Duration) time.Duration {
@@ -117,7 +124,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
 		f.DurationVar(&c.reconnectMaxBackoff, "reconnect-max-backoff", 5*time.Second, "cap of the jittered reconnect backoff")
-		f.DurationVar(&c.syncInterval, "replica-sync-interval", replication.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
+		f.DurationVar(&c.syncInterval, "replica-sync-interval", keystore.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
 		host, _ := os.Hostname()
 		f.StringVar(&c.node, "node", host, "node name reported with usage")
 	}
@@ -201,7 +208,7 @@ type node struct {
 	store    *keystore.Store
 	follower *replication.Follower
 	authz    *authz.Authorizer
-	usage    *authz.UsageTracker
+	usage    *keyusage.Buffer
 	repl     *replication.Server
 	health   *healthServer
 	grpc     *grpc.Server
@@ -241,7 +248,7 @@ func (n *node) build() error {
 		}
 	}
 	if n.role.administers() {
-		n.store, err = keystore.Open(filepath.Join(c.dataDir, "extauthz.db"), keystore.Options{Authority: true})
+		n.store, err = keystore.Open(filepath.Join(c.dataDir, "extauthz.db"), keystore.Options{ReleaseMemory: c.releaseEvery > 0})
 		if err != nil {
 			return err
 		}
@@ -261,15 +268,14 @@ func (n *node) build() error {
 		n.log.Info().Msg("tracing on (OTEL_* environment)")
 	}
 	if n.role.enforces() {
-		n.usage = authz.NewUsageTracker()
 		opts := authz.Options{
 			Policy:  n.policy.Current(),
-			Usage:   n.usage,
 			Logger:  n.log.With().Str("component", "authz").Logger(),
 			Metrics: authz.NewMetrics(n.reg),
 			// nil with tracing off: no span, no cost.
 			TracerProvider: tp.TracerProvider(),
 		}
+		send := n.recordUsage
 		if n.role == roleSidecar {
 			n.follower, err = replication.NewFollower(replication.FollowerOptions{
 				AdminURL:     c.adminURL,
@@ -278,10 +284,13 @@ func (n *node) build() error {
 				MaxBackoff:   c.reconnectMaxBackoff,
 				MaxStaleness: c.maxStaleness,
 				SyncInterval: syncInterval(c.syncInterval),
-				UsageFlush:   c.usageFlush,
 				Node:         c.node,
-				Logger:       n.log.With().Str("component", "replica").Logger(),
-				Registerer:   n.reg,
+				// The process-wide settings the library leaves to its
+				// program: see FollowerOptions and docs/design.md.
+				LoadGCPercent: loadGCPercent,
+				ReleaseMemory: c.releaseEvery > 0,
+				Logger:        n.log.With().Str("component", "replica").Logger(),
+				Registerer:    n.reg,
 			})
 			if err != nil {
 				return err
@@ -289,9 +298,20 @@ func (n *node) build() error {
 			n.closers = append(n.closers, n.follower.Close)
 			opts.Keys = n.follower
 			opts.Available = n.follower.Healthy
+			send = n.follower.SendUsage
 		} else {
 			opts.Keys = n.store
 		}
+		n.usage, err = keyusage.New(keyusage.Options{
+			Send:       send,
+			Every:      c.usageFlush,
+			Logger:     n.log.With().Str("component", "usage").Logger(),
+			Registerer: n.reg,
+		})
+		if err != nil {
+			return err
+		}
+		opts.Usage = n.usage
 		n.authz = authz.New(opts)
 		n.policy.OnChange(n.authz.SetPolicy)
 	}
@@ -536,7 +556,6 @@ func (n *node) serve(ctx context.Context) error {
 	n.shutdown()
 	cancel()
 	n.bg.Wait()
-	n.flushUsage()
 	return runErr
 }
 
@@ -580,7 +599,9 @@ func (n *node) background(ctx context.Context) {
 		})
 	}
 	if n.usage != nil {
-		run(func() { every(ctx, n.cfg.usageFlush, n.flushUsage) })
+		// Flushes every --usage-flush, and once more when ctx ends: after
+		// shutdown drained the doors, so no recorded use is left behind.
+		run(func() { n.usage.Run(ctx) })
 	}
 	if n.health != nil {
 		run(func() { n.followReadiness(ctx) })
@@ -628,21 +649,14 @@ func (n *node) followReadiness(ctx context.Context) {
 	}
 }
 
-func (n *node) flushUsage() {
-	if n.usage == nil {
-		return
-	}
-	batch := n.usage.Drain()
-	if len(batch) == 0 {
-		return
-	}
-	if n.follower != nil {
-		n.follower.ReportUsage(batch)
-		return
-	}
+// recordUsage is the usage buffer's Send of a standalone process: its own
+// store keeps the usage. A batch the store could not write is kept for the
+// next flush.
+func (n *node) recordUsage(_ context.Context, batch []keystore.Usage) ([]keystore.Usage, error) {
 	if err := n.store.RecordUsage(batch); err != nil {
-		n.log.Warn().Err(err).Msg("record usage")
+		return batch, fmt.Errorf("record usage: %w", err)
 	}
+	return nil, nil
 }
 
 // shutdown turns not-ready, waits drain-delay, then drains every server

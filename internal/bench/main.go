@@ -36,7 +36,6 @@ type options struct {
 	doorE2E        bool
 	nginxKeepalive bool
 	tracing        bool
-	stacks         []string
 }
 
 func main() {
