@@ -2,7 +2,6 @@ package admin
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -137,22 +136,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.jwt = v
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "extauthz_admin_requests_total",
-		Help: "Admin API requests by route pattern and HTTP status code.",
-	}, []string{"route", "code"})
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(requests); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("admin: register metrics: %w", err)
-			}
-			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, fmt.Errorf("admin: register metrics: %w", err)
-			}
-			requests = existing
-		}
+	requests, err := newRequestMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
 	}
 	s.requests = requests
 	for _, rt := range routes {

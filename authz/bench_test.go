@@ -12,6 +12,7 @@ import (
 
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/usage"
 )
 
 // benchAuthorizer returns an Authorizer over a real store holding n keys,
@@ -46,7 +47,7 @@ func benchAuthorizer(b *testing.B, n int) (*Authorizer, []string) {
 	if _, err := s.ImportKeys(chunk, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: NewUsageTracker(), Metrics: NewMetrics(nil)})
+	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: discardUsage(b), Metrics: mustMetrics(b)})
 	return a, raws
 }
 
@@ -100,4 +101,23 @@ func BenchmarkCheckTraced(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// mustMetrics returns check metrics registered nowhere.
+func mustMetrics(tb testing.TB) *Metrics {
+	m, err := NewMetrics(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// discardUsage is the sidecar's usage buffer, with a send that drops the
+// reports: the decision records usage as in production.
+func discardUsage(tb testing.TB) *usage.Buffer {
+	u, err := usage.New(usage.Options{Send: func(context.Context, []keystore.Usage) ([]keystore.Usage, error) { return nil, nil }, Logger: zerolog.Nop()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/keystore/keystoretest"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/usage"
 )
 
 // env is a real store, a real gRPC server and a real HTTP server on
@@ -69,13 +70,13 @@ func newEnv(t *testing.T, policyFile string) *env {
 		Policy: e.pol,
 		Now:    e.clock.Now,
 		Logger: zerolog.New(e.logs).Level(zerolog.DebugLevel),
-		Usage:  authz.NewUsageTracker(),
+		Usage:  discardUsage(t),
 		Available: func() error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			return e.unavailable
 		},
-		Metrics: authz.NewMetrics(nil),
+		Metrics: mustMetrics(t),
 	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -247,4 +248,23 @@ func sorted(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// mustMetrics returns check metrics registered nowhere.
+func mustMetrics(tb testing.TB) *authz.Metrics {
+	m, err := authz.NewMetrics(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// discardUsage is the sidecar's usage buffer, with a send that drops the
+// reports.
+func discardUsage(tb testing.TB) *usage.Buffer {
+	u, err := usage.New(usage.Options{Send: func(context.Context, []keystore.Usage) ([]keystore.Usage, error) { return nil, nil }, Logger: zerolog.Nop()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
 }

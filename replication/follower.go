@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/metrics"
 )
 
 // Sentinel errors of the follower. Test with errors.Is.
@@ -230,9 +231,6 @@ func (f *Follower) openReplica(path string) (*keystore.Replica, error) {
 
 // register registers the follower's metrics with reg, when not nil.
 func (f *Follower) register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
 	cs := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "extauthz_replica_revision",
@@ -248,12 +246,7 @@ func (f *Follower) register(reg prometheus.Registerer) error {
 		}, func() float64 { return f.Staleness().Seconds() }),
 		f.resyncs,
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("replication: register metrics: %w", err)
-		}
-	}
-	return nil
+	return metrics.Register(reg, "replication", cs...)
 }
 
 // logCommit logs a failed commit; a closed replica is not a failure.

@@ -71,7 +71,7 @@ func createKey(t testing.TB, st *keystore.Store, mod func(*keystore.Key)) testKe
 // newServer serves st with a short heartbeat.
 func newServer(t testing.TB, st *keystore.Store) *Server {
 	t.Helper()
-	s := NewServer(ServerOptions{Store: st, Token: testToken, Heartbeat: testHeartbeat, Logger: zerolog.Nop()})
+	s := mustServer(t, ServerOptions{Store: st, Token: testToken, Heartbeat: testHeartbeat, Logger: zerolog.Nop()})
 	t.Cleanup(s.Close)
 	return s
 }
@@ -317,4 +317,14 @@ func found(f *Follower, k testKey) bool {
 func notFound(f *Follower, k testKey) bool {
 	_, err := f.Lookup(k.hash())
 	return errors.Is(err, keystore.ErrNotFound)
+}
+
+// mustServer is NewServer for tests.
+func mustServer(tb testing.TB, opts ServerOptions) *Server {
+	tb.Helper()
+	s, err := NewServer(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

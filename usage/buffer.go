@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/metrics"
 )
 
 // Defaults of Options.
@@ -81,10 +82,8 @@ func New(opts Options) (*Buffer, error) {
 			Help: "Key uses not reported because the usage buffer held its maximum of distinct keys.",
 		}),
 	}
-	if reg := opts.Registerer; reg != nil {
-		if err := reg.Register(b.dropped); err != nil {
-			return nil, fmt.Errorf("usage: register metrics: %w", err)
-		}
+	if err := metrics.Register(opts.Registerer, "usage", b.dropped); err != nil {
+		return nil, err
 	}
 	return b, nil
 }

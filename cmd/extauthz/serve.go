@@ -34,6 +34,7 @@ import (
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/metrics"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/tracing"
 	keyusage "github.com/extauthz/extauthz/usage"
@@ -188,7 +189,9 @@ func runServe(ctx context.Context, r role, args []string, getenv func(string) st
 	}
 	log := newLogger(c, r, stderr)
 	n := &node{cfg: c, role: r, log: log, reg: prometheus.NewRegistry()}
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := metrics.Register(n.reg, "process", collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
 	defer n.closeAll()
 	if err := n.build(); err != nil {
 		log.Error().Err(err).Msg("startup failed")
@@ -253,7 +256,9 @@ func (n *node) build() error {
 			return err
 		}
 		n.closers = append(n.closers, n.store.Close)
-		registerStoreGauges(n.reg, n.store)
+		if err := registerStoreGauges(n.reg, n.store); err != nil {
+			return err
+		}
 	}
 	tp, err := tracing.New(context.Background(), version, os.Getenv)
 	if err != nil {
@@ -268,10 +273,14 @@ func (n *node) build() error {
 		n.log.Info().Msg("tracing on (OTEL_* environment)")
 	}
 	if n.role.enforces() {
+		checks, err := authz.NewMetrics(n.reg)
+		if err != nil {
+			return err
+		}
 		opts := authz.Options{
 			Policy:  n.policy.Current(),
 			Logger:  n.log.With().Str("component", "authz").Logger(),
-			Metrics: authz.NewMetrics(n.reg),
+			Metrics: checks,
 			// nil with tracing off: no span, no cost.
 			TracerProvider: tp.TracerProvider(),
 		}
@@ -338,13 +347,16 @@ func (n *node) build() error {
 		}
 		mux := http.NewServeMux()
 		if replToken != "" {
-			n.repl = replication.NewServer(replication.ServerOptions{
+			n.repl, err = replication.NewServer(replication.ServerOptions{
 				Store:      n.store,
 				Token:      replToken,
 				Heartbeat:  c.heartbeat,
 				Logger:     n.log.With().Str("component", "replication").Logger(),
 				Registerer: n.reg,
 			})
+			if err != nil {
+				return err
+			}
 			mux.Handle("/replication/", n.repl)
 		}
 		n.probes(mux)
