@@ -12,7 +12,9 @@ import (
 
 var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func lim(n int64, d time.Duration) keystore.RateLimit { return keystore.RateLimit{Limit: n, Duration: d} }
+func lim(n int64, d time.Duration) keystore.RateLimit {
+	return keystore.RateLimit{Limit: n, Duration: d}
+}
 
 // TestBucketAllowsNThenRefillsEvenly: a full bucket allows exactly N at
 // once; then one token comes back every D/N, and after D it is full.
