@@ -157,18 +157,36 @@ const (
 	MaxRateLimitDuration = 24 * time.Hour
 )
 
-// Validate reports what is wrong with l, naming the field ("limit" or
-// "duration"), or nil.
-func (l RateLimit) Validate() error {
-	var errs []error
+// FieldProblem is one thing wrong with a value, and the field it is in.
+type FieldProblem struct {
+	Field, Message string
+}
+
+// Problems lists what is wrong with l: its "limit" and its "duration".
+func (l RateLimit) Problems() []FieldProblem {
+	var out []FieldProblem
 	if l.Limit < 1 || l.Limit > MaxRateLimit {
-		errs = append(errs, fmt.Errorf("limit: must be an integer from 1 to %d, got %d", MaxRateLimit, l.Limit))
+		out = append(out, FieldProblem{"limit", fmt.Sprintf("must be an integer from 1 to %d, got %d", MaxRateLimit, l.Limit)})
 	}
 	if l.Duration < MinRateLimitDuration || l.Duration > MaxRateLimitDuration || l.Duration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("duration: must be a whole number of seconds from %s to %s, got %s",
-			FormatDuration(MinRateLimitDuration), FormatDuration(MaxRateLimitDuration), FormatDuration(l.Duration)))
+		out = append(out, FieldProblem{"duration", fmt.Sprintf("must be a whole number of seconds from %s to %s, got %s",
+			FormatDuration(MinRateLimitDuration), FormatDuration(MaxRateLimitDuration), FormatDuration(l.Duration))})
 	}
-	return errors.Join(errs...)
+	return out
+}
+
+// Validate returns Problems as one error ("limit: ...; duration: ..."), or
+// nil.
+func (l RateLimit) Validate() error {
+	ps := l.Problems()
+	if len(ps) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.Field + ": " + p.Message
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // String returns the CLI form, "100/1m".
