@@ -175,6 +175,12 @@ func (l RateLimit) Problems() []FieldProblem {
 	return out
 }
 
+// Valid reports whether l has no Problems, without building them.
+func (l RateLimit) Valid() bool {
+	return l.Limit >= 1 && l.Limit <= MaxRateLimit && l.Duration >= MinRateLimitDuration &&
+		l.Duration <= MaxRateLimitDuration && l.Duration%time.Second == 0
+}
+
 // Validate returns Problems as one error ("limit: ...; duration: ..."), or
 // nil.
 func (l RateLimit) Validate() error {
