@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
@@ -79,5 +80,32 @@ func BenchmarkHashKey(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = keystore.HashKey("nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6")
+	}
+}
+
+// BenchmarkCheckLimited is BenchmarkCheck with every key under the
+// policy's default rate limit (high enough never to refuse): the cost of
+// the buckets beside BenchmarkCheck.
+func BenchmarkCheckLimited(b *testing.B) {
+	a, raws := benchAuthorizer(b, 10000)
+	p, err := policy.Load(filepath.Join("..", "examples", "policies", "nexgent.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.RateLimits.Default = &policy.RateLimit{Limit: keystore.MaxRateLimit, Duration: "1s"}
+	data, _ := json.Marshal(p)
+	if p, err = policy.Parse(data); err != nil {
+		b.Fatal(err)
+	}
+	a.SetPolicy(p)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := Request{Frontend: "envoy", Method: "POST", Path: "/api/v1/trading-signals?x=1", APIKey: []string{raws[i%len(raws)]}}
+		if d := a.Check(ctx, &r); d.Kind != Allow || !d.Limited() {
+			b.Fatalf("decision %v %s", d.Kind, d.Reason)
+		}
+		i++
 	}
 }
