@@ -100,3 +100,24 @@ func TestSetKeyRateLimit(t *testing.T) {
 		t.Fatalf("record without a limit: %v, %v", old.RateLimit, err)
 	}
 }
+
+// FuzzParseRateLimit: any input is an error or a valid limit that prints
+// back to itself.
+func FuzzParseRateLimit(f *testing.F) {
+	for _, s := range []string{"100/1m", "1/1s", "10000/1d", "7/90s", "0/1m", "10/1.5s", "9/366d", "1/-1d", "x/y", "/", "1/9223372036854775807ns"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseRateLimit(s)
+		if err != nil {
+			return
+		}
+		if !l.Valid() || l.Validate() != nil {
+			t.Fatalf("%q parsed to the invalid %v", s, l)
+		}
+		back, err := ParseRateLimit(l.String())
+		if err != nil || back != l {
+			t.Fatalf("%q: %v prints as %q, which parses to %v, %v", s, l, l.String(), back, err)
+		}
+	})
+}
