@@ -22,11 +22,12 @@ const msgKeyNotFound = "API key not found"
 // createKeyRequest is the body of POST /api/v1/api-keys. Pointers tell
 // "absent" from "empty".
 type createKeyRequest struct {
-	Name      *string  `json:"name"`
-	Scopes    []string `json:"scopes"`
-	ExpiresAt *string  `json:"expiresAt"`
-	UserID    *string  `json:"userId"`    // operator only
-	ProjectID *string  `json:"projectId"` // operator only
+	Name      *string        `json:"name"`
+	Scopes    []string       `json:"scopes"`
+	ExpiresAt *string        `json:"expiresAt"`
+	UserID    *string        `json:"userId"`    // operator only
+	ProjectID *string        `json:"projectId"` // operator only
+	RateLimit *rateLimitBody `json:"rateLimit"`
 }
 
 // rotateKeyRequest is the optional body of POST /api/v1/api-keys/{id}/rotate.
@@ -37,24 +38,26 @@ type rotateKeyRequest struct {
 
 // nexCreated is the create and rotate response; the only place "key" appears.
 type nexCreated struct {
-	ID        string   `json:"id"`
-	Name      string   `json:"name"`
-	Key       string   `json:"key"`
-	Prefix    string   `json:"prefix"`
-	Scopes    []string `json:"scopes"`
-	CreatedAt string   `json:"createdAt"`
-	ExpiresAt *string  `json:"expiresAt,omitempty"`
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	Key       string         `json:"key"`
+	Prefix    string         `json:"prefix"`
+	Scopes    []string       `json:"scopes"`
+	CreatedAt string         `json:"createdAt"`
+	ExpiresAt *string        `json:"expiresAt,omitempty"`
+	RateLimit *rateLimitJSON `json:"rateLimit,omitempty"`
 }
 
 // nexKey is a listed or fetched record.
 type nexKey struct {
-	ID         string   `json:"id"`
-	Name       string   `json:"name"`
-	Prefix     string   `json:"prefix"`
-	Scopes     []string `json:"scopes"`
-	LastUsedAt *string  `json:"lastUsedAt"`
-	CreatedAt  string   `json:"createdAt"`
-	ExpiresAt  *string  `json:"expiresAt,omitempty"`
+	ID         string         `json:"id"`
+	Name       string         `json:"name"`
+	Prefix     string         `json:"prefix"`
+	Scopes     []string       `json:"scopes"`
+	LastUsedAt *string        `json:"lastUsedAt"`
+	CreatedAt  string         `json:"createdAt"`
+	ExpiresAt  *string        `json:"expiresAt,omitempty"`
+	RateLimit  *rateLimitJSON `json:"rateLimit,omitempty"`
 }
 
 func toNexKey(k *keystore.Key) nexKey {
@@ -66,6 +69,7 @@ func toNexKey(k *keystore.Key) nexKey {
 		LastUsedAt: formatTimePtr(k.LastUsedAt),
 		CreatedAt:  formatTime(k.CreatedAt),
 		ExpiresAt:  formatTimePtr(k.ExpiresAt),
+		RateLimit:  toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -78,6 +82,7 @@ func toNexCreated(k *keystore.Key, raw string) nexCreated {
 		Scopes:    nonNil(k.Scopes),
 		CreatedAt: formatTime(k.CreatedAt),
 		ExpiresAt: formatTimePtr(k.ExpiresAt),
+		RateLimit: toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -104,6 +109,7 @@ func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *poli
 	}
 	k.Scopes = checkScopes(&fe, "scopes", req.Scopes, pol)
 	k.ExpiresAt = checkExpiry(&fe, "expiresAt", req.ExpiresAt, s.now())
+	k.RateLimit = checkRateLimit(&fe, "rateLimit", req.RateLimit)
 	for _, f := range []struct {
 		name string
 		v    *string

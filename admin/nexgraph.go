@@ -30,9 +30,10 @@ type createProjectRequest struct {
 }
 
 type createProjectKeyRequest struct {
-	Permissions []string `json:"permissions"`
-	Label       *string  `json:"label"`
-	ExpiresAt   *string  `json:"expires_at"`
+	Permissions []string       `json:"permissions"`
+	Label       *string        `json:"label"`
+	ExpiresAt   *string        `json:"expires_at"`
+	RateLimit   *rateLimitBody `json:"rate_limit"`
 }
 
 type ngProject struct {
@@ -43,24 +44,26 @@ type ngProject struct {
 
 // ngCreated is a created key; the only place "key" appears.
 type ngCreated struct {
-	ID          string   `json:"id"`
-	Key         string   `json:"key"`
-	KeyPrefix   string   `json:"key_prefix"`
-	Label       string   `json:"label"`
-	Permissions []string `json:"permissions"`
-	ExpiresAt   *string  `json:"expires_at"`
-	CreatedAt   string   `json:"created_at"`
+	ID          string         `json:"id"`
+	Key         string         `json:"key"`
+	KeyPrefix   string         `json:"key_prefix"`
+	Label       string         `json:"label"`
+	Permissions []string       `json:"permissions"`
+	ExpiresAt   *string        `json:"expires_at"`
+	CreatedAt   string         `json:"created_at"`
+	RateLimit   *rateLimitJSON `json:"rate_limit,omitempty"`
 }
 
 // ngKey is a listed record.
 type ngKey struct {
-	ID          string   `json:"id"`
-	KeyPrefix   string   `json:"key_prefix"`
-	Label       string   `json:"label"`
-	Permissions []string `json:"permissions"`
-	ExpiresAt   *string  `json:"expires_at"`
-	CreatedAt   string   `json:"created_at"`
-	LastUsedAt  *string  `json:"last_used_at"`
+	ID          string         `json:"id"`
+	KeyPrefix   string         `json:"key_prefix"`
+	Label       string         `json:"label"`
+	Permissions []string       `json:"permissions"`
+	ExpiresAt   *string        `json:"expires_at"`
+	CreatedAt   string         `json:"created_at"`
+	LastUsedAt  *string        `json:"last_used_at"`
+	RateLimit   *rateLimitJSON `json:"rate_limit,omitempty"`
 }
 
 // ngKeyRevoked is a listed record with its revocation time (null when live):
@@ -79,6 +82,7 @@ func toNGKey(k *keystore.Key) ngKey {
 		ExpiresAt:   formatTimePtr(k.ExpiresAt),
 		CreatedAt:   formatTime(k.CreatedAt),
 		LastUsedAt:  formatTimePtr(k.LastUsedAt),
+		RateLimit:   toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -91,6 +95,7 @@ func toNGCreated(k *keystore.Key, raw string) ngCreated {
 		Permissions: nonNil(k.Scopes),
 		ExpiresAt:   formatTimePtr(k.ExpiresAt),
 		CreatedAt:   formatTime(k.CreatedAt),
+		RateLimit:   toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -212,6 +217,7 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 		k.Name = *req.Label
 	}
 	k.ExpiresAt = checkExpiry(&fe, "expires_at", req.ExpiresAt, s.now())
+	k.RateLimit = checkRateLimit(&fe, "rate_limit", req.RateLimit)
 	if err := fe.err(); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
@@ -91,12 +92,36 @@ func BenchmarkCheckTraced(b *testing.B) {
 	a, raws := benchAuthorizer(b, 10000)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.TraceIDRatioBased(0.01)))
 	a.trace = &tracing{tracer: tp.Tracer("bench"), propagator: propagation.TraceContext{}}
+	benchChecks(b, a, raws, false)
+}
+
+// BenchmarkCheckLimited is BenchmarkCheck with every key under the
+// policy's default rate limit (high enough never to refuse): the cost of
+// the buckets beside BenchmarkCheck.
+func BenchmarkCheckLimited(b *testing.B) {
+	a, raws := benchAuthorizer(b, 10000)
+	p, err := policy.Load(filepath.Join("..", "examples", "policies", "nexgent.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.RateLimits.Default = &policy.RateLimit{Limit: keystore.MaxRateLimit, Duration: "1s"}
+	data, _ := json.Marshal(p)
+	if p, err = policy.Parse(data); err != nil {
+		b.Fatal(err)
+	}
+	a.SetPolicy(p)
+	benchChecks(b, a, raws, true)
+}
+
+// benchChecks runs allowed checks with raws' keys; limited says each must
+// carry its key's limit.
+func benchChecks(b *testing.B, a *Authorizer, raws []string, limited bool) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		r := Request{Frontend: "envoy", Method: "POST", Path: "/api/v1/trading-signals?x=1", APIKey: []string{raws[i%len(raws)]}}
-		if d := a.Check(ctx, &r); d.Kind != Allow {
+		if d := a.Check(ctx, &r); d.Kind != Allow || d.Limited() != limited {
 			b.Fatalf("decision %v %s", d.Kind, d.Reason)
 		}
 		i++

@@ -14,6 +14,7 @@ import (
 	"github.com/extauthz/extauthz/keycheck"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/ratelimit"
 )
 
 // KeyLookup finds a key record by the SHA-256 of the raw key. Lookup
@@ -41,7 +42,7 @@ const (
 	Allow           Kind = iota
 	Unauthenticated      // 401: no key, bad format, unknown, revoked, expired, inactive owner
 	Forbidden            // 403: missing scope or other project's resource
-	RateLimited          // 429
+	RateLimited          // 429: the key's rate limit is exceeded
 	AmbiguousPath        // 400 (HTTP), 403 through Envoy
 	Unavailable          // 503 (HTTP), RPC error UNAVAILABLE (gRPC)
 )
@@ -69,6 +70,7 @@ const (
 	ReasonInactiveOwner = "inactive_owner"
 	ReasonMissingScope  = "missing_scope"
 	ReasonWrongProject  = "wrong_project"
+	ReasonRateLimited   = "rate_limited"
 	ReasonUnmatched     = "unmatched_denied"
 	ReasonAmbiguousPath = "ambiguous_path"
 	ReasonConflict      = "ambiguous_forwarding"
@@ -151,6 +153,11 @@ type Decision struct {
 	WWWAuthenticate string
 	// Strip reports whether the credential headers should be removed upstream.
 	Strip bool
+	// Limit is the key's rate limit and its bucket after the check, when
+	// the key has one (Limited); ShowLimit reports whether the policy
+	// shows the RateLimit header fields to clients.
+	Limit     Limit
+	ShowLimit bool
 }
 
 // Options configures an Authorizer.
@@ -169,6 +176,8 @@ type Options struct {
 	// (default: W3C trace context).
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// MaxBuckets bounds the rate-limit buckets (0: ratelimit.DefaultMaxBuckets).
+	MaxBuckets int
 }
 
 // Authorizer makes decisions. It is safe for concurrent use; SetPolicy
@@ -181,6 +190,7 @@ type Authorizer struct {
 	log       zerolog.Logger
 	metrics   *Metrics
 	trace     *tracing // nil: checks are not traced
+	buckets   *ratelimit.Buckets
 	state     atomic.Pointer[state]
 }
 
@@ -205,7 +215,8 @@ var (
 
 // New returns an Authorizer. Keys and Policy are required.
 func New(opts Options) *Authorizer {
-	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics}
+	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics,
+		buckets: ratelimit.New(opts.MaxBuckets)}
 	if opts.TracerProvider != nil {
 		a.trace = &tracing{tracer: opts.TracerProvider.Tracer("github.com/extauthz/extauthz/authz"), propagator: opts.Propagator}
 		if a.trace.propagator == nil {
@@ -332,10 +343,15 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 			return d, path
 		}
 	}
+	d := Decision{Kind: Allow, Reason: ReasonOK, Status: statusOK, Key: k, Sources: sources, Strip: st.strip}
+	if !a.limit(&d, pol, match.Route, k, now) {
+		d.Kind, d.Reason, d.Status, d.Body, d.Strip = RateLimited, ReasonRateLimited, statusTooManyRequests, st.rateLimited, false
+		return d, path
+	}
 	if a.usage != nil {
 		a.usage.Record(k.ID, now)
 	}
-	return Decision{Kind: Allow, Reason: ReasonOK, Status: statusOK, Key: k, Sources: sources, Strip: st.strip}, path
+	return d, path
 }
 
 func (st *state) unauthenticated(reason string, body []byte, sources uint8) Decision {

@@ -146,6 +146,8 @@ type result struct {
 	headers map[string]string // lower-case names: denial headers or upstream identity headers
 	remove  []string          // envoy headers_to_remove, or x-envoy-auth-headers-to-remove
 	meta    map[string]string // envoy dynamic metadata
+	client  map[string]string // envoy response_headers_to_add (to the client on allow)
+	limit   map[string]any    // envoy dynamic metadata rate_limit
 }
 
 // viaEnvoy sends a CheckRequest over real gRPC as Envoy would build it.
@@ -192,6 +194,17 @@ func (e *env) viaEnvoy(method, path string, hdr map[string]string) result {
 	r.remove = ok.GetHeadersToRemove()
 	for k, v := range resp.GetDynamicMetadata().GetFields() {
 		r.meta[k] = v.GetStringValue()
+	}
+	if l := resp.GetDynamicMetadata().GetFields()["rate_limit"]; l != nil {
+		r.limit = l.GetStructValue().AsMap()
+	}
+	r.client = map[string]string{}
+	for _, h := range ok.GetResponseHeadersToAdd() {
+		//lint:ignore SA1019 the portable overwrite is what is checked (see header in envoy.go)
+		if h.GetAppend() == nil || h.GetAppend().GetValue() {
+			e.t.Errorf("response header %s must set append=false explicitly", h.GetHeader().GetKey())
+		}
+		r.client[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
 	return r
 }

@@ -5,7 +5,8 @@
 // One Store type serves both roles:
 //
 //   - the authoritative store of the admin (and standalone) process, changed
-//     through CreateKey, Revoke, Rotate, SetUserActive and friends. Every such
+//     through CreateKey, Revoke, Rotate, SetKeyRateLimit, SetUserActive and
+//     friends. Every such
 //     change writes the record, one change-log entry per record (a revision)
 //     and an audit event in the same bbolt transaction, and is fsynced before
 //     the call returns. Concurrent creates are coalesced with bbolt's Batch.

@@ -223,7 +223,7 @@ func TestEveryFieldCrossesTheWire(t *testing.T) {
 		ProjectID: "p1", UserID: "u1", CreatedAt: *at("2030-01-01T00:00:00.123456789Z"),
 		ExpiresAt: at("2031-01-01T00:00:00+01:00"), RevokedAt: at("2030-06-01T12:00:00Z"),
 		LastUsedAt: at("2030-02-01T00:00:00Z"), UseCount: 9, CreatedBy: "operator", Metadata: map[string]string{"a": "b"},
-		RateLimit: &keystore.RateLimit{Requests: 5, Per: 90 * time.Second},
+		RateLimit: &keystore.RateLimit{Limit: 5, Duration: 90 * time.Second},
 	}
 	for _, withRev := range []bool{false, true} {
 		rl, err := recordOf(keystore.Change{Revision: 7, Key: k}, withRev)

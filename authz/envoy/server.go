@@ -2,8 +2,11 @@ package envoy
 
 import (
 	"context"
-	"github.com/extauthz/extauthz/authz"
 	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/keystore"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -43,7 +46,10 @@ func NewServer(a *authz.Authorizer) *Server {
 	// more than the decision, so both are done once per key and revision.
 	// A cached response is shared between concurrent calls; grpc only
 	// reads it.
+	// The RateLimit fields of a limited key change with every request, so
+	// they are not part of the cached response: Check appends them.
 	return &Server{a: a, allow: authz.NewAllowCache(a, func(d *authz.Decision) (*authv3.CheckResponse, bool) {
+		d.ShowLimit = false
 		resp, err := preEncoded(Response(d))
 		if err != nil {
 			return Response(d), false // grpc will report the encoding error
@@ -125,7 +131,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	case d.Kind == authz.Unavailable:
 		return nil, status.Error(codes.Unavailable, "authorization unavailable")
 	case d.Kind == authz.Allow && d.Key != nil:
-		return s.allow.Get(&d), nil
+		resp := s.allow.Get(&d)
+		if d.Limited() && d.ShowLimit {
+			return withLimitHeaders(resp, &d), nil
+		}
+		return resp, nil
 	}
 	return Response(&d), nil
 }
@@ -136,6 +146,60 @@ const (
 	headerTraceParent = "traceparent"
 	headerTraceState  = "tracestate"
 )
+
+// withLimitHeaders returns the cached allow response resp with d's
+// RateLimit fields added to the client's response. A pre-encoded response
+// gets the encoding of an ok_response holding only
+// response_headers_to_add appended: protobuf decoders merge the two
+// occurrences of the message field, so Envoy reads one ok_response with
+// the cached headers and these.
+func withLimitHeaders(resp *authv3.CheckResponse, d *authz.Decision) *authv3.CheckResponse {
+	pre := resp.ProtoReflect().GetUnknown()
+	if len(pre) == 0 {
+		return Response(d)
+	}
+	extra, err := proto.Marshal(&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+		ResponseHeadersToAdd: limitHeaders(d),
+	}}})
+	if err != nil {
+		return Response(d)
+	}
+	out := &authv3.CheckResponse{}
+	out.ProtoReflect().SetUnknown(append(append(make([]byte, 0, len(pre)+len(extra)), pre...), extra...))
+	return out
+}
+
+// limitHeaders are d's RateLimit-Policy and RateLimit fields.
+func limitHeaders(d *authz.Decision) []*corev3.HeaderValueOption {
+	return []*corev3.HeaderValueOption{
+		header(authz.HeaderRateLimitPolicy, d.RateLimitPolicyValue()),
+		header(authz.HeaderRateLimit, d.RateLimitValue()),
+	}
+}
+
+// rateLimitUnits are the Envoy rate-limit units (RateLimitUnit of
+// envoy.service.ratelimit.v3) of the durations that are exactly one unit.
+var rateLimitUnits = map[time.Duration]string{
+	time.Second:    "SECOND",
+	time.Minute:    "MINUTE",
+	time.Hour:      "HOUR",
+	24 * time.Hour: "DAY",
+}
+
+// rateLimitMetadata is the key's limit in the shape Envoy's rate-limit
+// override (RateLimit.Override.DynamicMetadata, which Envoy Gateway's
+// limit.fromMetadata configures) reads: {requests_per_unit, unit}. It is
+// nil for a limit whose duration is not one unit.
+func rateLimitMetadata(l keystore.RateLimit) *structpb.Value {
+	unit, ok := rateLimitUnits[l.Duration]
+	if !ok {
+		return nil
+	}
+	return structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"requests_per_unit": structpb.NewNumberValue(float64(l.Limit)),
+		"unit":              structpb.NewStringValue(unit),
+	}})
+}
 
 func envoyRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
@@ -250,6 +314,14 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		if d.Key.UserID != "" {
 			meta["user_id"] = structpb.NewStringValue(d.Key.UserID)
 		}
+		if d.Limited() {
+			if v := rateLimitMetadata(d.Limit.RateLimit); v != nil {
+				meta["rate_limit"] = v
+			}
+			if d.ShowLimit {
+				ok.ResponseHeadersToAdd = limitHeaders(d)
+			}
+		}
 		resp.DynamicMetadata = &structpb.Struct{Fields: meta}
 		return resp
 	}
@@ -266,6 +338,12 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 	headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
 	if d.WWWAuthenticate != "" {
 		headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
+	}
+	if d.Kind == authz.RateLimited {
+		headers = append(headers, header(authz.HeaderRetryAfter, d.RetryAfterValue()))
+		if d.ShowLimit {
+			headers = append(headers, limitHeaders(d)...)
+		}
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code)},

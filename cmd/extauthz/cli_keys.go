@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 // The "keys" and "users" commands are clients of the admin API
@@ -28,9 +30,10 @@ const cliRequestTimeout = 30 * time.Second
 const keysUsage = `Usage: extauthz keys <command> [flags] [args]
 
 Commands:
-  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID]
+  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID] [--rate-limit 100/1m]
   list [--user-id ID] [--project-id ID]   live (not revoked) keys
   get ID
+  update ID --rate-limit 100/1m|none       change or remove the key's rate limit
   revoke ID
   rotate ID [--grace-period 24h]           new key; the old one expires after the grace period
   import FILE|-                            NDJSON of existing key hashes (- reads stdin)
@@ -124,6 +127,8 @@ func runKeysIO(ctx context.Context, args []string, getenv func(string) string, s
 		return keysGet(ctx, rest, getenv, stdout, stderr)
 	case "revoke":
 		return keysRevoke(ctx, rest, getenv, stdout, stderr)
+	case "update":
+		return keysUpdate(ctx, rest, getenv, stdout, stderr)
 	case "rotate":
 		return keysRotate(ctx, rest, getenv, stdout, stderr)
 	case "import":
@@ -154,11 +159,37 @@ type cliKey struct {
 	LastUsedAt *string  `json:"lastUsedAt,omitempty"`
 	CreatedAt  string   `json:"createdAt"`
 	ExpiresAt  *string  `json:"expiresAt,omitempty"`
+	RateLimit  *struct {
+		Limit    int64  `json:"limit"`
+		Duration string `json:"duration"`
+	} `json:"rateLimit,omitempty"`
+}
+
+// rateLimit shows k's rate limit as the CLI takes it, "100/1m", or "-".
+func (k cliKey) rateLimit() string {
+	if k.RateLimit == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%s", k.RateLimit.Limit, k.RateLimit.Duration)
+}
+
+// rateLimitBody parses a --rate-limit value ("100/1m") into the API's
+// {"limit", "duration"}; "none" is null (no limit).
+func rateLimitBody(s string) (any, error) {
+	if s == "none" {
+		return nil, nil
+	}
+	l, err := keystore.ParseRateLimit(s)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"limit": l.Limit, "duration": keystore.FormatDuration(l.Duration)}, nil
 }
 
 func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var name, scopes, expiresAt, userID, projectID string
+	var name, scopes, expiresAt, userID, projectID, rateLimit string
 	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flag.FlagSet) {
+		f.StringVar(&rateLimit, "rate-limit", "", "at most N requests per duration, e.g. 100/1m (default: the policy's)")
 		f.StringVar(&name, "name", "", "name of the key (required)")
 		f.StringVar(&scopes, "scopes", "", "comma-separated scopes (required)")
 		f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339, e.g. 2026-06-01T00:00:00Z (default: never)")
@@ -181,6 +212,14 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if projectID != "" {
 		body["projectId"] = projectID
+	}
+	if rateLimit != "" {
+		rl, err := rateLimitBody(rateLimit)
+		if err != nil || rl == nil {
+			fmt.Fprintf(stderr, "extauthz keys create: --rate-limit: %v\n", cmpOr(err, "must be <limit>/<duration> such as 100/1m"))
+			return errUsage
+		}
+		body["rateLimit"] = rl
 	}
 	var k cliKey
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys", nil, jsonBody(body), &k)
@@ -208,6 +247,7 @@ func printRecord(w io.Writer, k cliKey) error {
 	fmt.Fprintf(tw, "SCOPES\t%s\n", strings.Join(k.Scopes, ","))
 	fmt.Fprintf(tw, "CREATED\t%s\n", k.CreatedAt)
 	fmt.Fprintf(tw, "EXPIRES\t%s\n", orDash(k.ExpiresAt))
+	fmt.Fprintf(tw, "RATE LIMIT\t%s\n", k.rateLimit())
 	if k.Key == "" {
 		fmt.Fprintf(tw, "LAST USED\t%s\n", orDash(k.LastUsedAt))
 	} else {
@@ -245,9 +285,9 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 		return writeIndented(stdout, raw)
 	}
 	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), k.rateLimit())
 	}
 	return tw.Flush()
 }
@@ -290,6 +330,46 @@ func keysRevoke(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	_, err = fmt.Fprintf(stdout, "revoked %s\n", id)
 	return err
+}
+
+func keysUpdate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var rateLimit string
+	cli, pos, err := parseCLI("keys update", "ID", args, getenv, stderr, func(f *flag.FlagSet) {
+		f.StringVar(&rateLimit, "rate-limit", "", `at most N requests per duration, e.g. 100/1m; "none" removes the limit (required)`)
+	})
+	if err != nil {
+		return err
+	}
+	id, err := oneArg("keys update", pos, "ID", stderr)
+	if err != nil {
+		return err
+	}
+	if rateLimit == "" {
+		fmt.Fprintln(stderr, "extauthz keys update: --rate-limit is required")
+		return errUsage
+	}
+	rl, err := rateLimitBody(rateLimit)
+	if err != nil {
+		fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
+		return errUsage
+	}
+	var k cliKey
+	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(map[string]any{"rateLimit": rl}), &k)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	return printRecord(stdout, k)
+}
+
+// cmpOr returns err's message, or msg when err is nil.
+func cmpOr(err error, msg string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return msg
 }
 
 func keysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
