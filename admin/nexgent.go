@@ -132,6 +132,11 @@ func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *poli
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
+	if req.RateLimit != nil {
+		if err := checkLimitAllowed(p, "rateLimit", k.RateLimit, nil, pol); err != nil {
+			return nil, err
+		}
+	}
 	return k, nil
 }
 

@@ -221,6 +221,11 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	if err := fe.err(); err != nil {
 		return err
 	}
+	if req.RateLimit != nil {
+		if err := checkLimitAllowed(p, "rate_limit", k.RateLimit, nil, pol); err != nil {
+			return err
+		}
+	}
 	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/strictjson"
 )
 
@@ -139,6 +140,9 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p principal) 
 	if err != nil {
 		return err
 	}
+	if err := checkLimitAllowed(p, "rateLimit", l, k.RateLimit, s.policy()); err != nil {
+		return err
+	}
 	return s.setRateLimit(w, r, p, k, l, func(k *keystore.Key) any { return toNexKey(k) })
 }
 
@@ -160,5 +164,40 @@ func (s *Server) updateProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	if err != nil {
 		return err
 	}
+	if err := checkLimitAllowed(p, "rate_limit", l, k.RateLimit, s.policy()); err != nil {
+		return err
+	}
 	return s.setRateLimit(w, r, p, k, l, func(k *keystore.Key) any { return toNGKey(k) })
+}
+
+// looser reports whether l allows more than cur: a larger burst or a
+// higher sustained rate. A nil limit is unlimited.
+func looser(l, cur *keystore.RateLimit) bool {
+	switch {
+	case cur == nil:
+		return false
+	case l == nil:
+		return true
+	}
+	// l.Limit/l.Duration > cur.Limit/cur.Duration in integers: limits are
+	// at most 1e9 and durations at most a day in seconds, far inside int64.
+	return l.Limit > cur.Limit || l.Limit*int64(cur.Duration.Seconds()) > cur.Limit*int64(l.Duration.Seconds())
+}
+
+// checkLimitAllowed refuses (403) a caller other than the operator a limit
+// looser than the one that applies to the key now (its own, else the
+// policy's default): users and project keys may tighten their keys'
+// limits, never lift them, so a limit the operator set or the policy
+// gives holds. field names the request member.
+func checkLimitAllowed(p principal, field string, l, cur *keystore.RateLimit, pol *policy.Policy) error {
+	if p.kind == kindOperator {
+		return nil
+	}
+	if cur == nil {
+		cur = pol.DefaultRateLimit()
+	}
+	if looser(l, cur) {
+		return forbidden(field + ": only the operator token may set a limit looser than " + cur.String())
+	}
+	return nil
 }

@@ -19,8 +19,8 @@ func storedLimit(t *testing.T, e *testEnv, id string) *keystore.RateLimit {
 }
 
 // TestNexgentRateLimit: rateLimit is set at create, shown by get and list,
-// carried over by rotate, changed and removed by PATCH (owner and
-// operator), and another user's key is a 404.
+// carried over by rotate, tightened by the owner's PATCH, loosened and
+// removed by the operator's only, and another user's key is a 404.
 func TestNexgentRateLimit(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	jwt := e.userToken("carol")
@@ -55,7 +55,17 @@ func TestNexgentRateLimit(t *testing.T) {
 		t.Fatalf("rotate did not carry the limit over: %v", rotated)
 	}
 	nid := rotated["id"].(string)
-	cleared := e.expect(e.request("PATCH", "/api/v1/api-keys/"+nid, jwt, `{"rateLimit":null}`), 200, "remove").object(t)
+	// The owner may tighten but never lift the limit that applies.
+	for _, body := range []string{`{"rateLimit":null}`, `{"rateLimit":{"limit":8,"duration":"1d"}}`, `{"rateLimit":{"limit":7,"duration":"1h"}}`} {
+		r := e.expect(e.request("PATCH", "/api/v1/api-keys/"+nid, jwt, body), http.StatusForbidden, "owner loosens: "+body)
+		if !strings.Contains(r.errorMessage(t), "rateLimit") {
+			t.Errorf("%s: %q does not name the field", body, r.errorMessage(t))
+		}
+	}
+	if l := storedLimit(t, e, nid); l == nil || *l != (keystore.RateLimit{Limit: 7, Duration: 24 * time.Hour}) {
+		t.Fatalf("a refused PATCH changed the limit: %v", l)
+	}
+	cleared := e.expect(e.request("PATCH", "/api/v1/api-keys/"+nid, testAdminToken, `{"rateLimit":null}`), 200, "operator removes").object(t)
 	if _, ok := cleared["rateLimit"]; ok || storedLimit(t, e, nid) != nil {
 		t.Fatalf("null did not remove the limit: %v", cleared)
 	}
@@ -110,7 +120,7 @@ func TestRateLimitRefused(t *testing.T) {
 }
 
 // TestNexGraphRateLimit: rate_limit at create, in the list, changed by
-// PATCH with the write permission, refused without it.
+// PATCH with the write permission (tighter only), refused without it.
 func TestNexGraphRateLimit(t *testing.T) {
 	e := newEnv(t, envConfig{policy: nexgraphPolicy})
 	pid, _, raw := e.createProject(testAdminToken, "acme")
@@ -135,8 +145,9 @@ func TestNexGraphRateLimit(t *testing.T) {
 	if msg := r.errorMessage(t); !strings.Contains(msg, "rate_limit.limit: must be an integer") {
 		t.Fatalf("bad create: %q", msg)
 	}
-	patched := e.expect(e.request("PATCH", "/api/v1/projects/"+pid+"/api-keys/"+kid, raw, `{"rate_limit":{"limit":10,"duration":"1s"}}`), 200, "patch").object(t)
-	if rl := patched["rate_limit"].(map[string]any); rl["limit"] != 10.0 || rl["duration"] != "1s" {
+	e.expect(e.request("PATCH", "/api/v1/projects/"+pid+"/api-keys/"+kid, raw, `{"rate_limit":{"limit":10,"duration":"1s"}}`), 403, "a project key loosens 60/1m to 10/1s")
+	patched := e.expect(e.request("PATCH", "/api/v1/projects/"+pid+"/api-keys/"+kid, raw, `{"rate_limit":{"limit":10,"duration":"1m"}}`), 200, "patch").object(t)
+	if rl := patched["rate_limit"].(map[string]any); rl["limit"] != 10.0 || rl["duration"] != "1m" {
 		t.Fatalf("patch: %v", patched)
 	}
 	readOnly := created["key"].(string)

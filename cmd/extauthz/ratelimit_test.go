@@ -98,7 +98,12 @@ func TestRateLimitsReplicate(t *testing.T) {
 	if r := cli.keys("update", nex.ID, "--rate-limit", "5/1d"); r.err != nil {
 		t.Fatalf("keys update: %v %s", r.err, r.stderr)
 	}
-	if code := httpJSON(t, "PATCH", keysURL+"/"+graph.ID, project.APIKey.Key, map[string]any{"rate_limit": map[string]any{"limit": 3, "duration": "1d"}}, nil); code != 200 {
+	// A project key may not lift its project's limits; the operator may,
+	// through the NexGraph route too.
+	if code := httpJSON(t, "PATCH", keysURL+"/"+graph.ID, project.APIKey.Key, map[string]any{"rate_limit": map[string]any{"limit": 3, "duration": "1d"}}, nil); code != 403 {
+		t.Fatalf("nexgraph PATCH raising the limit with a project key: %d; want 403", code)
+	}
+	if code := httpJSON(t, "PATCH", keysURL+"/"+graph.ID, c.token, map[string]any{"rate_limit": map[string]any{"limit": 3, "duration": "1d"}}, nil); code != 200 {
 		t.Fatalf("nexgraph PATCH: %d", code)
 	}
 	if code := httpJSON(t, "PATCH", c.adminURL()+"/api/v1/api-keys/"+viaCLI.ID, c.token, map[string]any{"rateLimit": nil}, nil); code != 200 {
