@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/extauthz/extauthz/admin"
 )
 
 // errUsage is returned after usage text was printed for a bad command line.
@@ -200,5 +202,24 @@ func checkPrivateFile(path string) error {
 	if mode := fi.Mode().Perm(); mode&0o004 != 0 {
 		return fmt.Errorf("secret file %s is readable by every user (mode %04o): make it 0600, 0400 or 0440 (Kubernetes: defaultMode: 0440 on the Secret volume)", path, mode)
 	}
+	return nil
+}
+
+// rateFlag is a flag.Value of an admin rate limit, "N/DURATION" or "0".
+type rateFlag struct{ r *admin.Rate }
+
+func (f rateFlag) String() string {
+	if f.r == nil {
+		return ""
+	}
+	return f.r.String()
+}
+
+func (f rateFlag) Set(s string) error {
+	r, err := admin.ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*f.r = r
 	return nil
 }

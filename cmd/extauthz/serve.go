@@ -50,21 +50,22 @@ func (r role) administers() bool { return r != roleSidecar }
 
 // serveConfig is every flag of the serving commands.
 type serveConfig struct {
-	grpcAddr, httpAddr, adminAddr string
-	dataDir, policyFile           string
-	logLevel, logFormat           string
-	adminTokenFile                string
-	replicationTokenFile          string
-	jwtSecretFile, jwtJWKSFile    string
-	jwtIssuer, jwtAudience        string
-	publicProjectCreate           bool
-	trustForward                  string
-	forwardHeaders                string
-	shutdownTimeout, drainDelay   time.Duration
-	policyPoll                    time.Duration
-	usageFlush                    time.Duration
-	releaseEvery                  time.Duration
-	pprofAddr                     string
+	principalRate, operatorRate, publicCreateRate admin.Rate
+	grpcAddr, httpAddr, adminAddr                 string
+	dataDir, policyFile                           string
+	logLevel, logFormat                           string
+	adminTokenFile                                string
+	replicationTokenFile                          string
+	jwtSecretFile, jwtJWKSFile                    string
+	jwtIssuer, jwtAudience                        string
+	publicProjectCreate                           bool
+	trustForward                                  string
+	forwardHeaders                                string
+	shutdownTimeout, drainDelay                   time.Duration
+	policyPoll                                    time.Duration
+	usageFlush                                    time.Duration
+	releaseEvery                                  time.Duration
+	pprofAddr                                     string
 	// admin
 	heartbeat      time.Duration
 	retentionCount int
@@ -115,6 +116,10 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required JWT iss (empty: not checked)")
 		f.StringVar(&c.jwtAudience, "jwt-audience", "", "required JWT aud (empty: not checked)")
 		f.BoolVar(&c.publicProjectCreate, "public-project-create", false, "allow unauthenticated POST /api/v1/projects")
+		c.principalRate, c.publicCreateRate = admin.DefaultPrincipalRate, admin.DefaultPublicCreateRate
+		f.Var(rateFlag{&c.principalRate}, "admin-rate-limit", "admin API calls allowed to each JWT user and each project key, `N/DURATION` with bursts of N (0: no limit)")
+		f.Var(rateFlag{&c.operatorRate}, "operator-rate-limit", "admin API calls allowed with the operator token, `N/DURATION` (0: no limit)")
+		f.Var(rateFlag{&c.publicCreateRate}, "public-project-create-rate-limit", "unauthenticated project creations allowed per source address (IPv4, or IPv6 /64), `N/DURATION` (0: no limit)")
 		f.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "replication watch heartbeat interval")
 		f.IntVar(&c.retentionCount, "changelog-retention", 100000, "change-log entries kept for watchers (older ones need a snapshot)")
 		f.DurationVar(&c.retentionAge, "changelog-retention-age", 7*24*time.Hour, "maximum age of change-log entries (0: no age bound)")
@@ -339,6 +344,9 @@ func (n *node) build() error {
 			AdminToken:          adminToken,
 			JWT:                 jwt,
 			PublicProjectCreate: c.publicProjectCreate,
+			PrincipalRate:       c.principalRate,
+			OperatorRate:        c.operatorRate,
+			PublicCreateRate:    c.publicCreateRate,
 			Logger:              n.log.With().Str("component", "admin").Logger(),
 			Registerer:          n.reg,
 		})
