@@ -350,6 +350,42 @@ func TestManifestDriftIsReported(t *testing.T) {
 			expect: []string{"Secret \"tokens\" is not one of the documented external secrets"},
 		},
 		{
+			name: "Secret volume with the default mode 0644", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				spec, _ := container(t, withNamespace(s), "StatefulSet", "extauthz-admin", "admin")
+				for i := range spec.Volumes {
+					if spec.Volumes[i].Secret != nil {
+						spec.Volumes[i].Secret.DefaultMode = nil
+					}
+				}
+			},
+			expect: []string{"volume tokens", "set defaultMode: 0440"},
+		},
+		{
+			name: "sidecar follows a TLS admin over plain HTTP", overlay: "traefik-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=https://extauthz-admin:8181", "--admin-url=http://extauthz-admin:8181")
+			},
+			expect: []string{"is plain http://, but the admin serves TLS"},
+		},
+		{
+			name: "sidecar uses https to a plain admin", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=http://extauthz-admin:8181", "--admin-url=https://extauthz-admin:8181")
+			},
+			expect: []string{"is https://, but the admin has no --tls-cert-file"},
+		},
+		{
+			name: "admin certificate without the name sidecars dial", overlay: "traefik-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				c := s.get("Certificate", "extauthz", "extauthz-admin").Obj.(*certificate)
+				c.Spec.DNSNames = []string{"admin.example.com"}
+			},
+			expect: []string{"does not name \"extauthz-admin\""},
+		},
+		{
 			name: "sidecar sees the admin token", overlay: "envoy",
 			mutate: func(t *testing.T, s *objectSet) {
 				spec, _ := container(t, s, "Deployment", "app", "extauthz")
