@@ -191,27 +191,37 @@ func sourceKey(remoteAddr string) string {
 	return ip.String()
 }
 
-// rateLimit applies the limit of p's kind to the request and returns a 429
-// *requestError when it is over. The operator has its own limit (none by
-// default); an anonymous project creation is limited per source address.
-func (s *Server) rateLimit(r *http.Request, p principal) error {
-	var l *limiters
-	var key string
+// rateLimit applies the limit of p's kind to a request for a route of
+// access a and returns a 429 *requestError when it is over. The operator
+// has its own limit (none by default); JWT users and project keys one
+// bucket each. A project creation by anyone but the operator also takes a
+// token of its source address's bucket, authenticated or not: otherwise
+// the first key of one anonymous project could create projects (and keys)
+// at the per-principal rate.
+func (s *Server) rateLimit(r *http.Request, p principal, a access) error {
+	type limit struct {
+		l   *limiters
+		key string
+	}
+	var limits []limit
 	switch p.kind {
 	case kindOperator:
-		l, key = s.operatorLimit, "operator"
+		limits = append(limits, limit{s.operatorLimit, "operator"})
 	case kindAnonymous:
-		l, key = s.publicCreateLimit, sourceKey(r.RemoteAddr)
 	default:
-		l, key = s.principalLimit, p.actor()
+		limits = append(limits, limit{s.principalLimit, p.actor()})
 	}
-	if l == nil {
-		return nil
+	if a == accessProjectCreate && p.kind != kindOperator {
+		limits = append(limits, limit{s.publicCreateLimit, sourceKey(r.RemoteAddr)})
 	}
-	ok, wait := l.allow(key, s.now())
-	if ok {
-		return nil
+	for _, lim := range limits {
+		if lim.l == nil {
+			continue
+		}
+		if ok, wait := lim.l.allow(lim.key, s.now()); !ok {
+			s.log.Debug().Str("actor", p.actor()).Str("route", r.Pattern).Dur("retry_after", wait).Msg("admin request rate limited")
+			return tooManyRequests(wait)
+		}
 	}
-	s.log.Debug().Str("actor", p.actor()).Str("route", r.Pattern).Dur("retry_after", wait).Msg("admin request rate limited")
-	return tooManyRequests(wait)
+	return nil
 }

@@ -34,6 +34,17 @@ func TestRateLimitPublicProjectCreate(t *testing.T) {
 	e.createProject("", "p3")
 }
 
+// TestRateLimitProjectCreateWithAKey: the first key of an anonymous
+// project does not lift the per-source limit on creating projects.
+func TestRateLimitProjectCreateWithAKey(t *testing.T) {
+	e := newEnv(t, envConfig{policy: nexgraphPolicy, publicCreate: true, principalRate: Rate{N: 100, Per: time.Second}, publicCreateRate: Rate{N: 2, Per: time.Minute}})
+	_, _, key := e.createProject("", "first")
+	e.createProject(key, "second, with the first one's key")
+	e.expect(e.request("POST", "/api/v1/projects", key, map[string]any{"name": "third"}), http.StatusTooManyRequests, "third creation from the same address, with a key")
+	e.expect(e.request("POST", "/api/v1/projects", e.userToken("alice"), map[string]any{"name": "third"}), http.StatusTooManyRequests, "third creation from the same address, as a user")
+	e.createProject(testAdminToken, "by the operator")
+}
+
 func TestRateLimitPerPrincipal(t *testing.T) {
 	e := newEnv(t, envConfig{policy: nexgraphPolicy, principalRate: Rate{N: 2, Per: time.Second}})
 	pidA, _, keyA := e.createProject(testAdminToken, "A")

@@ -78,9 +78,10 @@ type Options struct {
 	// anything, so a limit on it protects nothing from its holder, and
 	// bulk imports and provisioning scripts use it.
 	OperatorRate Rate
-	// PublicCreateRate limits unauthenticated project creations
-	// (PublicProjectCreate) per source address. The zero Rate is no limit;
-	// DefaultPublicCreateRate is the command's default.
+	// PublicCreateRate limits project creations by anyone but the operator
+	// (possible with PublicProjectCreate, with or without a credential) per
+	// source address. The zero Rate is no limit; DefaultPublicCreateRate is
+	// the command's default.
 	PublicCreateRate Rate
 	// Logger receives one line per change and per server error (the caller
 	// adds component=admin). Nothing secret is ever logged. The zero Logger
@@ -257,7 +258,7 @@ func (s *Server) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.authorize(r, rt.access)
 		if err == nil {
-			err = s.rateLimit(r, p)
+			err = s.rateLimit(r, p, rt.access)
 		}
 		if err == nil {
 			err = rt.handle(s, w, r, p)
