@@ -119,7 +119,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		c.principalRate, c.publicCreateRate = admin.DefaultPrincipalRate, admin.DefaultPublicCreateRate
 		f.Var(rateFlag{&c.principalRate}, "admin-rate-limit", "admin API calls allowed to each JWT user and each project key, `N/DURATION` with bursts of N (0: no limit)")
 		f.Var(rateFlag{&c.operatorRate}, "operator-rate-limit", "admin API calls allowed with the operator token, `N/DURATION` (0: no limit)")
-		f.Var(rateFlag{&c.publicCreateRate}, "public-project-create-rate-limit", "unauthenticated project creations allowed per source address (IPv4, or IPv6 /64), `N/DURATION` (0: no limit)")
+		f.Var(rateFlag{&c.publicCreateRate}, "public-project-create-rate-limit", "project creations allowed per source address (IPv4, or IPv6 /64) to anyone but the operator, `N/DURATION` (0: no limit)")
 		f.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "replication watch heartbeat interval")
 		f.IntVar(&c.retentionCount, "changelog-retention", 100000, "change-log entries kept for watchers (older ones need a snapshot)")
 		f.DurationVar(&c.retentionAge, "changelog-retention-age", 7*24*time.Hour, "maximum age of change-log entries (0: no age bound)")
