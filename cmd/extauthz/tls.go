@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/jsonresp"
+	"github.com/extauthz/extauthz/metrics"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/tlsfiles"
 )
@@ -136,8 +137,8 @@ func (n *node) replicationClient() (*http.Client, error) {
 	for _, r := range tlsfiles.Reasons {
 		errs.WithLabelValues(r)
 	}
-	if err := n.reg.Register(errs); err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
+	if err := metrics.Register(n.reg, "replication TLS", errs); err != nil {
+		return nil, err
 	}
 	return &http.Client{Transport: &verifyingTransport{next: tr, errs: errs, log: log}}, nil
 }
