@@ -29,9 +29,9 @@ func (e *testEnv) importNDJSON(token string, body any) response {
 }
 
 // importResult decodes an import response strictly.
-func importResult(t *testing.T, r response) importResponse {
+func importResult(t *testing.T, r response) ImportResponse {
 	t.Helper()
-	var res importResponse
+	var res ImportResponse
 	dec := json.NewDecoder(bytes.NewReader(r.raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&res); err != nil {

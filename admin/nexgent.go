@@ -36,8 +36,9 @@ type rotateKeyRequest struct {
 	ExpiresAt   *string `json:"expiresAt"`
 }
 
-// nexCreated is the create and rotate response; the only place "key" appears.
-type nexCreated struct {
+// NexgentCreated is the answer of a Nexgent key creation or rotation; the
+// only place the raw key appears.
+type NexgentCreated struct {
 	ID        string         `json:"id"`
 	Name      string         `json:"name"`
 	Key       string         `json:"key"`
@@ -45,11 +46,11 @@ type nexCreated struct {
 	Scopes    []string       `json:"scopes"`
 	CreatedAt string         `json:"createdAt"`
 	ExpiresAt *string        `json:"expiresAt,omitempty"`
-	RateLimit *rateLimitJSON `json:"rateLimit,omitempty"`
+	RateLimit *RateLimitView `json:"rateLimit,omitempty"`
 }
 
-// nexKey is a listed or fetched record.
-type nexKey struct {
+// NexgentKey is a Nexgent key record as the list and get routes answer it.
+type NexgentKey struct {
 	ID         string         `json:"id"`
 	Name       string         `json:"name"`
 	Prefix     string         `json:"prefix"`
@@ -57,11 +58,11 @@ type nexKey struct {
 	LastUsedAt *string        `json:"lastUsedAt"`
 	CreatedAt  string         `json:"createdAt"`
 	ExpiresAt  *string        `json:"expiresAt,omitempty"`
-	RateLimit  *rateLimitJSON `json:"rateLimit,omitempty"`
+	RateLimit  *RateLimitView `json:"rateLimit,omitempty"`
 }
 
-func toNexKey(k *keystore.Key) nexKey {
-	return nexKey{
+func toNexKey(k *keystore.Key) NexgentKey {
+	return NexgentKey{
 		ID:         k.ID,
 		Name:       k.Name,
 		Prefix:     k.Prefix,
@@ -73,8 +74,8 @@ func toNexKey(k *keystore.Key) nexKey {
 	}
 }
 
-func toNexCreated(k *keystore.Key, raw string) nexCreated {
-	return nexCreated{
+func toNexCreated(k *keystore.Key, raw string) NexgentCreated {
+	return NexgentCreated{
 		ID:        k.ID,
 		Name:      k.Name,
 		Key:       raw,
@@ -247,7 +248,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p principal) e
 	if err != nil {
 		return err
 	}
-	out := make([]nexKey, 0, len(keys))
+	out := make([]NexgentKey, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, toNexKey(k))
 	}

@@ -52,7 +52,7 @@ type ngCreated struct {
 	Permissions []string       `json:"permissions"`
 	ExpiresAt   *string        `json:"expires_at"`
 	CreatedAt   string         `json:"created_at"`
-	RateLimit   *rateLimitJSON `json:"rate_limit,omitempty"`
+	RateLimit   *RateLimitView `json:"rate_limit,omitempty"`
 }
 
 // ngKey is a listed record.
@@ -64,7 +64,7 @@ type ngKey struct {
 	ExpiresAt   *string        `json:"expires_at"`
 	CreatedAt   string         `json:"created_at"`
 	LastUsedAt  *string        `json:"last_used_at"`
-	RateLimit   *rateLimitJSON `json:"rate_limit,omitempty"`
+	RateLimit   *RateLimitView `json:"rate_limit,omitempty"`
 }
 
 // ngKeyRevoked is a listed record with its revocation time (null when live):

@@ -16,7 +16,8 @@ type setUserRequest struct {
 	Active *bool `json:"active"`
 }
 
-type userResponse struct {
+// UserResponse is the answer of PUT /api/v1/users/{id}.
+type UserResponse struct {
 	ID     string `json:"id"`
 	Active bool   `json:"active"`
 }
@@ -52,7 +53,7 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) er
 		Str("route", r.Pattern).
 		Int("status", http.StatusOK).
 		Msg("admin change")
-	jsonresp.Write(w, http.StatusOK, userResponse{ID: u.ID, Active: u.Active})
+	jsonresp.Write(w, http.StatusOK, UserResponse{ID: u.ID, Active: u.Active})
 	return nil
 }
 

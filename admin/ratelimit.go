@@ -24,17 +24,17 @@ type rateLimitBody struct {
 	Duration *string `json:"duration"`
 }
 
-// rateLimitJSON is a rate limit as responses show it.
-type rateLimitJSON struct {
+// RateLimitView is a rate limit as responses show it.
+type RateLimitView struct {
 	Limit    int64  `json:"limit"`
 	Duration string `json:"duration"`
 }
 
-func toRateLimitJSON(l *keystore.RateLimit) *rateLimitJSON {
+func toRateLimitJSON(l *keystore.RateLimit) *RateLimitView {
 	if l == nil {
 		return nil
 	}
-	return &rateLimitJSON{Limit: l.Limit, Duration: keystore.FormatDuration(l.Duration)}
+	return &RateLimitView{Limit: l.Limit, Duration: keystore.FormatDuration(l.Duration)}
 }
 
 // checkRateLimit validates an optional rate limit given as field and

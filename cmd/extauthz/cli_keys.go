@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/extauthz/extauthz/admin"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/tlsfiles"
 )
@@ -92,10 +93,7 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	var out struct {
-		ID     string `json:"id"`
-		Active bool   `json:"active"`
-	}
+	var out admin.UserResponse
 	raw, err := cli.call(ctx, http.MethodPut, "/api/v1/users/"+url.PathEscape(id), nil, jsonBody(map[string]bool{"active": active}), &out)
 	if err != nil {
 		return err
@@ -148,31 +146,17 @@ func isHelp(s string) bool {
 	return false
 }
 
-// cliKey is a key record as the Nexgent routes return it: created or
-// rotated (with key) and listed or fetched (with lastUsedAt). The admin
-// package does not export its response types, so the CLI has its own
-// copies, here and in runUsers and keysImport.
-type cliKey struct {
-	ID         string   `json:"id"`
-	Name       string   `json:"name"`
-	Key        string   `json:"key,omitempty"`
-	Prefix     string   `json:"prefix"`
-	Scopes     []string `json:"scopes"`
-	LastUsedAt *string  `json:"lastUsedAt,omitempty"`
-	CreatedAt  string   `json:"createdAt"`
-	ExpiresAt  *string  `json:"expiresAt,omitempty"`
-	RateLimit  *struct {
-		Limit    int64  `json:"limit"`
-		Duration string `json:"duration"`
-	} `json:"rateLimit,omitempty"`
-}
-
-// rateLimit shows k's rate limit as the CLI takes it, "100/1m", or "-".
-func (k cliKey) rateLimit() string {
-	if k.RateLimit == nil {
+// rateLimit shows l as the CLI takes it, "100/1m", or "-".
+func rateLimit(l *admin.RateLimitView) string {
+	if l == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%d/%s", k.RateLimit.Limit, k.RateLimit.Duration)
+	return fmt.Sprintf("%d/%s", l.Limit, l.Duration)
+}
+
+// asRecord is a created or rotated key shown like a record.
+func asRecord(c admin.NexgentCreated) admin.NexgentKey {
+	return admin.NexgentKey{ID: c.ID, Name: c.Name, Prefix: c.Prefix, Scopes: c.Scopes, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, RateLimit: c.RateLimit}
 }
 
 // rateLimitBody parses a --rate-limit value ("100/1m") into the API's
@@ -223,7 +207,7 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		body["rateLimit"] = rl
 	}
-	var k cliKey
+	var k admin.NexgentCreated
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys", nil, jsonBody(body), &k)
 	if err != nil {
 		return err
@@ -233,15 +217,17 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 
 // printNewKey shows a created or rotated key, the only time its raw value
 // is available.
-func printNewKey(cli *adminClient, stdout, stderr io.Writer, raw []byte, k cliKey) error {
+func printNewKey(cli *adminClient, stdout, stderr io.Writer, raw []byte, k admin.NexgentCreated) error {
 	fmt.Fprintln(stderr, "The key below is shown only once: store it now, it cannot be retrieved later.")
 	if cli.json {
 		return writeIndented(stdout, raw)
 	}
-	return printRecord(stdout, k)
+	return printRecord(stdout, asRecord(k), k.Key)
 }
 
-func printRecord(w io.Writer, k cliKey) error {
+// printRecord shows a key record; with the raw key (just created) instead
+// of its last use.
+func printRecord(w io.Writer, k admin.NexgentKey, key string) error {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "ID\t%s\n", k.ID)
 	fmt.Fprintf(tw, "NAME\t%s\n", k.Name)
@@ -249,11 +235,11 @@ func printRecord(w io.Writer, k cliKey) error {
 	fmt.Fprintf(tw, "SCOPES\t%s\n", strings.Join(k.Scopes, ","))
 	fmt.Fprintf(tw, "CREATED\t%s\n", k.CreatedAt)
 	fmt.Fprintf(tw, "EXPIRES\t%s\n", orDash(k.ExpiresAt))
-	fmt.Fprintf(tw, "RATE LIMIT\t%s\n", k.rateLimit())
-	if k.Key == "" {
+	fmt.Fprintf(tw, "RATE LIMIT\t%s\n", rateLimit(k.RateLimit))
+	if key == "" {
 		fmt.Fprintf(tw, "LAST USED\t%s\n", orDash(k.LastUsedAt))
 	} else {
-		fmt.Fprintf(tw, "KEY\t%s\n", k.Key)
+		fmt.Fprintf(tw, "KEY\t%s\n", key)
 	}
 	return tw.Flush()
 }
@@ -278,7 +264,7 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 	if projectID != "" {
 		q.Set("projectId", projectID)
 	}
-	var keys []cliKey
+	var keys []admin.NexgentKey
 	raw, err := cli.call(ctx, http.MethodGet, "/api/v1/api-keys", q, nil, &keys)
 	if err != nil {
 		return err
@@ -289,7 +275,7 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 	tw := newTable(stdout)
 	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), k.rateLimit())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), rateLimit(k.RateLimit))
 	}
 	return tw.Flush()
 }
@@ -303,7 +289,7 @@ func keysGet(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	var k cliKey
+	var k admin.NexgentKey
 	raw, err := cli.call(ctx, http.MethodGet, "/api/v1/api-keys/"+url.PathEscape(id), nil, nil, &k)
 	if err != nil {
 		return err
@@ -311,7 +297,7 @@ func keysGet(ctx context.Context, args []string, getenv func(string) string, std
 	if cli.json {
 		return writeIndented(stdout, raw)
 	}
-	return printRecord(stdout, k)
+	return printRecord(stdout, k, "")
 }
 
 func keysRevoke(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -355,7 +341,7 @@ func keysUpdate(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
 		return errUsage
 	}
-	var k cliKey
+	var k admin.NexgentKey
 	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(map[string]any{"rateLimit": rl}), &k)
 	if err != nil {
 		return err
@@ -363,7 +349,7 @@ func keysUpdate(ctx context.Context, args []string, getenv func(string) string, 
 	if cli.json {
 		return writeIndented(stdout, raw)
 	}
-	return printRecord(stdout, k)
+	return printRecord(stdout, k, "")
 }
 
 // cmpOr returns err's message, or msg when err is nil.
@@ -386,7 +372,7 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	var k cliKey
+	var k admin.NexgentCreated
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys/"+url.PathEscape(id)+"/rotate", nil, jsonBody(map[string]string{"gracePeriod": grace}), &k)
 	if err != nil {
 		return err
@@ -412,15 +398,7 @@ func keysImport(ctx context.Context, args []string, getenv func(string) string, 
 		defer f.Close()
 		in = f
 	}
-	var res struct {
-		Imported      int `json:"imported"`
-		Skipped       int `json:"skipped"`
-		ErrorsOmitted int `json:"errorsOmitted"`
-		Errors        []struct {
-			Line  int    `json:"line"`
-			Error string `json:"error"`
-		} `json:"errors"`
-	}
+	var res admin.ImportResponse
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys/import", nil, &requestBody{in, "application/x-ndjson", true}, &res)
 	if err != nil {
 		return err
