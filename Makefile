@@ -40,10 +40,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 bench: build ## the performance table of BENCHMARKS.md (real processes on loopback)
 	$(GO) run ./internal/bench -bin $(BIN)
 
-bench-limits: build ## make bench with every key under a rate limit that never refuses (compare with make bench)
-	@p=$$(mktemp --suffix=.yaml) && cat examples/policies/nexgent.yaml > $$p && \
-	  printf 'rateLimits: {default: {limit: 1000000000, duration: 1s}}\n' >> $$p && \
-	  $(GO) run ./internal/bench -bin $(BIN) -policy $$p; s=$$?; rm -f $$p; exit $$s
+bench-limits: build ## Check with every key under a never-refusing rate limit beside no limits, 10,000 active keys, one run
+	$(GO) run ./internal/bench -bin $(BIN) -limits -keys-small 10000
 
 soak: build ## decisions under load + key churn, and leak checks, on real processes (SOAK_DURATION, default 10m)
 	$(GO) run ./internal/soak -bin $(BIN) -duration $(or $(SOAK_DURATION),10m)

@@ -47,10 +47,15 @@ func (b *bench) smallAdmin(ctx context.Context) (*keySet, *childproc.Proc, error
 // readySidecar starts a sidecar following admin with extra flags and
 // environment, and waits until it is ready.
 func (b *bench) readySidecar(ctx context.Context, name string, admin *childproc.Proc, extra, env []string) (*childproc.Proc, error) {
+	return b.readySidecarPolicy(ctx, name, admin, b.cl.policyFile, extra, env)
+}
+
+// readySidecarPolicy is readySidecar with its own policy file.
+func (b *bench) readySidecarPolicy(ctx context.Context, name string, admin *childproc.Proc, policyFile string, extra, env []string) (*childproc.Proc, error) {
 	args := append([]string{"sidecar",
 		"--admin-url", admin.URL("admin"),
 		"--replication-token-file", b.cl.replTokenFile,
-		"--policy", b.cl.policyFile,
+		"--policy", policyFile,
 		"--data-dir", filepath.Join(b.root, name),
 		"--grpc-addr", "127.0.0.1:0",
 		"--http-addr", "127.0.0.1:0",
@@ -111,17 +116,22 @@ func printArms(w io.Writer, b *bench, title, ratio string, arms []*arm) {
 	fmt.Fprintf(w, "Command: `go run ./internal/bench %s`\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(w, "Machine: %s; load average at the end: %s; %s\n\n", machine(), loadAvg(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	t := &table{}
-	t.row(title, "Callers", "Requests/s", "p50", "p99", ratio, "Sidecar CPU per request")
+	t.row(title, "Callers", "Requests/s", "p50", "p99", ratio, "Sidecar CPU per request", "Sidecar RSS after the run")
 	for _, c := range b.opts.concurrency {
 		base := arms[0].res[c]
 		for _, a := range arms {
 			r := a.res[c]
-			cpu := "—"
+			cpu, rss := "—", "—"
 			if a.sidecar != nil && r.Requests > 0 {
 				cpu = fmt.Sprintf("%.1f µs", float64(a.cpu[c].Microseconds())/float64(r.Requests))
 			}
+			if a.sidecar != nil {
+				if m, err := a.sidecar.Memory(); err == nil {
+					rss = mib(m.RSS)
+				}
+			}
 			t.row(a.name, strconv.Itoa(c), fmt.Sprintf("%.0f%s", r.RPS(), problems(r)), ms(r.Hist.Quantile(0.50)), ms(r.Hist.Quantile(0.99)),
-				fmt.Sprintf("%.2f×", r.RPS()/base.RPS()), cpu)
+				fmt.Sprintf("%.2f×", r.RPS()/base.RPS()), cpu, rss)
 		}
 	}
 	t.write(w)

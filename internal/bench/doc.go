@@ -60,6 +60,12 @@
 // beside the same nginx without auth, and the sidecar's CPU per request
 // (-nginx-keepalive: nginx keeps its connections to the sidecar open).
 //
+// -tracing and -limits are A/B runs of gRPC Check in the same way
+// (arms.go): a sidecar with tracing off beside one tracing 1 % of checks
+// to a do-nothing OTLP endpoint, and a sidecar without rate limits beside
+// one whose policy limits every key (never refusing), each with its CPU
+// per check and RSS.
+//
 // -quick shrinks everything (2 s points, 20,000 large keys, 1 and 3
 // sidecars) for a smoke test.
 package main

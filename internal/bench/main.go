@@ -36,6 +36,7 @@ type options struct {
 	doorE2E        bool
 	nginxKeepalive bool
 	tracing        bool
+	limits         bool
 }
 
 func main() {
@@ -77,6 +78,8 @@ func runMain(opts *options) int {
 		run = b.doorE2E
 	case opts.tracing:
 		run = b.tracing
+	case opts.limits:
+		run = b.limits
 	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -110,6 +113,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 2s points, 20,000 large keys, sidecars 1,3, 5 revocations (flags given explicitly still win)")
 	fs.BoolVar(&o.doorE2E, "door-e2e", false, "instead of the table: requests/s through nginx auth_request (examples/nginx/extauthz.conf) beside nginx without auth, and the sidecar's CPU per request")
 	fs.BoolVar(&o.tracing, "tracing", false, "instead of the table: gRPC Check with tracing off beside tracing on at 1 % sampling (OTLP to a do-nothing server), and each sidecar's CPU per check")
+	fs.BoolVar(&o.limits, "limits", false, "instead of the table: gRPC Check with every key under a never-refusing rate limit beside no limits, -sample active keys")
 	fs.BoolVar(&o.nginxKeepalive, "nginx-keepalive", false, "-door-e2e: nginx keeps connections to the sidecars open (upstream keepalive) instead of one per check as the shipped example does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
