@@ -24,6 +24,8 @@ type requestError struct {
 	status    int
 	msg       string
 	challenge string
+	// retryAfter, when positive, is sent as Retry-After (a 429).
+	retryAfter time.Duration
 }
 
 func (e *requestError) Error() string { return e.msg }

@@ -72,6 +72,8 @@ type envConfig struct {
 	jwt          *JWTOptions
 	publicCreate bool
 	start        time.Time
+	// rate limits; zero: none
+	principalRate, operatorRate, publicCreateRate Rate
 }
 
 // testEnv is a running admin API over a real bbolt file and a real
@@ -122,6 +124,9 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 		AdminToken:          testAdminToken,
 		JWT:                 jwtOpts,
 		PublicProjectCreate: cfg.publicCreate,
+		PrincipalRate:       cfg.principalRate,
+		OperatorRate:        cfg.operatorRate,
+		PublicCreateRate:    cfg.publicCreateRate,
 		Logger:              zerolog.New(logs).Level(zerolog.DebugLevel),
 		Registerer:          reg,
 		Now:                 clock.Now,

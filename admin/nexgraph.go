@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -218,6 +219,7 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	}
 	k.ExpiresAt = checkExpiry(&fe, "expires_at", req.ExpiresAt, s.now())
 	k.RateLimit = checkRateLimit(&fe, "rate_limit", req.RateLimit)
+	capExpiry(&fe, "expires_at", k, p)
 	if err := fe.err(); err != nil {
 		return err
 	}
@@ -257,4 +259,21 @@ func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	s.logChange(r, p, "key.revoke", http.StatusOK, k)
 	jsonresp.Write(w, http.StatusOK, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
 	return nil
+}
+
+// capExpiry keeps a key made by an expiring key from outliving it: with
+// no expires_at asked for, the new key gets its creator's; a later one is
+// a validation error, named in field (the request is never silently
+// changed into something else than it asked for).
+func capExpiry(fe *fieldErrors, field string, k *keystore.Key, p principal) {
+	if p.kind != kindKey || p.key.ExpiresAt == nil {
+		return
+	}
+	limit := *p.key.ExpiresAt
+	switch {
+	case k.ExpiresAt == nil:
+		k.ExpiresAt = &limit
+	case k.ExpiresAt.After(limit):
+		fe.add(field, "must not be later than %s, the expiry of the key making this request", limit.UTC().Format(time.RFC3339))
+	}
 }

@@ -257,7 +257,14 @@ func (f *Follower) logCommit(err error) {
 }
 
 func defaultClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: NewTransport()}
+}
+
+// NewTransport returns the transport of the default HTTPClient: dial,
+// TLS-handshake and response-header timeouts, no overall timeout. A caller
+// that sets its own TLS configuration starts from it.
+func NewTransport() *http.Transport {
+	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   5 * time.Second,
@@ -265,7 +272,7 @@ func defaultClient() *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
 		ForceAttemptHTTP2:     true,
-	}}
+	}
 }
 
 // replica returns the current replica, nil after Close.

@@ -55,7 +55,9 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 		return err
 	}
 
-	// Count first, so that whoever sees the new replica also sees it counted.
+	// Current before it is published, so that whoever sees the new
+	// replica sees it current; counted too.
+	ns.MarkCurrent(current)
 	f.resyncs.WithLabelValues("ok").Inc()
 	f.mu.Lock()
 	old := f.rep
@@ -74,7 +76,6 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 	if err := old.Discard(); err != nil {
 		f.log.Warn().Err(err).Msg("close previous replica")
 	}
-	f.markCurrent(ns, current)
 	f.log.Info().Str("store_id", hdr.StoreID).Uint64("revision", hdr.Revision).Uint64("records", count).
 		Dur("took", time.Since(started)).Msg("snapshot loaded")
 	return nil
@@ -88,7 +89,7 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Repl
 		defer relaxGC(p)()
 	}
 	_ = os.Remove(f.tmpPath)
-	tmp, err := keystore.OpenReplica(f.tmpPath, keystore.ReplicaOptions{NoSync: true})
+	tmp, err := keystore.OpenReplica(f.tmpPath, keystore.ReplicaOptions{NoSync: true, Now: f.opts.Now})
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: create snapshot file: %w", err)
 	}

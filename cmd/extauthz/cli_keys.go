@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/tlsfiles"
 )
 
 // The "keys" and "users" commands are clients of the admin API
@@ -40,6 +41,7 @@ Commands:
 
 Common flags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):
   --admin-url URL          admin API base URL (default ` + defaultAdminURL + `)
+  --admin-ca-file FILE     PEM CAs of the admin's certificate (default: the system roots)
   --admin-token TOKEN      operator token (EXTAUTHZ_ADMIN_TOKEN); prefer the file
   --admin-token-file FILE  file holding the operator token
   -o, --output table|json  output format (default table)
@@ -527,8 +529,9 @@ func (c *adminClient) call(ctx context.Context, method, path string, q url.Value
 // flag.ErrHelp after --help printed the usage.
 func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*adminClient, []string, error) {
 	f := newFlagSet(name, argsUsage, stderr)
-	var adminURL, token, tokenFile, output string
+	var adminURL, caFile, token, tokenFile, output string
 	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL")
+	f.StringVar(&caFile, "admin-ca-file", "", "PEM CAs that sign the admin's certificate, for an https:// --admin-url (empty: the system roots)")
 	f.StringVar(&token, "admin-token", "", "operator token; prefer --admin-token-file")
 	f.StringVar(&tokenFile, "admin-token-file", "", "file holding the operator token (surrounding whitespace trimmed)")
 	f.StringVar(&output, "output", "table", "output format: table or json")
@@ -551,6 +554,18 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 	u, err := url.Parse(adminURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL", adminURL))
+	} else if err := checkAdminURLTLS(adminURL, caFile, ""); err != nil {
+		problems = append(problems, err)
+	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		fmt.Fprintf(stderr, "warning: %s is plain HTTP to another host: the operator token crosses the network in clear; use https://\n", u.Redacted())
+	}
+	var tr http.RoundTripper = http.DefaultTransport
+	if caFile != "" {
+		t, err := tlsfiles.NewTransport(http.DefaultTransport.(*http.Transport), tlsfiles.ClientOptions{CAFile: caFile})
+		if err != nil {
+			problems = append(problems, fmt.Errorf("--admin-ca-file: %w", err))
+		}
+		tr = t
 	}
 	// Precedence: --admin-token, --admin-token-file, then their variables
 	// (which applyEnv put into token and tokenFile).
@@ -575,7 +590,7 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 		base:  strings.TrimRight(adminURL, "/"),
 		token: token,
 		json:  output == "json",
-		http:  &http.Client{},
+		http:  &http.Client{Transport: tr},
 	}, pos, nil
 }
 

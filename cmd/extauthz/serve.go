@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -53,31 +55,39 @@ func (r role) administers() bool { return r != roleSidecar }
 
 // serveConfig is every flag of the serving commands.
 type serveConfig struct {
-	grpcAddr, httpAddr, adminAddr string
-	dataDir, policyFile           string
-	logLevel, logFormat           string
-	adminTokenFile                string
-	replicationTokenFile          string
-	jwtSecretFile, jwtJWKSFile    string
-	jwtIssuer, jwtAudience        string
-	publicProjectCreate           bool
-	trustForward                  string
-	forwardHeaders                string
-	shutdownTimeout, drainDelay   time.Duration
-	policyPoll                    time.Duration
-	usageFlush                    time.Duration
-	releaseEvery                  time.Duration
-	pprofAddr                     string
+	principalRate, operatorRate, publicCreateRate admin.Rate
+	grpcAddr, httpAddr, adminAddr                 string
+	dataDir, policyFile                           string
+	logLevel, logFormat                           string
+	adminTokenFile                                string
+	replicationTokenFile                          string
+	jwtSecretFile, jwtJWKSFile                    string
+	jwtIssuer, jwtAudience                        string
+	publicProjectCreate                           bool
+	trustForward                                  string
+	forwardHeaders                                string
+	shutdownTimeout, drainDelay                   time.Duration
+	policyPoll                                    time.Duration
+	usageFlush                                    time.Duration
+	releaseEvery                                  time.Duration
+	pprofAddr                                     string
 	// admin
 	heartbeat      time.Duration
 	retentionCount int
 	retentionAge   time.Duration
+	tlsCertFile    string
+	tlsKeyFile     string
+	// tlsClientCAFile makes replication require a client certificate.
+	tlsClientCAFile string
 	// sidecar
 	adminURL            string
 	maxStaleness        time.Duration
 	reconnectMaxBackoff time.Duration
 	syncInterval        time.Duration
 	node                string
+	adminCAFile         string
+	tlsClientCertFile   string
+	tlsClientKeyFile    string
 }
 
 // adminStoreFile is the authoritative store's file inside --data-dir.
@@ -120,9 +130,16 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required JWT iss (empty: not checked)")
 		f.StringVar(&c.jwtAudience, "jwt-audience", "", "required JWT aud (empty: not checked)")
 		f.BoolVar(&c.publicProjectCreate, "public-project-create", false, "allow unauthenticated POST /api/v1/projects")
+		c.principalRate, c.publicCreateRate = admin.DefaultPrincipalRate, admin.DefaultPublicCreateRate
+		f.Var(rateFlag{&c.principalRate}, "admin-rate-limit", "admin API calls allowed to each JWT user and each project key, `N/DURATION` with bursts of N (0: no limit)")
+		f.Var(rateFlag{&c.operatorRate}, "operator-rate-limit", "admin API calls allowed with the operator token, `N/DURATION` (0: no limit)")
+		f.Var(rateFlag{&c.publicCreateRate}, "public-project-create-rate-limit", "project creations allowed per source address (IPv4, or IPv6 /64) to anyone but the operator, `N/DURATION` (0: no limit)")
 		f.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "replication watch heartbeat interval")
 		f.IntVar(&c.retentionCount, "changelog-retention", 100000, "change-log entries kept for watchers (older ones need a snapshot)")
 		f.DurationVar(&c.retentionAge, "changelog-retention-age", 7*24*time.Hour, "maximum age of change-log entries (0: no age bound)")
+		f.StringVar(&c.tlsCertFile, "tls-cert-file", "", "PEM certificate (chain) the admin port serves TLS with, re-read when it changes (empty: plain HTTP)")
+		f.StringVar(&c.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+		f.StringVar(&c.tlsClientCAFile, "tls-client-ca-file", "", "PEM CAs whose client certificates the replication feed requires, besides the replication token (empty: no client certificate needed)")
 	}
 	if r == roleSidecar {
 		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
@@ -131,6 +148,9 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.DurationVar(&c.syncInterval, "replica-sync-interval", keystore.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
 		host, _ := os.Hostname()
 		f.StringVar(&c.node, "node", host, "node name reported with usage")
+		f.StringVar(&c.adminCAFile, "admin-ca-file", "", "PEM CAs that sign the admin's certificate, for an https:// --admin-url (empty: the system roots)")
+		f.StringVar(&c.tlsClientCertFile, "tls-client-cert-file", "", "PEM client certificate presented to the admin (for an admin with --tls-client-ca-file)")
+		f.StringVar(&c.tlsClientKeyFile, "tls-client-key-file", "", "PEM private key of --tls-client-cert-file")
 	}
 	f.StringVar(&c.dataDir, "data-dir", defaultDir, "directory of the bbolt store")
 	f.StringVar(&c.policyFile, "policy", "", "policy file (YAML); reloaded on change and on SIGHUP (required)")
@@ -164,6 +184,23 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	}
 	if r == roleAdmin && c.replicationTokenFile == "" {
 		problems = append(problems, errors.New("--replication-token-file is required"))
+	}
+	if (c.tlsCertFile == "") != (c.tlsKeyFile == "") {
+		problems = append(problems, errors.New("--tls-cert-file and --tls-key-file go together"))
+	}
+	if c.tlsClientCAFile != "" && c.tlsCertFile == "" {
+		problems = append(problems, errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are checked in the TLS handshake"))
+	}
+	if (c.tlsClientCertFile == "") != (c.tlsClientKeyFile == "") {
+		problems = append(problems, errors.New("--tls-client-cert-file and --tls-client-key-file go together"))
+	}
+	if r == roleSidecar && c.adminURL != "" {
+		if err := checkAdminURLTLS(c.adminURL, c.adminCAFile, c.tlsClientCertFile); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if c.jwtJWKSFile != "" && c.jwtAudience == "" {
+		problems = append(problems, errors.New("--jwt-jwks-file needs --jwt-audience: an identity provider signs tokens for many applications, and one issued for another would be accepted here"))
 	}
 	if c.logFormat != "json" && c.logFormat != "console" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want json or console", c.logFormat))
@@ -249,7 +286,7 @@ func (n *node) build() error {
 	}
 	var replToken string
 	if c.replicationTokenFile != "" {
-		if replToken, err = readSecretFile(c.replicationTokenFile); err != nil {
+		if replToken, err = readServerSecret(c.replicationTokenFile); err != nil {
 			return fmt.Errorf("--replication-token-file: %w", err)
 		}
 	}
@@ -289,8 +326,14 @@ func (n *node) build() error {
 		}
 		send := n.recordUsage
 		if n.role == roleSidecar {
+			warnPlainAdminURL(n.log, c.adminURL)
+			client, err := n.replicationClient()
+			if err != nil {
+				return err
+			}
 			n.follower, err = replication.NewFollower(replication.FollowerOptions{
 				AdminURL:     c.adminURL,
+				HTTPClient:   client,
 				Token:        replToken,
 				Dir:          c.dataDir,
 				MaxBackoff:   c.reconnectMaxBackoff,
@@ -336,12 +379,23 @@ func (n *node) build() error {
 		if err != nil {
 			return err
 		}
+		n.warnJWT(jwt)
+		serverTLS, err := n.adminServerTLS()
+		if err != nil {
+			return err
+		}
+		if serverTLS == nil && n.role == roleAdmin {
+			n.log.Warn().Str("addr", c.adminAddr).Msg("the admin port serves plain HTTP: tokens, keys and the replication feed cross the network in clear; set --tls-cert-file and --tls-key-file")
+		}
 		adm, err := admin.New(admin.Options{
 			Store:               n.store,
 			Policy:              n.policy.Current,
 			AdminToken:          adminToken,
 			JWT:                 jwt,
 			PublicProjectCreate: c.publicProjectCreate,
+			PrincipalRate:       c.principalRate,
+			OperatorRate:        c.operatorRate,
+			PublicCreateRate:    c.publicCreateRate,
 			Logger:              n.log.With().Str("component", "admin").Logger(),
 			Registerer:          n.reg,
 		})
@@ -360,7 +414,11 @@ func (n *node) build() error {
 			if err != nil {
 				return err
 			}
-			mux.Handle("/replication/", n.repl)
+			var feed http.Handler = n.repl
+			if c.tlsClientCAFile != "" {
+				feed = requireClientCert(feed)
+			}
+			mux.Handle("/replication/", feed)
 		}
 		n.probes(mux)
 		mux.Handle("/", adm)
@@ -372,6 +430,7 @@ func (n *node) build() error {
 				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + spanRoute(r.URL.Path) }))
 		}
 		n.addHTTP("admin", c.adminAddr, h)
+		n.servers[len(n.servers)-1].tls = serverTLS
 	}
 	if c.pprofAddr != "" {
 		mux := http.NewServeMux()
@@ -395,7 +454,7 @@ func (n *node) build() error {
 		mux := http.NewServeMux()
 		n.probes(mux)
 		srv := forwardauth.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
-		n.servers = append(n.servers, namedServer{"http", c.httpAddr, srv})
+		n.servers = append(n.servers, namedServer{name: "http", addr: c.httpAddr, httpServer: srv})
 
 		n.health = newHealthServer()
 		door := envoy.NewServer(n.authz)
@@ -426,6 +485,7 @@ func (n *node) build() error {
 type namedServer struct {
 	name, addr string
 	httpServer
+	tls *tls.Config // nil: plain HTTP
 }
 
 // httpServer is what serve and shutdown need of an HTTP server: Serve
@@ -439,13 +499,25 @@ type httpServer interface {
 // addHTTP adds a net/http server (admin, pprof) with timeouts that bound
 // slow clients.
 func (n *node) addHTTP(name, addr string, h http.Handler) {
-	n.servers = append(n.servers, namedServer{name, addr, &http.Server{
+	n.servers = append(n.servers, namedServer{name: name, addr: addr, httpServer: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    256 << 10,
+		// net/http's own messages (refused TLS handshakes, mostly) at
+		// debug: a scanner must not flood the log.
+		ErrorLog: stdlog.New(debugWriter{n.log.With().Str("server", name).Logger()}, "", 0),
 	}})
+}
+
+// debugWriter writes each line of a standard library logger as a debug
+// line of a zerolog logger.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // probes mounts /healthz, /readyz and /metrics.
@@ -497,14 +569,14 @@ func (n *node) setServing(ok bool) {
 func (n *node) adminToken() (string, error) {
 	c := n.cfg
 	if c.adminTokenFile != "" {
-		t, err := readSecretFile(c.adminTokenFile)
+		t, err := readServerSecret(c.adminTokenFile)
 		if err != nil {
 			return "", fmt.Errorf("--admin-token-file: %w", err)
 		}
 		return t, nil
 	}
 	path := filepath.Join(c.dataDir, "admin-token")
-	if t, err := readSecretFile(path); err == nil {
+	if t, err := readServerSecret(path); err == nil {
 		n.log.Info().Str("path", path).Msg("using the admin token from the data dir")
 		return t, nil
 	}
@@ -532,8 +604,11 @@ func (n *node) serve(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.addr, err)
 		}
+		if s.tls != nil {
+			ln = tls.NewListener(ln, s.tls)
+		}
 		listeners = append(listeners, ln)
-		n.log.Info().Str("server", s.name).Str("addr", ln.Addr().String()).Msg("listening")
+		n.log.Info().Str("server", s.name).Str("addr", ln.Addr().String()).Bool("tls", s.tls != nil).Msg("listening")
 	}
 	var grpcLn net.Listener
 	if n.grpc != nil {
@@ -749,13 +824,33 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 func jwtConfig(c *serveConfig) (admin.JWTOptions, error) {
 	j := admin.JWTOptions{JWKSFile: c.jwtJWKSFile, Issuer: c.jwtIssuer, Audience: c.jwtAudience}
 	if c.jwtSecretFile != "" {
-		s, err := readSecretFile(c.jwtSecretFile)
+		s, err := readServerSecret(c.jwtSecretFile)
 		if err != nil {
 			return j, fmt.Errorf("--jwt-hs256-secret-file: %w", err)
 		}
 		j.HS256Secret = []byte(s)
 	}
 	return j, nil
+}
+
+// warnJWT warns when user JWTs are accepted whatever their audience or
+// issuer: any token signed with the same secret, for another application
+// or by another issuer, is then accepted. (A JWKS without an audience is
+// refused with the flags.)
+func (n *node) warnJWT(j admin.JWTOptions) {
+	if len(j.HS256Secret) == 0 && j.JWKSFile == "" {
+		return
+	}
+	var missing []string
+	if j.Audience == "" {
+		missing = append(missing, "--jwt-audience")
+	}
+	if j.Issuer == "" {
+		missing = append(missing, "--jwt-issuer")
+	}
+	if len(missing) > 0 {
+		n.log.Warn().Strs("unset", missing).Msg("user JWTs are accepted without an audience or issuer check: any token signed with the same key is accepted, whoever it was issued for; set --jwt-audience and --jwt-issuer")
+	}
 }
 
 // streamWorkers is the number of long-lived goroutines grpc serves streams
