@@ -689,77 +689,81 @@ func TestRelaxGC(t *testing.T) {
 // Close; UntilStale counts down to the MaxStaleness bound. (cmd/extauthz
 // drives gRPC health from these instead of polling.)
 func TestHealthChanged(t *testing.T) {
-	c := newClocked(t)
-	admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
-	closed := func(what string, ch <-chan struct{}) {
-		t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		c := newClocked(t)
+		admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
+		closed := func(what string, ch <-chan struct{}) {
+			t.Helper()
+			select {
+			case <-ch:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("HealthChanged not signalled: %s", what)
+			}
+		}
+
+		ch := f.HealthChanged()
+		if f.Ready() {
+			t.Fatal("ready before any snapshot")
+		}
+		stop := run(t, f)
+		closed("snapshot loaded", ch)
+		caughtUp(t, f, admin)
+		stop()
+		if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
+			t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
+		}
+
+		ch = f.HealthChanged()
+		clock.Add(time.Minute + time.Second)
+		if d, _ := f.UntilStale(); d > 0 {
+			t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
+		}
 		select {
 		case <-ch:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("HealthChanged not signalled: %s", what)
+			t.Fatal("HealthChanged signalled by time passing alone")
+		default:
 		}
-	}
+		if !errors.Is(f.Healthy(), ErrStale) {
+			t.Fatal("not stale past the bound")
+		}
+		stop = run(t, f)
+		closed("stale replica current again", ch)
+		waitFor(t, "current again", func() bool { return f.Healthy() == nil })
+		stop()
 
-	ch := f.HealthChanged()
-	if f.Ready() {
-		t.Fatal("ready before any snapshot")
-	}
-	stop := run(t, f)
-	closed("snapshot loaded", ch)
-	caughtUp(t, f, admin)
-	stop()
-	if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
-		t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
-	}
+		ch = f.HealthChanged()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed("Close", ch)
 
-	ch = f.HealthChanged()
-	clock.Add(time.Minute + time.Second)
-	if d, _ := f.UntilStale(); d > 0 {
-		t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
-	}
-	select {
-	case <-ch:
-		t.Fatal("HealthChanged signalled by time passing alone")
-	default:
-	}
-	if !errors.Is(f.Healthy(), ErrStale) {
-		t.Fatal("not stale past the bound")
-	}
-	stop = run(t, f)
-	closed("stale replica current again", ch)
-	waitFor(t, "current again", func() bool { return f.Healthy() == nil })
-	stop()
-
-	ch = f.HealthChanged()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	closed("Close", ch)
-
-	g, _ := newFollower(t, t.TempDir(), fr.url())
-	if _, ok := g.UntilStale(); ok {
-		t.Error("UntilStale() ok without MaxStaleness")
-	}
+		g, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) { o.HTTPClient = fr.client() })
+		if _, ok := g.UntilStale(); ok {
+			t.Error("UntilStale() ok without MaxStaleness")
+		}
+	})
 }
 
 // TestHealthChangedClockBack: a backwards clock jump that makes a stale
 // replica current again is signalled too, since no event follows it.
 func TestHealthChangedClockBack(t *testing.T) {
-	c := newClocked(t)
-	clock, f := c.clock, c.f
-	c.followOnce(t)
-	clock.Add(time.Minute + time.Second)
-	if !errors.Is(f.Healthy(), ErrStale) {
-		t.Fatal("not stale past the bound")
-	}
-	ch := f.HealthChanged()
-	clock.Add(-2 * time.Minute)
-	if err := f.Healthy(); err != nil {
-		t.Fatalf("Healthy() = %v after the clock went back", err)
-	}
-	select {
-	case <-ch:
-	default:
-		t.Fatal("HealthChanged not signalled when the clock went back")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		c := newClocked(t)
+		clock, f := c.clock, c.f
+		c.followOnce(t)
+		clock.Add(time.Minute + time.Second)
+		if !errors.Is(f.Healthy(), ErrStale) {
+			t.Fatal("not stale past the bound")
+		}
+		ch := f.HealthChanged()
+		clock.Add(-2 * time.Minute)
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after the clock went back", err)
+		}
+		select {
+		case <-ch:
+		default:
+			t.Fatal("HealthChanged not signalled when the clock went back")
+		}
+	})
 }
