@@ -220,6 +220,7 @@ var routes = []route{
 	{"DELETE /api/v1/projects/{pid}/api-keys/{kid}", accessProject, (*Server).revokeProjectKey},
 	{"PUT /api/v1/users/{id}", accessOperator, (*Server).setUser},
 	{"GET /api/v1/audit", accessOperator, (*Server).audit},
+	{"GET /api/v1/backup", accessOperator, (*Server).backup},
 }
 
 // unmatchedRoute is the metric label of requests no route matched.

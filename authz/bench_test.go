@@ -48,7 +48,7 @@ func benchAuthorizer(b *testing.B, n int) (*Authorizer, []string) {
 	if _, err := s.ImportKeys(chunk, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: discardUsage(b), Metrics: mustMetrics(b)})
+	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: usage.NewDiscard(), Metrics: mustMetrics(b)})
 	return a, raws
 }
 
@@ -135,14 +135,4 @@ func mustMetrics(tb testing.TB) *Metrics {
 		tb.Fatal(err)
 	}
 	return m
-}
-
-// discardUsage is the sidecar's usage buffer, with a send that drops the
-// reports: the decision records usage as in production.
-func discardUsage(tb testing.TB) *usage.Buffer {
-	u, err := usage.New(usage.Options{Send: func(context.Context, []keystore.Usage) ([]keystore.Usage, error) { return nil, nil }, Logger: zerolog.Nop()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return u
 }

@@ -70,7 +70,7 @@ func newEnv(t *testing.T, policyFile string) *env {
 		Policy: e.pol,
 		Now:    e.clock.Now,
 		Logger: zerolog.New(e.logs).Level(zerolog.DebugLevel),
-		Usage:  discardUsage(t),
+		Usage:  usage.NewDiscard(),
 		Available: func() error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -270,14 +270,4 @@ func mustMetrics(tb testing.TB) *authz.Metrics {
 		tb.Fatal(err)
 	}
 	return m
-}
-
-// discardUsage is the sidecar's usage buffer, with a send that drops the
-// reports.
-func discardUsage(tb testing.TB) *usage.Buffer {
-	u, err := usage.New(usage.Options{Send: func(context.Context, []keystore.Usage) ([]keystore.Usage, error) { return nil, nil }, Logger: zerolog.Nop()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return u
 }

@@ -16,12 +16,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/extauthz/extauthz/keystore"
-	"github.com/extauthz/extauthz/keystore/keystoretest"
 	"github.com/extauthz/extauthz/usage"
 	"github.com/rs/zerolog"
 )
@@ -509,40 +509,64 @@ func TestUsageReachesAdmin(t *testing.T) {
 	}
 }
 
+// TestMaxStaleness: heartbeats keep a following replica current for as
+// long as they come; an outage makes it stale once MaxStaleness passes
+// without one (lookups still answer), and the admin's return makes it
+// current again. It runs in a testing/synctest bubble over an in-memory
+// network: heartbeats, backoffs and the minute of staleness pass on the
+// bubble's clock, and each step waits for the follower to settle.
 func TestMaxStaleness(t *testing.T) {
-	admin := newAdminStore(t)
-	k := createKey(t, admin, nil)
-	srv := newServer(t, admin)
-	fr := newFront(t, srv)
-	clock := keystoretest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	f, reg := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
-		o.MaxStaleness = time.Minute
-		o.Now = clock.Now
-	})
-	run(t, f)
-	caughtUp(t, f, admin)
-	if err := f.Healthy(); err != nil {
-		t.Fatalf("Healthy() = %v while following", err)
-	}
-	// Heartbeats keep a following replica current whatever the clock says.
-	clock.Add(10 * time.Minute)
-	waitFor(t, "a heartbeat to refresh staleness", func() bool { return f.Healthy() == nil })
+	synctest.Test(t, func(t *testing.T) {
+		admin := newAdminStore(t)
+		k := createKey(t, admin, nil)
+		srv := newServer(t, admin)
+		fr := newMemFront(t, srv)
+		client := fr.client()
+		t.Cleanup(client.CloseIdleConnections)
+		f, reg := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+			o.MaxStaleness = time.Minute
+			o.HTTPClient = client
+		})
+		run(t, f)
+		time.Sleep(time.Second) // the snapshot, the watch and a commit
+		synctest.Wait()
+		if f.Revision() != admin.Revision() || f.PersistedRevision() != admin.Revision() {
+			t.Fatalf("follower at %d/%d; want %d", f.Revision(), f.PersistedRevision(), admin.Revision())
+		}
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v while following", err)
+		}
+		// Heartbeats keep a following replica current past the bound.
+		time.Sleep(3 * time.Minute)
+		synctest.Wait()
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after 3 minutes of heartbeats", err)
+		}
 
-	fr.set(nil)
-	// A heartbeat already received may still be applied after the cut, so
-	// keep advancing the clock until nothing refreshes the replica.
-	waitFor(t, "staleness beyond the bound", func() bool {
-		clock.Add(30 * time.Second)
-		return errors.Is(f.Healthy(), ErrStale)
-	})
-	if got := metric(t, reg, "extauthz_replica_staleness_seconds", ""); got <= 60 {
-		t.Errorf("staleness gauge = %v; want > 60", got)
-	}
-	// Still serving: staleness is the front doors' decision.
-	lookup(t, f, k)
+		fr.set(nil)
+		time.Sleep(time.Minute - time.Second)
+		synctest.Wait()
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v within the bound of an outage", err)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if err := f.Healthy(); !errors.Is(err, ErrStale) {
+			t.Fatalf("Healthy() = %v a minute into an outage; want ErrStale", err)
+		}
+		if got := metric(t, reg, "extauthz_replica_staleness_seconds", ""); got <= 60 {
+			t.Errorf("staleness gauge = %v; want > 60", got)
+		}
+		// Still serving: staleness is the front doors' decision.
+		lookup(t, f, k)
 
-	fr.set(srv)
-	waitFor(t, "current again", func() bool { return f.Healthy() == nil })
+		fr.set(srv)
+		time.Sleep(time.Second) // a backoff, then the watch's first heartbeat
+		synctest.Wait()
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after the admin returned", err)
+		}
+	})
 }
 
 func TestNewFollowerValidates(t *testing.T) {
@@ -665,77 +689,81 @@ func TestRelaxGC(t *testing.T) {
 // Close; UntilStale counts down to the MaxStaleness bound. (cmd/extauthz
 // drives gRPC health from these instead of polling.)
 func TestHealthChanged(t *testing.T) {
-	c := newClocked(t)
-	admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
-	closed := func(what string, ch <-chan struct{}) {
-		t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		c := newClocked(t)
+		admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
+		closed := func(what string, ch <-chan struct{}) {
+			t.Helper()
+			select {
+			case <-ch:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("HealthChanged not signalled: %s", what)
+			}
+		}
+
+		ch := f.HealthChanged()
+		if f.Ready() {
+			t.Fatal("ready before any snapshot")
+		}
+		stop := run(t, f)
+		closed("snapshot loaded", ch)
+		caughtUp(t, f, admin)
+		stop()
+		if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
+			t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
+		}
+
+		ch = f.HealthChanged()
+		clock.Add(time.Minute + time.Second)
+		if d, _ := f.UntilStale(); d > 0 {
+			t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
+		}
 		select {
 		case <-ch:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("HealthChanged not signalled: %s", what)
+			t.Fatal("HealthChanged signalled by time passing alone")
+		default:
 		}
-	}
+		if !errors.Is(f.Healthy(), ErrStale) {
+			t.Fatal("not stale past the bound")
+		}
+		stop = run(t, f)
+		closed("stale replica current again", ch)
+		waitFor(t, "current again", func() bool { return f.Healthy() == nil })
+		stop()
 
-	ch := f.HealthChanged()
-	if f.Ready() {
-		t.Fatal("ready before any snapshot")
-	}
-	stop := run(t, f)
-	closed("snapshot loaded", ch)
-	caughtUp(t, f, admin)
-	stop()
-	if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
-		t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
-	}
+		ch = f.HealthChanged()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed("Close", ch)
 
-	ch = f.HealthChanged()
-	clock.Add(time.Minute + time.Second)
-	if d, _ := f.UntilStale(); d > 0 {
-		t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
-	}
-	select {
-	case <-ch:
-		t.Fatal("HealthChanged signalled by time passing alone")
-	default:
-	}
-	if !errors.Is(f.Healthy(), ErrStale) {
-		t.Fatal("not stale past the bound")
-	}
-	stop = run(t, f)
-	closed("stale replica current again", ch)
-	waitFor(t, "current again", func() bool { return f.Healthy() == nil })
-	stop()
-
-	ch = f.HealthChanged()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	closed("Close", ch)
-
-	g, _ := newFollower(t, t.TempDir(), fr.url())
-	if _, ok := g.UntilStale(); ok {
-		t.Error("UntilStale() ok without MaxStaleness")
-	}
+		g, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) { o.HTTPClient = fr.client() })
+		if _, ok := g.UntilStale(); ok {
+			t.Error("UntilStale() ok without MaxStaleness")
+		}
+	})
 }
 
 // TestHealthChangedClockBack: a backwards clock jump that makes a stale
 // replica current again is signalled too, since no event follows it.
 func TestHealthChangedClockBack(t *testing.T) {
-	c := newClocked(t)
-	clock, f := c.clock, c.f
-	c.followOnce(t)
-	clock.Add(time.Minute + time.Second)
-	if !errors.Is(f.Healthy(), ErrStale) {
-		t.Fatal("not stale past the bound")
-	}
-	ch := f.HealthChanged()
-	clock.Add(-2 * time.Minute)
-	if err := f.Healthy(); err != nil {
-		t.Fatalf("Healthy() = %v after the clock went back", err)
-	}
-	select {
-	case <-ch:
-	default:
-		t.Fatal("HealthChanged not signalled when the clock went back")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		c := newClocked(t)
+		clock, f := c.clock, c.f
+		c.followOnce(t)
+		clock.Add(time.Minute + time.Second)
+		if !errors.Is(f.Healthy(), ErrStale) {
+			t.Fatal("not stale past the bound")
+		}
+		ch := f.HealthChanged()
+		clock.Add(-2 * time.Minute)
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after the clock went back", err)
+		}
+		select {
+		case <-ch:
+		default:
+			t.Fatal("HealthChanged not signalled when the clock went back")
+		}
+	})
 }

@@ -88,6 +88,17 @@ func New(opts Options) (*Buffer, error) {
 	return b, nil
 }
 
+// NewDiscard returns a buffer whose flushes deliver nowhere, logged and
+// counted nowhere: the doors record into it as into any buffer (for
+// benchmarks and tests of the decision, or a process that keeps no usage).
+func NewDiscard() *Buffer {
+	b, err := New(Options{Send: func(context.Context, []keystore.Usage) ([]keystore.Usage, error) { return nil, nil }, Logger: zerolog.Nop()})
+	if err != nil {
+		panic(err) // New fails only without Send or on a registration, neither of which is here
+	}
+	return b
+}
+
 // Record notes one use of keyID at at.
 func (b *Buffer) Record(keyID string, at time.Time) {
 	b.mu.Lock()

@@ -90,6 +90,9 @@ type serveConfig struct {
 	tlsClientKeyFile    string
 }
 
+// adminStoreFile is the authoritative store's file inside --data-dir.
+const adminStoreFile = "extauthz.db"
+
 // loadGCPercent is the GC percentage while a sidecar loads its first
 // snapshot (replication.FollowerOptions.LoadGCPercent): a load allocates
 // much short-lived garbage over a small live heap and nothing is served
@@ -288,7 +291,7 @@ func (n *node) build() error {
 		}
 	}
 	if n.role.administers() {
-		n.store, err = keystore.Open(filepath.Join(c.dataDir, "extauthz.db"), keystore.Options{ReleaseMemory: c.releaseEvery > 0})
+		n.store, err = keystore.Open(filepath.Join(c.dataDir, adminStoreFile), keystore.Options{ReleaseMemory: c.releaseEvery > 0})
 		if err != nil {
 			return err
 		}

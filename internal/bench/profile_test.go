@@ -37,7 +37,6 @@ import (
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/internal/childproc"
-	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/usage"
@@ -96,7 +95,7 @@ func newCheckFixture(b *testing.B) *checkFixture {
 		b.Fatal(err)
 	}
 	a := authz.New(authz.Options{
-		Keys: f, Available: f.Healthy, Policy: pol, Usage: discardUsage(b),
+		Keys: f, Available: f.Healthy, Policy: pol, Usage: usage.NewDiscard(),
 		Logger: log.With().Str("component", "authz").Logger(), Metrics: checkMetrics(b, reg),
 	})
 	trusted, err := forwardauth.ParseTrustedProxies(forwardauth.DefaultTrustedProxies)
@@ -481,14 +480,4 @@ func checkMetrics(tb testing.TB, reg prometheus.Registerer) *authz.Metrics {
 		tb.Fatal(err)
 	}
 	return m
-}
-
-// discardUsage is the sidecar's usage buffer, with a send that drops the
-// reports.
-func discardUsage(tb testing.TB) *usage.Buffer {
-	u, err := usage.New(usage.Options{Send: func(context.Context, []keystore.Usage) ([]keystore.Usage, error) { return nil, nil }, Logger: zerolog.Nop()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return u
 }
