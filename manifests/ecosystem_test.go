@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwapiv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
@@ -342,6 +343,23 @@ func TestGatewayExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	reportProblems(t, "gateways", checkGateways(g, codePorts(t)))
+}
+
+// TestEcosystemExamplesReachTheChartsService: the Service every example calls is the one the
+// chart renders with ci/gateway-values.yaml, with both doors.
+func TestEcosystemExamplesReachTheChartsService(t *testing.T) {
+	want := codePorts(t)
+	o := renderedChart(t, "gateway").get("Service", authNamespace, authService)
+	if o == nil {
+		t.Fatalf("the chart's gateway variant renders no Service %s/%s", authNamespace, authService)
+	}
+	var got []int32
+	for _, p := range o.Obj.(*corev1.Service).Spec.Ports {
+		got = append(got, p.Port)
+	}
+	if !slices.Equal(got, []int32{want.GRPC, want.HTTP}) {
+		t.Errorf("Service %s ports %v, want %v", authService, got, []int32{want.GRPC, want.HTTP})
+	}
 }
 
 // mutateJSON changes a decoded copy of a document and re-encodes it.
