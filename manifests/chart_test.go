@@ -298,3 +298,21 @@ func diffPaths(a, b any, path string) []string {
 	bb, _ := json.Marshal(b)
 	return []string{fmt.Sprintf("  %s: %.200s | %.200s", path, ab, bb)}
 }
+
+// TestChartFileCopies: Helm reads only files inside the chart, so envoy.yaml and the policy are
+// copies; they must stay byte-identical to the repository's.
+func TestChartFileCopies(t *testing.T) {
+	for copyPath, orig := range map[string]string{
+		filepath.Join(chartDir, "files", "envoy.yaml"):  "../envoy.yaml",
+		filepath.Join(chartDir, "files", "policy.yaml"): policyCopy,
+	} {
+		a, errA := os.ReadFile(copyPath)
+		b, errB := os.ReadFile(orig)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		if string(a) != string(b) {
+			t.Errorf("%s differs from %s: copy it over", copyPath, orig)
+		}
+	}
+}
