@@ -17,6 +17,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/engine"
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -253,6 +254,26 @@ func TestChartCatchesMistakes(t *testing.T) {
 				t.Fatalf("no problem mentions %q; got:\n%s", tc.expect, strings.Join(probs, "\n"))
 			}
 		})
+	}
+	// An HA admin whose StatefulSet lost a voter.
+	ha, err := decodeObjects("ha", renderChart(t, variantValues(t, "ha")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := int32(2)
+	ha.get("StatefulSet", "extauthz", "extauthz-admin").Obj.(*appsv1.StatefulSet).Spec.Replicas = &two
+	if probs := checkManifests(ha, want); !problemsContain(probs, "2 replicas for 3 raft voters") {
+		t.Errorf("an admin with 2 replicas for 3 voters passes:\n%s", strings.Join(probs, "\n"))
+	}
+	// admin.replicas outside 1, 3, 5 is refused at render time.
+	ch, _ := loader.Load(chartDir)
+	rv, err := util.ToRenderValuesWithSchemaValidation(ch, map[string]any{"admin": map[string]any{"replicas": 2}},
+		common.ReleaseOptions{Name: "extauthz", Namespace: "extauthz", IsInstall: true}, common.DefaultCapabilities, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Render(ch, rv); err == nil || !strings.Contains(err.Error(), "1, 3 or 5") {
+		t.Errorf("admin.replicas=2 rendered: %v", err)
 	}
 	// A misspelt field in a rendered object fails strict decoding.
 	raws := renderChart(t, nil)
