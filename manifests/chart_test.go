@@ -265,15 +265,22 @@ func TestChartCatchesMistakes(t *testing.T) {
 	if probs := checkManifests(ha, want); !problemsContain(probs, "2 replicas for 3 raft voters") {
 		t.Errorf("an admin with 2 replicas for 3 voters passes:\n%s", strings.Join(probs, "\n"))
 	}
-	// admin.replicas outside 1, 3, 5 is refused at render time.
-	ch, _ := loader.Load(chartDir)
-	rv, err := util.ToRenderValuesWithSchemaValidation(ch, map[string]any{"admin": map[string]any{"replicas": 2}},
-		common.ReleaseOptions{Name: "extauthz", Namespace: "extauthz", IsInstall: true}, common.DefaultCapabilities, false)
+	// values.schema.json refuses misspelt and out-of-range values before anything renders.
+	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.Render(ch, rv); err == nil || !strings.Contains(err.Error(), "1, 3 or 5") {
-		t.Errorf("admin.replicas=2 rendered: %v", err)
+	for what, vals := range map[string]map[string]any{
+		"admin.replicas 2":       {"admin": map[string]any{"replicas": 2}},
+		"misspelt enforcement":   {"enforcment": map[string]any{"enabled": true}},
+		"unknown forwardHeaders": {"enforcement": map[string]any{"forwardHeaders": "haproxy"}},
+		"unknown door":           {"enforcement": map[string]any{"doors": []any{"grpc", "tcp"}}},
+	} {
+		_, err := util.ToRenderValuesWithSchemaValidation(ch, vals,
+			common.ReleaseOptions{Name: "extauthz", Namespace: "extauthz", IsInstall: true}, common.DefaultCapabilities, false)
+		if err == nil {
+			t.Errorf("%s: accepted by values.schema.json", what)
+		}
 	}
 	// A misspelt field in a rendered object fails strict decoding.
 	raws := renderChart(t, nil)
