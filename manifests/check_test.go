@@ -47,7 +47,8 @@ const (
 // externalSecrets are the Secrets the manifests use but never contain: created by hand
 // (docs/deploy.md), with the keys they must have.
 var externalSecrets = map[string][]string{
-	"extauthz-tokens": {"admin-token", "replication-token"},
+	"extauthz-tokens":   {"admin-token", "replication-token"},
+	"extauthz-raft-tls": {"tls.crt", "tls.key", "ca.crt"}, // the HA admin's mutual TLS
 }
 
 // secretKeyForFlag is the only Secret key each token-file flag may point at.
@@ -121,11 +122,12 @@ type extauthz struct {
 	flags map[string]string
 	// Ports bound by the role (0 when the role does not bind it).
 	grpc, http, admin int32
+	raft              int32 // the HA admin's raft port (--raft-addr), 0 without raft
 }
 
 // binds reports whether the container listens on n.
 func (e *extauthz) binds(n int32) bool {
-	return n != 0 && (n == e.grpc || n == e.http || n == e.admin)
+	return n != 0 && (n == e.grpc || n == e.http || n == e.admin || n == e.raft)
 }
 
 // parseExtauthz reads the command line (and EXTAUTHZ_* variables) of an extauthz container.
@@ -185,6 +187,15 @@ func parseExtauthz(c *corev1.Container, want ports, p *problems, where string) *
 	switch e.role {
 	case "admin":
 		e.admin = port("admin-addr", want.Admin)
+		if v, ok := e.flags["raft-addr"]; ok {
+			// The address the other voters dial: a pod DNS name, so only its port is checked.
+			_, ps, err := net.SplitHostPort(v)
+			n, err2 := strconv.ParseInt(ps, 10, 32)
+			if err != nil || err2 != nil || n == 0 {
+				p.add("%s: --raft-addr=%q is not host:port", where, v)
+			}
+			e.raft = int32(n)
+		}
 	case "sidecar":
 		e.grpc = port("grpc-addr", want.GRPC)
 		e.http = port("http-addr", want.HTTP)
@@ -398,6 +409,12 @@ func (k *checker) checkWorkload(w *workload) {
 	}
 	// The admin owns a single-writer store.
 	for _, e := range k.ext[w] {
+		if peers, ok := e.flags["raft-peers"]; ok && e.role == "admin" {
+			if n := int32(len(strings.Split(peers, ","))); n != w.replicas || n%2 == 0 {
+				k.p.add("%s: %d replicas for %d raft voters; the voters are the replicas, an odd number", where, w.replicas, n)
+			}
+			continue
+		}
 		if (e.role == "admin" || e.role == "standalone") && w.replicas != 1 {
 			k.p.add("%s: runs extauthz %s with %d replicas; the store has one writer: exactly 1", where, e.role, w.replicas)
 		}
@@ -645,7 +662,7 @@ func (k *checker) checkExtauthz(w *workload, c *corev1.Container, vols map[strin
 
 	// Declared ports are exactly the ports the role binds.
 	var bound []int32
-	for _, n := range []int32{e.grpc, e.http, e.admin} {
+	for _, n := range []int32{e.grpc, e.http, e.admin, e.raft} {
 		if n != 0 {
 			bound = append(bound, n)
 		}

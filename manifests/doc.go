@@ -21,5 +21,12 @@
 // Bootstrap type. Ports are compared with envoy.DefaultGRPCAddr, forwardauth.DefaultHTTPAddr and
 // admin.DefaultAddr, so a change of a default in the code that is not made here fails the tests.
 //
+// The tests also cover the other ways extauthz is deployed: the Helm chart in charts/extauthz
+// (rendered and linted with Helm's Go library, decoded and checked like the kustomize tree, and
+// equal to it for the documented values), the Istio, Envoy Gateway and Gateway API examples
+// (decoded into each project's Go types), and the Grafana dashboard and Prometheus alerts
+// (queries parsed and checked against a running binary's /metrics, alerts evaluated on
+// synthetic series).
+//
 // Render (and the command in ./render) prints what `kubectl kustomize` would, without kubectl.
 package manifests
