@@ -1,0 +1,233 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// storeState is everything replication and the admin API read of a store.
+func storeState(t *testing.T, st *keystore.Store) string {
+	t.Helper()
+	keys, err := st.ListKeys(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes []keystore.Change
+	if err := st.Changes(0, 0, func(c keystore.Change) error { changes = append(changes, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range changes {
+		if c.Revision != uint64(i+1) {
+			t.Fatalf("change log has revision %d at position %d", c.Revision, i)
+		}
+	}
+	audit, err := st.Audit(time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.GetUser("u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(map[string]any{
+		"store_id": st.StoreID(), "revision": st.Revision(), "keys": keys,
+		"changes": changes, "audit": audit, "user": u,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// sameState fails unless every running member holds the same state.
+func sameState(t *testing.T, nodes []*testNode) string {
+	t.Helper()
+	caughtUp(t, nodes)
+	var want string
+	for _, tn := range nodes {
+		if tn.store == nil {
+			continue
+		}
+		got := storeState(t, tn.store)
+		if want == "" {
+			want = got
+			continue
+		}
+		if got != want {
+			t.Fatalf("member %s differs:\n got %s\nwant %s", tn.id, got, want)
+		}
+	}
+	return want
+}
+
+// newKey mints a raw key and returns it with its record.
+func newKey(t *testing.T, id, user string) (string, *keystore.Key) {
+	t.Helper()
+	raw, err := keystore.Mint("ek_", "abcdefghijklmnopqrstuvwxyz0123456789", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, &keystore.Key{ID: id, Hash: keystore.HashKey(raw), Prefix: keystore.DisplayPrefix(raw), Scopes: []string{"read"}, UserID: user}
+}
+
+// workload writes every kind of command through the leader and returns
+// the raw keys it minted.
+func workload(t *testing.T, nodes []*testNode, tag string, n int) []string {
+	t.Helper()
+	var raws []string
+	for i := range n {
+		raw, k := newKey(t, fmt.Sprintf("%s-%d", tag, i), "u1")
+		raws = append(raws, raw)
+		write(t, nodes, func(w *Writer) error { return w.CreateKey(k, "op") })
+		if k.CreatedAt.IsZero() || k.CreatedBy != "op" {
+			t.Fatalf("create did not return the stored record: %+v", k)
+		}
+	}
+	write(t, nodes, func(w *Writer) error { _, err := w.RevokeKey(tag+"-0", "op"); return err })
+	rawNext, next := newKey(t, tag+"-next", "u1")
+	raws = append(raws, rawNext)
+	write(t, nodes, func(w *Writer) error { _, err := w.RotateKey(tag+"-1", next, time.Hour, "op"); return err })
+	rawImp, imp := newKey(t, tag+"-imp", "")
+	raws = append(raws, rawImp)
+	write(t, nodes, func(w *Writer) error {
+		res, err := w.ImportKeys([]*keystore.Key{imp, next}, "op")
+		if err == nil && (res.Imported != 1 || len(res.Skipped) != 1) {
+			err = fmt.Errorf("import result %+v", res)
+		}
+		return err
+	})
+	rawProj, first := newKey(t, tag+"-first", "")
+	raws = append(raws, rawProj)
+	write(t, nodes, func(w *Writer) error {
+		return w.CreateProject(&keystore.Project{ID: tag + "-proj", Name: "P"}, first, "op")
+	})
+	write(t, nodes, func(w *Writer) error {
+		return w.RecordUsage([]keystore.Usage{{KeyID: tag + "-2", LastUsedAt: time.Now(), Count: 3}})
+	})
+	write(t, nodes, func(w *Writer) error { _, err := w.SetUserActive("u1", false, "op"); return err })
+	write(t, nodes, func(w *Writer) error { _, err := w.SetUserActive("u1", true, "op"); return err })
+	return raws
+}
+
+// noRawKeys fails if any file under the members' directories holds a raw key.
+func noRawKeys(t *testing.T, nodes []*testNode, raws []string) {
+	t.Helper()
+	files := 0
+	for _, tn := range nodes {
+		err := filepath.WalkDir(tn.dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			files++
+			for _, raw := range raws {
+				if bytes.Contains(b, []byte(raw)) {
+					t.Errorf("%s holds a raw key", p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if files < 3*len(nodes) {
+		t.Fatalf("searched only %d files", files)
+	}
+}
+
+func TestThreeMembersHoldTheSameStore(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	l := leader(t, nodes)
+	raws := workload(t, nodes, "k", 10)
+
+	// The store's own errors come back unchanged.
+	w := &Writer{Node: l.node}
+	if _, err := w.RevokeKey("k-0", "op"); !errors.Is(err, keystore.ErrRevoked) && !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("second revoke: %v, want ErrRevoked", err)
+	}
+	state := sameState(t, nodes)
+	for _, tn := range nodes {
+		k, err := tn.store.GetKey("k-0")
+		if err != nil || !k.Revoked() {
+			t.Fatalf("%s: k-0 is not revoked: %v", tn.id, err)
+		}
+		if ok, _ := tn.store.Adopted(); !ok {
+			t.Fatalf("%s did not adopt the cluster's store id", tn.id)
+		}
+		if err := tn.node.Snapshot(); err != nil {
+			t.Fatalf("snapshot %s: %v", tn.id, err)
+		}
+	}
+	if !bytes.Contains([]byte(state), []byte(`"k-9"`)) {
+		t.Fatal("the state does not hold the created keys")
+	}
+	// A follower refuses writes.
+	for _, tn := range nodes {
+		if tn != l && !tn.node.IsLeader() {
+			if err := (&Writer{Node: tn.node}).CreateKey(&keystore.Key{ID: "x", Prefix: "x"}, "op"); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("write on follower %s: %v, want ErrNotLeader", tn.id, err)
+			}
+			break
+		}
+	}
+	noRawKeys(t, nodes, raws)
+}
+
+func TestRestartAppliesNothingTwiceAndSnapshotsCatchUp(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, func(c *raft.Config) {
+		fastRaft(c)
+		c.TrailingLogs = 4 // a snapshot drops the log, so a lagging member must install one
+		c.SnapshotThreshold = 1 << 30
+		c.SnapshotInterval = time.Hour
+	})
+	raws := workload(t, nodes, "a", 3)
+	before := sameState(t, nodes)
+
+	// A member restarted with its raft state replays its log over a store
+	// file that already holds it: nothing may be applied twice.
+	l := leader(t, nodes)
+	var f *testNode
+	for _, tn := range nodes {
+		if tn != l {
+			f = tn
+			break
+		}
+	}
+	f.stop(t)
+	f.start(t)
+	if got := sameState(t, nodes); got != before {
+		t.Fatalf("after a restart:\n got %s\nwant %s", got, before)
+	}
+
+	// A member that misses more than the leader keeps of its log catches
+	// up from a snapshot (Restore).
+	f.stop(t)
+	raws = append(raws, workload(t, nodes, "b", 5)...)
+	l = leader(t, nodes)
+	if err := l.node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t)
+	after := sameState(t, nodes)
+	if after == before {
+		t.Fatal("the second workload changed nothing")
+	}
+	noRawKeys(t, nodes, raws)
+}

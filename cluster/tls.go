@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// LoadTLS reads the member's certificate and key and the cluster's CA
+// bundle (PEM files) into the configuration of the raft stream layer:
+// TLS 1.3, each side presenting its certificate and verifying the other's
+// against the CA. A member's certificate must name the host of its raft
+// address (a DNS or IP subject alternative name) and allow both server and
+// client authentication.
+func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" || caFile == "" {
+		return nil, errors.New("cluster: raft needs a certificate, its key and the cluster CA (mutual TLS)")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft certificate: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cluster: raft CA %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil
+}
+
+// streamLayer is raft's network: TLS over TCP in both directions.
+type streamLayer struct {
+	net.Listener
+	advertise raftAddr
+	tls       *tls.Config
+}
+
+// listenTLS binds bind and advertises advertise (host:port, a name or an
+// address) to the other members.
+func listenTLS(bind, advertise string, cfg *tls.Config) (*streamLayer, error) {
+	if cfg == nil || len(cfg.Certificates) == 0 || cfg.ClientCAs == nil || cfg.ClientAuth != tls.RequireAndVerifyClientCert {
+		return nil, errors.New("cluster: raft needs mutual TLS (see LoadTLS)")
+	}
+	if _, _, err := net.SplitHostPort(advertise); err != nil {
+		return nil, fmt.Errorf("cluster: raft address %q: %w", advertise, err)
+	}
+	ln, err := tls.Listen("tcp", bind, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: listen for raft: %w", err)
+	}
+	return &streamLayer{Listener: ln, advertise: raftAddr(advertise), tls: cfg}, nil
+}
+
+// Dial implements raft.StreamLayer; the TLS handshake (which checks the
+// peer's certificate names address's host) is done before it returns.
+func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls}
+	return d.Dial("tcp", string(address))
+}
+
+// Addr is the advertised address, which raft gives the other members.
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+// raftAddr is a host:port as configured, left unresolved so a DNS name
+// (a StatefulSet pod's) keeps following its pod.
+type raftAddr string
+
+func (a raftAddr) Network() string { return "tcp" }
+func (a raftAddr) String() string  { return string(a) }
