@@ -114,7 +114,7 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("keystore: restore: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = io.Copy(tmp, r)
+	size, err := io.Copy(tmp, r)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -129,6 +129,18 @@ func (s *Store) Restore(r io.Reader) error {
 	var rev uint64
 	var storeID string
 	err = src.View(func(stx *bolt.Tx) error {
+		// A copy shorter than its own meta page says is truncated; it is
+		// refused before any page past its end is read.
+		if size < stx.Size() {
+			return fmt.Errorf("%w: the copy is truncated (%d of %d bytes)", ErrCorrupt, size, stx.Size())
+		}
+		var problems []error
+		for err := range stx.Check() {
+			problems = append(problems, err)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w: the copy is inconsistent: %w", ErrCorrupt, errors.Join(problems...))
+		}
 		smeta := stx.Bucket(bucketMeta)
 		if smeta == nil || !bytes.Equal(smeta.Get(metaSchema), u64(SchemaVersion)) {
 			return fmt.Errorf("%w: the copy is not a schema %d store", ErrSchema, SchemaVersion)
