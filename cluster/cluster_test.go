@@ -180,8 +180,10 @@ func TestThreeMembersHoldTheSameStore(t *testing.T) {
 	// A follower refuses writes.
 	for _, tn := range nodes {
 		if tn != l && !tn.node.IsLeader() {
-			if err := (&Writer{Node: tn.node}).CreateKey(&keystore.Key{ID: "x", Prefix: "x"}, "op"); !errors.Is(err, ErrNotLeader) {
-				t.Fatalf("write on follower %s: %v, want ErrNotLeader", tn.id, err)
+			err := (&Writer{Node: tn.node}).CreateKey(&keystore.Key{ID: "x", Prefix: "x"}, "op")
+			var ue *UnavailableError
+			if !errors.Is(err, ErrNotLeader) || !errors.As(err, &ue) || !ue.Unavailable() {
+				t.Fatalf("write on follower %s: %v, want an UnavailableError wrapping ErrNotLeader", tn.id, err)
 			}
 			break
 		}

@@ -21,7 +21,8 @@ import (
 // Errors of Apply besides the store's own.
 var (
 	// ErrNotLeader means this member cannot accept writes: another one
-	// leads (Leader names it) or none does.
+	// leads (Leader names it) or none does. Apply's errors wrap it (and
+	// ErrOutcomeUnknown) in an *UnavailableError.
 	ErrNotLeader = errors.New("cluster: this member is not the leader")
 	// ErrOutcomeUnknown means the write was proposed but leadership was
 	// lost before it was known to be committed: it may or may not be in
@@ -239,11 +240,12 @@ func (n *Node) Apply(c *Command) (*Result, error) {
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
-			return nil, ErrNotLeader
+			id, _ := n.Leader()
+			return nil, unavailable(ErrNotLeader, id)
 		case errors.Is(err, raft.ErrLeadershipLost):
-			return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+			return nil, unavailable(fmt.Errorf("%w: %v", ErrOutcomeUnknown, err), "")
 		}
-		return nil, fmt.Errorf("cluster: %s: %w", c.Op, err)
+		return nil, unavailable(fmt.Errorf("cluster: %s: %w", c.Op, err), "")
 	}
 	r, _ := f.Response().(*Result)
 	if r == nil {

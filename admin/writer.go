@@ -1,0 +1,34 @@
+package admin
+
+import (
+	"errors"
+	"time"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// Writer is what the admin changes the key store through: the
+// authoritative *keystore.Store itself, or a replicated writer whose every
+// call is a consensus log entry (package cluster). Each method has the
+// store's meaning and errors.
+type Writer interface {
+	CreateKey(k *keystore.Key, actor string) error
+	ImportKeys(keys []*keystore.Key, actor string) (keystore.ImportResult, error)
+	RevokeKey(id, actor string) (*keystore.Key, error)
+	RotateKey(oldID string, next *keystore.Key, grace time.Duration, actor string) (*keystore.Key, error)
+	SetUserActive(id string, active bool, actor string) (keystore.User, error)
+	CreateProject(p *keystore.Project, first *keystore.Key, actor string) error
+}
+
+// unavailable is an error of a Writer meaning the write cannot be made
+// now (no leader, no quorum); its message says why and holds no secret.
+// It is answered 503 with that message.
+type unavailable interface {
+	error
+	Unavailable() bool
+}
+
+func asUnavailable(err error) (unavailable, bool) {
+	var u unavailable
+	return u, errors.As(err, &u) && u.Unavailable()
+}
