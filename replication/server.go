@@ -56,6 +56,10 @@ type ServerOptions struct {
 	// Registerer, when not nil, gets extauthz_store_revision and
 	// extauthz_watchers.
 	Registerer prometheus.Registerer
+	// RecordUsage keeps the usage sidecars report; nil means
+	// Store.RecordUsage. A member of an admin cluster passes its
+	// replicated writer's, so that usage is a log entry like any change.
+	RecordUsage func([]keystore.Usage) error
 }
 
 // Server is the admin's side of replication: an http.Handler for the
@@ -63,6 +67,7 @@ type ServerOptions struct {
 // for concurrent use.
 type Server struct {
 	store     *keystore.Store
+	usage     func([]keystore.Usage) error
 	token     secret.Token
 	heartbeat time.Duration
 	mux       *http.ServeMux
@@ -79,8 +84,12 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
 	}
+	if opts.RecordUsage == nil {
+		opts.RecordUsage = opts.Store.RecordUsage
+	}
 	s := &Server{
 		store:     opts.Store,
+		usage:     opts.RecordUsage,
 		token:     secret.NewToken(opts.Token),
 		heartbeat: opts.Heartbeat,
 		mux:       http.NewServeMux(),
@@ -416,7 +425,14 @@ func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.store.RecordUsage(rep.Usage); err != nil {
+	if err := s.usage(rep.Usage); err != nil {
+		var u interface{ Unavailable() bool }
+		if errors.As(err, &u) && u.Unavailable() {
+			// An admin cluster without quorum: the sidecar keeps the
+			// batch and reports it again.
+			jsonresp.Error(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		s.log.Error().Err(err).Str("node", rep.Node).Msg("record usage")
 		jsonresp.Error(w, http.StatusInternalServerError, "could not record usage")
 		return
