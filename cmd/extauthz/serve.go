@@ -33,6 +33,7 @@ import (
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
+	admincluster "github.com/extauthz/extauthz/cluster"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/tracing"
@@ -71,6 +72,7 @@ type serveConfig struct {
 	heartbeat      time.Duration
 	retentionCount int
 	retentionAge   time.Duration
+	raft           raftFlags
 	// sidecar
 	adminURL            string
 	maxStaleness        time.Duration
@@ -120,6 +122,9 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.IntVar(&c.retentionCount, "changelog-retention", 100000, "change-log entries kept for watchers (older ones need a snapshot)")
 		f.DurationVar(&c.retentionAge, "changelog-retention-age", 7*24*time.Hour, "maximum age of change-log entries (0: no age bound)")
 	}
+	if r == roleAdmin {
+		c.raft.register(f)
+	}
 	if r == roleSidecar {
 		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
@@ -161,6 +166,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	if r == roleAdmin && c.replicationTokenFile == "" {
 		problems = append(problems, errors.New("--replication-token-file is required"))
 	}
+	problems = append(problems, c.raft.problems()...)
 	if c.logFormat != "json" && c.logFormat != "console" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want json or console", c.logFormat))
 	}
@@ -206,6 +212,7 @@ type node struct {
 
 	policy   *policyWatcher
 	store    *keystore.Store
+	cluster  *admincluster.Node // an admin cluster member's raft node; nil otherwise
 	follower *replication.Follower
 	authz    *authz.Authorizer
 	usage    *keyusage.Buffer
@@ -254,6 +261,16 @@ func (n *node) build() error {
 		}
 		n.closers = append(n.closers, n.store.Close)
 		registerStoreGauges(n.reg, n.store)
+	}
+	// The admin's writes: its own store, or in a cluster raft entries.
+	var writer admin.Writer
+	var recordUsage func([]keystore.Usage) error
+	if n.role == roleAdmin && c.raft.enabled() {
+		w, err := n.startCluster()
+		if err != nil {
+			return err
+		}
+		writer, recordUsage = w, w.RecordUsage
 	}
 	tp, err := tracing.New(context.Background(), version, os.Getenv)
 	if err != nil {
@@ -326,6 +343,7 @@ func (n *node) build() error {
 		}
 		adm, err := admin.New(admin.Options{
 			Store:               n.store,
+			Writer:              writer,
 			Policy:              n.policy.Current,
 			AdminToken:          adminToken,
 			JWT:                 jwt,
@@ -339,11 +357,12 @@ func (n *node) build() error {
 		mux := http.NewServeMux()
 		if replToken != "" {
 			n.repl = replication.NewServer(replication.ServerOptions{
-				Store:      n.store,
-				Token:      replToken,
-				Heartbeat:  c.heartbeat,
-				Logger:     n.log.With().Str("component", "replication").Logger(),
-				Registerer: n.reg,
+				Store:       n.store,
+				Token:       replToken,
+				Heartbeat:   c.heartbeat,
+				Logger:      n.log.With().Str("component", "replication").Logger(),
+				Registerer:  n.reg,
+				RecordUsage: recordUsage,
 			})
 			mux.Handle("/replication/", n.repl)
 		}
@@ -455,6 +474,11 @@ func (n *node) probes(mux *http.ServeMux) {
 func (n *node) notReady() error {
 	if n.draining.Load() {
 		return errors.New("shutting down")
+	}
+	if n.cluster != nil {
+		if err := n.clusterNotReady(); err != nil {
+			return err
+		}
 	}
 	if n.follower != nil {
 		if !n.follower.Ready() {

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/rs/zerolog"
+
+	"github.com/extauthz/extauthz/admin"
+	admincluster "github.com/extauthz/extauthz/cluster"
+)
+
+// The replicated writer has the admin's write methods.
+var _ admin.Writer = (*admincluster.Writer)(nil)
+
+// raftFlags are the admin's cluster flags. Without --raft-peers the admin
+// is one process with one writer, exactly as before the cluster existed.
+type raftFlags struct {
+	nodeID, addr, peers string
+	cert, key, ca       string
+}
+
+func (r *raftFlags) register(f *flag.FlagSet) {
+	host, _ := os.Hostname()
+	f.StringVar(&r.nodeID, "node-id", host, "this admin's id in the cluster (unique, stable across restarts)")
+	f.StringVar(&r.addr, "raft-addr", "", "host:port the other admins reach this one's raft port at; it listens on that port on every interface (on an IP literal, on that address)")
+	f.StringVar(&r.peers, "raft-peers", "", "initial voters id=host:port,... , the same on every admin; empty: no cluster")
+	f.StringVar(&r.cert, "raft-tls-cert-file", "", "PEM certificate of this admin for raft mutual TLS (server and client use; names the host of --raft-addr)")
+	f.StringVar(&r.key, "raft-tls-key-file", "", "PEM private key of --raft-tls-cert-file")
+	f.StringVar(&r.ca, "raft-tls-ca-file", "", "PEM CA bundle that signs every admin's raft certificate")
+}
+
+func (r *raftFlags) enabled() bool { return r.peers != "" }
+
+// problems reports incomplete cluster flags.
+func (r *raftFlags) problems() []error {
+	if !r.enabled() {
+		if r.addr != "" || r.cert != "" || r.key != "" || r.ca != "" {
+			return []error{errors.New("--raft-addr and --raft-tls-* need --raft-peers")}
+		}
+		return nil
+	}
+	var errs []error
+	if _, err := admincluster.ParsePeers(r.peers); err != nil {
+		errs = append(errs, fmt.Errorf("--raft-peers: %w", err))
+	}
+	if r.nodeID == "" {
+		errs = append(errs, errors.New("--node-id is required with --raft-peers"))
+	}
+	if r.addr == "" {
+		errs = append(errs, errors.New("--raft-addr is required with --raft-peers"))
+	}
+	if r.cert == "" || r.key == "" || r.ca == "" {
+		errs = append(errs, errors.New("--raft-tls-cert-file, --raft-tls-key-file and --raft-tls-ca-file are required with --raft-peers (raft traffic is mutual TLS)"))
+	}
+	return errs
+}
+
+// bindAddr is where the raft listener binds for an advertised host:port:
+// that port on every interface, unless the host is an IP address. A DNS
+// name (a StatefulSet pod's) is advertised, not bound, so the listener
+// does not wait for the name to resolve.
+func bindAddr(advertise string) (string, error) {
+	host, port, err := net.SplitHostPort(advertise)
+	if err != nil {
+		return "", fmt.Errorf("--raft-addr %q: %w", advertise, err)
+	}
+	if net.ParseIP(host) != nil {
+		return advertise, nil
+	}
+	return net.JoinHostPort("", port), nil
+}
+
+// startCluster makes the admin's store the state machine of a raft member.
+func (n *node) startCluster() (*admincluster.Writer, error) {
+	r := n.cfg.raft
+	peers, err := admincluster.ParsePeers(r.peers)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := admincluster.LoadTLS(r.cert, r.key, r.ca)
+	if err != nil {
+		return nil, err
+	}
+	bind, err := bindAddr(r.addr)
+	if err != nil {
+		return nil, err
+	}
+	log := n.log.With().Str("component", "raft").Logger()
+	node, err := admincluster.Start(admincluster.Config{
+		ID: r.nodeID, Advertise: r.addr, Bind: bind, Peers: peers,
+		Dir: filepath.Join(n.cfg.dataDir, "raft"), TLS: tlsConf, Store: n.store,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, JSONFormat: true, Output: hclogToZerolog{log}}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.cluster = node
+	n.closers = append(n.closers, node.Close)
+	log.Info().Str("node_id", r.nodeID).Str("raft_addr", r.addr).Int("peers", len(peers)).Msg("admin cluster member started")
+	return &admincluster.Writer{Node: node}, nil
+}
+
+// clusterNotReady is the cluster's part of /readyz: a member is ready when
+// it knows a leader and has applied what it knows to be committed.
+func (n *node) clusterNotReady() error {
+	st, err := n.cluster.Status()
+	if err != nil {
+		return err
+	}
+	if st.LeaderID == "" {
+		return errors.New("no cluster leader")
+	}
+	if st.AppliedIndex < st.CommitIndex {
+		return fmt.Errorf("catching up with the cluster (applied %d of %d)", st.AppliedIndex, st.CommitIndex)
+	}
+	return nil
+}
+
+// hclogToZerolog turns raft's JSON log lines (hclog) into the process's
+// own, at the same level.
+type hclogToZerolog struct{ log zerolog.Logger }
+
+func (h hclogToZerolog) Write(b []byte) (int, error) {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		h.log.Info().Msg(strings.TrimSpace(string(b)))
+		return len(b), nil
+	}
+	lvl, err := zerolog.ParseLevel(fmt.Sprint(m["@level"]))
+	if err != nil || lvl == zerolog.NoLevel {
+		lvl = zerolog.InfoLevel
+	}
+	ev := h.log.WithLevel(lvl)
+	for k, v := range m {
+		if !strings.HasPrefix(k, "@") {
+			ev = ev.Interface(k, v)
+		}
+	}
+	ev.Msg(fmt.Sprint(m["@message"]))
+	return len(b), nil
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// raftPKI writes a cluster CA and one certificate per member (for
+// 127.0.0.1, server and client use) into dir and returns the CA file.
+func raftPKI(t *testing.T, dir string, members []string) string {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "raft CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	caFile := writeFile(t, dir, "raft-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
+	for i, m := range members {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: m}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, dir, m+".pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+		writeFile(t, dir, m+"-key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})))
+	}
+	return caFile
+}
+
+// TestAdminClusterOfThree: three admin processes with --raft-peers and
+// mutual TLS elect a leader; a key created on the leader is on every
+// member; a follower answers writes 503 naming the leader; after SIGKILL
+// of the leader the two others elect another and take writes; no raw key
+// is in any file of any member.
+func TestAdminClusterOfThree(t *testing.T) {
+	dir := t.TempDir()
+	policy := copyPolicy(t, dir, "nexgent.yaml")
+	token := "operator-token-for-tests-0123456789"
+	adminTok := writeFile(t, dir, "admin-token", token+"\n")
+	replTok := writeFile(t, dir, "replication-token", "replication-token-for-tests-42\n")
+	ids := []string{"a", "b", "c"}
+	ca := raftPKI(t, dir, ids)
+	var peers []string
+	raftAddrs := map[string]string{}
+	for _, id := range ids {
+		raftAddrs[id] = freeAddr(t)
+		peers = append(peers, id+"="+raftAddrs[id])
+	}
+	procs := map[string]*proc{}
+	for _, id := range ids {
+		procs[id] = startProc(t, binPath, []string{"EXTAUTHZ_RAFT_PEERS=" + strings.Join(peers, ",")},
+			"admin", "--data-dir", filepath.Join(dir, id), "--policy", policy, "--admin-token-file", adminTok,
+			"--replication-token-file", replTok, "--admin-addr", "127.0.0.1:0", "--node-id", id, "--raft-addr", raftAddrs[id],
+			"--raft-tls-cert-file", filepath.Join(dir, id+".pem"), "--raft-tls-key-file", filepath.Join(dir, id+"-key.pem"),
+			"--raft-tls-ca-file", ca)
+	}
+	ready := func(ids ...string) {
+		for _, id := range ids {
+			eventually(t, id+" ready (in a cluster with a leader)", func() bool {
+				code, _ := tryJSON("GET", procs[id].url("admin")+"/readyz", "", nil, nil)
+				return code == 200
+			})
+		}
+	}
+	ready(ids...)
+
+	var raws []string
+	// create tries every live member: the leader answers 201, a follower
+	// 503 naming the leader.
+	create := func(live []string) (leader string, k createdKey) {
+		t.Helper()
+		eventually(t, "a member takes the write", func() bool {
+			for _, id := range live {
+				var out map[string]any
+				code, err := tryJSON("POST", procs[id].url("admin")+"/api/v1/api-keys", token, map[string]any{"name": "k", "scopes": []string{"signals"}}, &out)
+				switch {
+				case err != nil:
+				case code == 201:
+					k = createdKey{ID: fmt.Sprint(out["id"]), Key: fmt.Sprint(out["key"])}
+					leader = id
+					return true
+				case code == 503:
+					if msg := fmt.Sprint(out["error"]); !strings.HasPrefix(msg, "admin cluster: ") {
+						t.Fatalf("503 without the cluster's reason: %q", msg)
+					}
+				default:
+					t.Fatalf("create on %s: %d %v", id, code, out)
+				}
+			}
+			return false
+		})
+		raws = append(raws, k.Key)
+		return leader, k
+	}
+	onAll := func(live []string, id string, want int) {
+		t.Helper()
+		for _, m := range live {
+			eventually(t, fmt.Sprintf("%s answers GET %s with %d", m, id, want), func() bool {
+				code, _ := tryJSON("GET", procs[m].url("admin")+"/api/v1/api-keys/"+id, token, nil, nil)
+				return code == want
+			})
+		}
+	}
+	leader, k := create(ids)
+	onAll(ids, k.ID, 200)
+	if code := httpJSON(t, "DELETE", procs[leader].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil); code != 200 {
+		t.Fatalf("revoke on the leader: %d", code)
+	}
+	var after int
+	after, _ = tryJSON("GET", procs[leader].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil)
+	onAll(ids, k.ID, after)
+
+	procs[leader].stop(t, syscall.SIGKILL)
+	var live []string
+	for _, id := range ids {
+		if id != leader {
+			live = append(live, id)
+		}
+	}
+	ready(live...)
+	next, k2 := create(live)
+	if next == leader {
+		t.Fatal("the killed member took a write")
+	}
+	onAll(live, k2.ID, 200)
+
+	for _, id := range live {
+		procs[id].stop(t, syscall.SIGTERM)
+	}
+	files := 0
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasPrefix(p, filepath.Join(dir, "a")) && !strings.HasPrefix(p, filepath.Join(dir, "b")) && !strings.HasPrefix(p, filepath.Join(dir, "c")) {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, raw := range raws {
+			if raw == "" || bytes.Contains(b, []byte(raw)) {
+				t.Errorf("%s holds a raw key (or a create returned none)", p)
+			}
+		}
+		return nil
+	})
+	if files < 6 {
+		t.Fatalf("searched only %d files", files)
+	}
+}
+
+func TestRaftFlags(t *testing.T) {
+	base := []string{"--policy", "p.yaml", "--admin-token-file", "t", "--replication-token-file", "r"}
+	env := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want string // part of the error; empty: accepted
+	}{
+		{nil, ""},
+		{[]string{"--raft-addr", "127.0.0.1:7000"}, "need --raft-peers"},
+		{[]string{"--raft-peers", "a=127.0.0.1:7000", "--raft-addr", "127.0.0.1:7000"}, "mutual TLS"},
+		{[]string{"--raft-peers", "a=127.0.0.1:7000,a=127.0.0.1:7001"}, "listed twice"},
+		{[]string{"--raft-peers", "a", "--raft-addr", "x:1"}, "not id=host:port"},
+		{[]string{"--raft-peers", "a=127.0.0.1:7000", "--raft-addr", "127.0.0.1:7000", "--node-id", "a",
+			"--raft-tls-cert-file", "c", "--raft-tls-key-file", "k", "--raft-tls-ca-file", "ca"}, ""},
+	} {
+		_, err := parseServeFlags(roleAdmin, append(append([]string{}, base...), tc.args...), env, io.Discard)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	// Not a flag of the other roles.
+	if _, err := parseServeFlags(roleSidecar, []string{"--raft-peers", "a=127.0.0.1:1"}, env, io.Discard); err == nil {
+		t.Error("a sidecar accepted --raft-peers")
+	}
+	if got, _ := bindAddr("admin-0.admin-peers:7000"); got != ":7000" {
+		t.Errorf("bind of a DNS name: %q", got)
+	}
+	if got, _ := bindAddr("10.0.0.5:7000"); got != "10.0.0.5:7000" {
+		t.Errorf("bind of an IP: %q", got)
+	}
+}
