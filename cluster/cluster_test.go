@@ -233,3 +233,25 @@ func TestRestartAppliesNothingTwiceAndSnapshotsCatchUp(t *testing.T) {
 	}
 	noRawKeys(t, nodes, raws)
 }
+
+func TestASingleAdminsStoreIsNotTakenOverBlindly(t *testing.T) {
+	ca := newTestCA(t)
+	tn := &testNode{id: "a", addr: freeAddr(t), dir: t.TempDir(), tls: ca.member(t, "a")}
+	tn.peers = []Peer{{ID: "a", Addr: tn.addr}}
+	st, err := keystore.Open(filepath.Join(tn.dir, "keystore.db"), keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k := newKey(t, "old", "")
+	if err := st.CreateKey(k, "op"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(Config{ID: "a", Advertise: tn.addr, Peers: tn.peers, Dir: filepath.Join(tn.dir, "raft"), TLS: tn.tls, Store: st})
+	if !errors.Is(err, ErrSingleNodeStore) {
+		t.Fatalf("start over a single admin's store: %v", err)
+	}
+	if got, err := st.GetKey("old"); err != nil || got.ID != "old" {
+		t.Fatalf("the refused start lost the key: %v", err)
+	}
+	st.Close()
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,6 +29,9 @@ var (
 	// lost before it was known to be committed: it may or may not be in
 	// force, and the caller must read before retrying.
 	ErrOutcomeUnknown = errors.New("cluster: leadership lost before the write was known to be committed")
+	// ErrSingleNodeStore refuses to start a member over a store that a
+	// single admin wrote: the data dir is left as it is.
+	ErrSingleNodeStore = errors.New("cluster: the data dir holds a single admin's store and no raft state; joining it to a cluster is not supported yet: start this admin without --raft-peers, or give the member an empty data dir")
 )
 
 // Peer is one voter of the initial configuration.
@@ -94,6 +98,8 @@ type Node struct {
 	trans *raft.NetworkTransport
 	done  chan struct{}
 	wg    sync.WaitGroup
+
+	leaderChanges atomic.Uint64
 }
 
 // Start opens the raft state in cfg.Dir, listens on cfg.Bind and joins or
@@ -157,6 +163,20 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
+	if !has {
+		// A store with records but no raft state is a single admin's:
+		// bootstrapping over it would let members without those records
+		// elect a leader and write a history that never had them.
+		adopted, err := cfg.Store.Adopted()
+		if err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		if cfg.Store.Revision() > 0 && !adopted {
+			n.closeStores()
+			return nil, ErrSingleNodeStore
+		}
+	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snaps, n.trans); err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -171,8 +191,24 @@ func Start(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
-	n.wg.Add(1)
+	observed := make(chan raft.Observation, 16)
+	n.raft.RegisterObserver(raft.NewObserver(observed, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go func() {
+		defer n.wg.Done()
+		for {
+			select {
+			case <-n.done:
+				return
+			case <-observed:
+				n.leaderChanges.Add(1)
+			}
+		}
+	}()
 	return n, nil
 }
 

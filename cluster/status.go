@@ -53,3 +53,28 @@ func (n *Node) Status() (Status, error) {
 	}
 	return s, nil
 }
+
+// Metrics is what the process exports of its member, read without a
+// round trip through raft's main loop.
+type Metrics struct {
+	State         raft.RaftState // 0 follower, 1 candidate, 2 leader, 3 shutdown
+	Term          uint64
+	CommitIndex   uint64
+	AppliedIndex  uint64
+	LastContact   time.Duration // since the leader was last heard from; zero on the leader
+	LeaderChanges uint64        // leaders this member observed (a new leader, or none) since it started
+}
+
+// Metrics reports this member's counters.
+func (n *Node) Metrics() Metrics {
+	m := Metrics{
+		State: n.raft.State(), Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(),
+		AppliedIndex: n.raft.AppliedIndex(), LeaderChanges: n.leaderChanges.Load(),
+	}
+	if m.State != raft.Leader {
+		if t := n.raft.LastContact(); !t.IsZero() {
+			m.LastContact = time.Since(t)
+		}
+	}
+	return m
+}

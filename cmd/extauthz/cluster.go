@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/admin"
@@ -104,6 +105,7 @@ func (n *node) startCluster() (*admincluster.Writer, error) {
 	}
 	n.cluster = node
 	n.closers = append(n.closers, node.Close)
+	registerRaftMetrics(n.reg, node)
 	log.Info().Str("node_id", r.nodeID).Str("raft_addr", r.addr).Int("peers", len(peers)).Msg("admin cluster member started")
 	return &admincluster.Writer{Node: node}, nil
 }
@@ -146,4 +148,20 @@ func (h hclogToZerolog) Write(b []byte) (int, error) {
 	}
 	ev.Msg(fmt.Sprint(m["@message"]))
 	return len(b), nil
+}
+
+// registerRaftMetrics exports the member's raft state.
+func registerRaftMetrics(reg prometheus.Registerer, node *admincluster.Node) {
+	gauge := func(name, help string, v func(m admincluster.Metrics) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return v(node.Metrics()) })
+	}
+	reg.MustRegister(
+		gauge("extauthz_raft_state", "Raft state of this admin: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func(m admincluster.Metrics) float64 { return float64(m.State) }),
+		gauge("extauthz_raft_term", "Current raft term.", func(m admincluster.Metrics) float64 { return float64(m.Term) }),
+		gauge("extauthz_raft_commit_index", "Highest raft log index known to be committed.", func(m admincluster.Metrics) float64 { return float64(m.CommitIndex) }),
+		gauge("extauthz_raft_applied_index", "Highest raft log index applied to this admin's store.", func(m admincluster.Metrics) float64 { return float64(m.AppliedIndex) }),
+		gauge("extauthz_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", func(m admincluster.Metrics) float64 { return m.LastContact.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extauthz_raft_leader_changes_total", Help: "Leader changes (a new leader, or none) this admin observed since it started."},
+			func() float64 { return float64(node.Metrics().LeaderChanges) }),
+	)
 }

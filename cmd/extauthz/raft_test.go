@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,6 +136,23 @@ func TestAdminClusterOfThree(t *testing.T) {
 	}
 	leader, k := create(ids)
 	onAll(ids, k.ID, 200)
+	for _, id := range ids {
+		want := "extauthz_raft_state 0"
+		if id == leader {
+			want = "extauthz_raft_state 2"
+		}
+		resp, err := http.Get(procs[id].url("admin") + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []string{want, "extauthz_raft_term ", "extauthz_raft_commit_index ", "extauthz_raft_applied_index ", "extauthz_raft_last_contact_seconds ", "extauthz_raft_leader_changes_total "} {
+			if !bytes.Contains(body, []byte("\n"+m)) {
+				t.Errorf("%s /metrics has no %q", id, m)
+			}
+		}
+	}
 	if code := httpJSON(t, "DELETE", procs[leader].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil); code != 200 {
 		t.Fatalf("revoke on the leader: %d", code)
 	}
