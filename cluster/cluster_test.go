@@ -177,17 +177,38 @@ func TestThreeMembersHoldTheSameStore(t *testing.T) {
 	if !bytes.Contains([]byte(state), []byte(`"k-9"`)) {
 		t.Fatal("the state does not hold the created keys")
 	}
-	// A follower refuses writes.
+	// A follower forwards writes to the leader: the answer is the
+	// leader's, the store's errors arrive as the same sentinels, and after
+	// WaitReadIndex the follower's own store has the change.
+	var f *testNode
 	for _, tn := range nodes {
-		if tn != l && !tn.node.IsLeader() {
-			err := (&Writer{Node: tn.node}).CreateKey(&keystore.Key{ID: "x", Prefix: "x"}, "op")
-			var ue *UnavailableError
-			if !errors.Is(err, ErrNotLeader) || !errors.As(err, &ue) || !ue.Unavailable() {
-				t.Fatalf("write on follower %s: %v, want an UnavailableError wrapping ErrNotLeader", tn.id, err)
-			}
+		if !tn.node.IsLeader() {
+			f = tn
 			break
 		}
 	}
+	fw := &Writer{Node: f.node}
+	rawF, kf := newKey(t, "via-follower", "u1")
+	raws = append(raws, rawF)
+	if err := fw.CreateKey(kf, "op"); err != nil {
+		t.Fatalf("create through follower %s: %v", f.id, err)
+	}
+	if kf.CreatedAt.IsZero() || kf.CreatedBy != "op" {
+		t.Fatalf("forwarded create did not return the stored record: %+v", kf)
+	}
+	if err := f.node.WaitReadIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.store.GetKey("via-follower"); err != nil || !got.CreatedAt.Equal(kf.CreatedAt) {
+		t.Fatalf("follower's store after WaitReadIndex: %+v, %v", got, err)
+	}
+	if _, err := fw.RevokeKey("k-0", "op"); !errors.Is(err, keystore.ErrRevoked) {
+		t.Fatalf("second revoke through the follower: %v, want ErrRevoked", err)
+	}
+	if _, err := fw.RevokeKey("nope", "op"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("revoke of an unknown key through the follower: %v, want ErrNotFound", err)
+	}
+	sameState(t, nodes)
 	noRawKeys(t, nodes, raws)
 }
 
@@ -254,4 +275,33 @@ func TestASingleAdminsStoreIsNotTakenOverBlindly(t *testing.T) {
 		t.Fatalf("the refused start lost the key: %v", err)
 	}
 	st.Close()
+}
+
+func TestWithoutQuorumWritesAndReadsAreUnavailable(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	workload(t, nodes, "q", 3)
+	caughtUp(t, nodes)
+	l := leader(t, nodes)
+	var alone *testNode
+	for _, tn := range nodes {
+		if tn != l && alone == nil {
+			alone = tn
+			continue
+		}
+		tn.stop(t)
+	}
+	// Whatever the member still believes about a leader, it gets no
+	// quorum: every write and every read index fails as the cluster's.
+	_, k := newKey(t, "lost", "")
+	var ue *UnavailableError
+	if err := (&Writer{Node: alone.node}).CreateKey(k, "op"); !errors.As(err, &ue) {
+		t.Fatalf("write without quorum: %v, want an UnavailableError", err)
+	}
+	if err := alone.node.WaitReadIndex(); !errors.As(err, &ue) {
+		t.Fatalf("read index without quorum: %v, want an UnavailableError", err)
+	}
+	if _, err := alone.store.GetKey("lost"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("a write without quorum reached the store: %v", err)
+	}
 }

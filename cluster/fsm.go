@@ -16,6 +16,10 @@ type fsm struct {
 	// inFile is the log index the store file held when the fsm was made or
 	// last restored: entries up to it are already in the file.
 	inFile atomic.Uint64
+	// written is the log index the store file records as applied: the
+	// entry of its last change. Members that applied the same log hold
+	// the same value (WaitReadIndex).
+	written atomic.Uint64
 }
 
 func newFSM(st *keystore.Store) (*fsm, error) {
@@ -25,6 +29,7 @@ func newFSM(st *keystore.Store) (*fsm, error) {
 		return nil, fmt.Errorf("cluster: read applied index: %w", err)
 	}
 	f.inFile.Store(n)
+	f.written.Store(n)
 	return f, nil
 }
 
@@ -40,7 +45,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err != nil {
 		return &Result{Err: err}
 	}
-	return apply(f.store.Applied(l.Index, c.At), c)
+	r := apply(f.store.Applied(l.Index, c.At), c)
+	if r.Err == nil {
+		if n, err := f.store.AppliedIndex(); err == nil {
+			f.written.Store(n)
+		}
+	}
+	return r
 }
 
 func apply(st *keystore.Store, c *Command) *Result {
@@ -90,6 +101,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("cluster: read applied index: %w", err)
 	}
 	f.inFile.Store(n)
+	f.written.Store(n)
 	return nil
 }
 

@@ -99,7 +99,11 @@ type Node struct {
 	done  chan struct{}
 	wg    sync.WaitGroup
 
+	stream        *streamLayer
 	leaderChanges atomic.Uint64
+	// termBarrier is set once this leader committed an entry of its term:
+	// its commit index then covers every earlier acknowledged write.
+	termBarrier atomic.Bool
 }
 
 // Start opens the raft state in cfg.Dir, listens on cfg.Bind and joins or
@@ -157,6 +161,8 @@ func Start(cfg Config) (*Node, error) {
 		n.logs.Close()
 		return nil, err
 	}
+	n.stream = stream
+	stream.serve = n.serveMember
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: cfg.Logger})
 	has, err := raft.HasExistingState(logs, n.logs, snaps)
 	if err != nil {
@@ -191,6 +197,7 @@ func Start(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
+	go stream.acceptLoop()
 	observed := make(chan raft.Observation, 16)
 	n.raft.RegisterObserver(raft.NewObserver(observed, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -248,6 +255,7 @@ func (n *Node) watchLeadership() {
 		case <-n.done:
 			return
 		case leader := <-n.raft.LeaderCh():
+			n.termBarrier.Store(false)
 			if !leader {
 				continue
 			}
@@ -255,6 +263,7 @@ func (n *Node) watchLeadership() {
 				n.cfg.Logger.Warn("barrier after election", "error", err)
 				continue
 			}
+			n.termBarrier.Store(true)
 			if ok, err := n.cfg.Store.Adopted(); err != nil || ok {
 				continue
 			}
@@ -265,13 +274,36 @@ func (n *Node) watchLeadership() {
 	}
 }
 
-// Apply proposes c and waits until it is committed and applied here. It
+// Apply has c committed and applied: proposed here on the leader, which
+// returns once it applied it, or forwarded to the leader over the raft
+// port from a follower (which returns the leader's Result; its own store
+// has the change once it applied that entry, see WaitReadIndex). It
 // returns the store's error as the error too, beside the Result.
 func (n *Node) Apply(c *Command) (*Result, error) {
 	b, err := c.Encode()
 	if err != nil {
 		return nil, err
 	}
+	if n.raft.State() != raft.Leader {
+		return n.forward(c, b)
+	}
+	r, err := n.applyBytes(c.Op, b)
+	if errors.Is(err, ErrNotLeader) { // raft refused it before the log had it
+		return n.forward(c, b)
+	}
+	return r, err
+}
+
+// applyHere proposes c on this member only.
+func (n *Node) applyHere(c *Command) (*Result, error) {
+	b, err := c.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return n.applyBytes(c.Op, b)
+}
+
+func (n *Node) applyBytes(op Op, b []byte) (*Result, error) {
 	f := n.raft.Apply(b, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
 		switch {
@@ -281,11 +313,11 @@ func (n *Node) Apply(c *Command) (*Result, error) {
 		case errors.Is(err, raft.ErrLeadershipLost):
 			return nil, unavailable(fmt.Errorf("%w: %v", ErrOutcomeUnknown, err), "")
 		}
-		return nil, unavailable(fmt.Errorf("cluster: %s: %w", c.Op, err), "")
+		return nil, unavailable(fmt.Errorf("cluster: %s: %w", op, err), "")
 	}
 	r, _ := f.Response().(*Result)
 	if r == nil {
-		return nil, fmt.Errorf("cluster: %s: no result from the state machine", c.Op)
+		return nil, fmt.Errorf("cluster: %s: no result from the state machine", op)
 	}
 	return r, r.Err
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -43,11 +45,101 @@ func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	}, nil
 }
 
-// streamLayer is raft's network: TLS over TCP in both directions.
+// streamLayer is raft's network: TLS over TCP in both directions. The
+// port also carries the members' own requests (forward.go): the first byte
+// of a connection tells them apart from raft's.
 type streamLayer struct {
 	net.Listener
 	advertise raftAddr
 	tls       *tls.Config
+
+	raftConns chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+	// serve answers a member's request (first byte kind); set before
+	// the first connection is accepted.
+	serve func(kind byte, c net.Conn)
+}
+
+// firstByteTimeout bounds the TLS handshake and the first byte of an
+// accepted connection.
+const firstByteTimeout = 10 * time.Second
+
+func (s *streamLayer) acceptLoop() {
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			select {
+			case <-s.closed:
+				return
+			default:
+			}
+			time.Sleep(10 * time.Millisecond) // a transient accept error (EMFILE)
+			continue
+		}
+		go s.sort(c)
+	}
+}
+
+// sort reads the first byte (after the TLS handshake, which refuses a
+// peer without a certificate from the CA) and hands the connection to
+// raft or to the members' request handler.
+func (s *streamLayer) sort(c net.Conn) {
+	var b [1]byte
+	c.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		c.Close()
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	if b[0] >= reqForward {
+		if s.serve == nil {
+			c.Close()
+			return
+		}
+		s.serve(b[0], c)
+		return
+	}
+	select {
+	case s.raftConns <- &peekedConn{Conn: c, first: b[0], has: true}:
+	case <-s.closed:
+		c.Close()
+	}
+}
+
+// Accept implements net.Listener for raft: its connections only.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.raftConns:
+		return c, nil
+	case <-s.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting.
+func (s *streamLayer) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		err = s.Listener.Close()
+	})
+	return err
+}
+
+// peekedConn gives back the byte sort read.
+type peekedConn struct {
+	net.Conn
+	first byte
+	has   bool
+}
+
+func (p *peekedConn) Read(b []byte) (int, error) {
+	if p.has && len(b) > 0 {
+		b[0], p.has = p.first, false
+		return 1, nil
+	}
+	return p.Conn.Read(b)
 }
 
 // listenTLS binds bind and advertises advertise (host:port, a name or an
@@ -63,7 +155,8 @@ func listenTLS(bind, advertise string, cfg *tls.Config) (*streamLayer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: listen for raft: %w", err)
 	}
-	return &streamLayer{Listener: ln, advertise: raftAddr(advertise), tls: cfg}, nil
+	s := &streamLayer{Listener: ln, advertise: raftAddr(advertise), tls: cfg, raftConns: make(chan net.Conn), closed: make(chan struct{})}
+	return s, nil
 }
 
 // Dial implements raft.StreamLayer; the TLS handshake (which checks the

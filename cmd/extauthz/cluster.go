@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/extauthz/extauthz/admin"
 	admincluster "github.com/extauthz/extauthz/cluster"
+	"github.com/extauthz/extauthz/jsonresp"
 )
 
 // The replicated writer has the admin's write methods.
@@ -164,4 +166,21 @@ func registerRaftMetrics(reg prometheus.Registerer, node *admincluster.Node) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extauthz_raft_leader_changes_total", Help: "Leader changes (a new leader, or none) this admin observed since it started."},
 			func() float64 { return float64(node.Metrics().LeaderChanges) }),
 	)
+}
+
+// readIndexed answers an admin API request on a cluster member only after
+// the member applied every write acknowledged before it arrived (on any
+// member), so a caller reads its own writes whichever member it asks; a
+// member that cannot learn that (no leader) answers 503.
+func (n *node) readIndexed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			if err := n.cluster.WaitReadIndex(); err != nil {
+				w.Header().Set("Retry-After", "1")
+				jsonresp.Error(w, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -61,10 +61,10 @@ func raftPKI(t *testing.T, dir string, members []string) string {
 }
 
 // TestAdminClusterOfThree: three admin processes with --raft-peers and
-// mutual TLS elect a leader; a key created on the leader is on every
-// member; a follower answers writes 503 naming the leader; after SIGKILL
-// of the leader the two others elect another and take writes; no raw key
-// is in any file of any member.
+// mutual TLS elect a leader; a write on any member is committed (a
+// follower forwards it) and read back at once from every member; after
+// SIGKILL of the leader the two others elect another and take writes
+// through either; no raw key is in any file of any member.
 func TestAdminClusterOfThree(t *testing.T) {
 	dir := t.TempDir()
 	policy := copyPolicy(t, dir, "nexgent.yaml")
@@ -98,81 +98,86 @@ func TestAdminClusterOfThree(t *testing.T) {
 	ready(ids...)
 
 	var raws []string
-	// create tries every live member: the leader answers 201, a follower
-	// 503 naming the leader.
-	create := func(live []string) (leader string, k createdKey) {
-		t.Helper()
-		eventually(t, "a member takes the write", func() bool {
-			for _, id := range live {
-				var out map[string]any
-				code, err := tryJSON("POST", procs[id].url("admin")+"/api/v1/api-keys", token, map[string]any{"name": "k", "scopes": []string{"signals"}}, &out)
-				switch {
-				case err != nil:
-				case code == 201:
-					k = createdKey{ID: fmt.Sprint(out["id"]), Key: fmt.Sprint(out["key"])}
-					leader = id
-					return true
-				case code == 503:
-					if msg := fmt.Sprint(out["error"]); !strings.HasPrefix(msg, "admin cluster: ") {
-						t.Fatalf("503 without the cluster's reason: %q", msg)
-					}
-				default:
-					t.Fatalf("create on %s: %d %v", id, code, out)
-				}
-			}
-			return false
-		})
-		raws = append(raws, k.Key)
-		return leader, k
-	}
-	onAll := func(live []string, id string, want int) {
-		t.Helper()
-		for _, m := range live {
-			eventually(t, fmt.Sprintf("%s answers GET %s with %d", m, id, want), func() bool {
-				code, _ := tryJSON("GET", procs[m].url("admin")+"/api/v1/api-keys/"+id, token, nil, nil)
-				return code == want
-			})
-		}
-	}
-	leader, k := create(ids)
-	onAll(ids, k.ID, 200)
-	for _, id := range ids {
-		want := "extauthz_raft_state 0"
-		if id == leader {
-			want = "extauthz_raft_state 2"
-		}
+	// state reads a member's extauthz_raft_state.
+	state := func(id string) string {
 		resp, err := http.Get(procs[id].url("admin") + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, m := range []string{want, "extauthz_raft_term ", "extauthz_raft_commit_index ", "extauthz_raft_applied_index ", "extauthz_raft_last_contact_seconds ", "extauthz_raft_leader_changes_total "} {
+		for _, m := range []string{"extauthz_raft_term ", "extauthz_raft_commit_index ", "extauthz_raft_applied_index ", "extauthz_raft_last_contact_seconds ", "extauthz_raft_leader_changes_total "} {
 			if !bytes.Contains(body, []byte("\n"+m)) {
 				t.Errorf("%s /metrics has no %q", id, m)
 			}
 		}
+		for line := range strings.SplitSeq(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "extauthz_raft_state "); ok {
+				return v
+			}
+		}
+		t.Fatalf("%s /metrics has no extauthz_raft_state", id)
+		return ""
 	}
-	if code := httpJSON(t, "DELETE", procs[leader].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil); code != 200 {
-		t.Fatalf("revoke on the leader: %d", code)
+	roles := func(live []string) (leader string, followers []string) {
+		t.Helper()
+		eventually(t, "one leader", func() bool {
+			leader, followers = "", nil
+			for _, id := range live {
+				switch state(id) {
+				case "2":
+					leader = id
+				case "0":
+					followers = append(followers, id)
+				}
+			}
+			return leader != "" && len(followers) == len(live)-1
+		})
+		return leader, followers
 	}
-	var after int
-	after, _ = tryJSON("GET", procs[leader].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil)
-	onAll(ids, k.ID, after)
-
-	procs[leader].stop(t, syscall.SIGKILL)
-	var live []string
-	for _, id := range ids {
-		if id != leader {
-			live = append(live, id)
+	// create asks member id; a write on a follower is forwarded to the
+	// leader and answered with the leader's 201.
+	create := func(id string) createdKey {
+		t.Helper()
+		var k createdKey
+		var out map[string]any
+		eventually(t, id+" takes a write", func() bool {
+			code, err := tryJSON("POST", procs[id].url("admin")+"/api/v1/api-keys", token, map[string]any{"name": "k", "scopes": []string{"signals"}}, &out)
+			return err == nil && code == 201
+		})
+		k = createdKey{ID: fmt.Sprint(out["id"]), Key: fmt.Sprint(out["key"])}
+		raws = append(raws, k.Key)
+		return k
+	}
+	// onAll checks, at once, that every member answers GET with want: a
+	// member answers after applying every write acknowledged before.
+	onAll := func(live []string, id string, want int) {
+		t.Helper()
+		for _, m := range live {
+			if code, err := tryJSON("GET", procs[m].url("admin")+"/api/v1/api-keys/"+id, token, nil, nil); err != nil || code != want {
+				t.Errorf("%s answers GET %s with %d (%v), want %d", m, id, code, err, want)
+			}
 		}
 	}
-	ready(live...)
-	next, k2 := create(live)
-	if next == leader {
-		t.Fatal("the killed member took a write")
+	leader, followers := roles(ids)
+	k := create(followers[0])
+	onAll(ids, k.ID, 200)
+	if code := httpJSON(t, "DELETE", procs[followers[1]].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil); code != 200 {
+		t.Fatalf("revoke through a follower: %d", code)
 	}
+	after, _ := tryJSON("GET", procs[leader].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil)
+	onAll(ids, k.ID, after)
+	k0 := create(leader)
+	onAll(ids, k0.ID, 200)
+
+	procs[leader].stop(t, syscall.SIGKILL)
+	live := followers
+	ready(live...)
+	next, rest := roles(live)
+	k2 := create(rest[0])
 	onAll(live, k2.ID, 200)
+	k3 := create(next)
+	onAll(live, k3.ID, 200)
 
 	for _, id := range live {
 		procs[id].stop(t, syscall.SIGTERM)

@@ -367,7 +367,11 @@ func (n *node) build() error {
 			mux.Handle("/replication/", n.repl)
 		}
 		n.probes(mux)
-		mux.Handle("/", adm)
+		if n.cluster != nil {
+			mux.Handle("/", n.readIndexed(adm))
+		} else {
+			mux.Handle("/", adm)
+		}
 		var h http.Handler = mux
 		if tp != nil {
 			// A span per admin API and replication request, child of the
