@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
@@ -31,4 +32,18 @@ type unavailable interface {
 func asUnavailable(err error) (unavailable, bool) {
 	var u unavailable
 	return u, errors.As(err, &u) && u.Unavailable()
+}
+
+// OperatorOnly serves h to the operator token only, refusing any other
+// caller as the operator routes do: for routes the program adds beside
+// the API (an admin cluster's membership).
+func (s *Server) OperatorOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authorize(r, accessOperator)
+		if err != nil {
+			s.respond(w, r, p, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -46,5 +47,24 @@ func TestWriteTheClusterCannotMakeIs503(t *testing.T) {
 	// The cluster's refusal is an answer, not an internal failure.
 	if strings.Contains(e.logs.String(), "admin request failed") {
 		t.Fatal("a 503 of the cluster was logged as an internal failure")
+	}
+}
+
+func TestOperatorOnly(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	h := e.srv.OperatorOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{testAdminToken, http.StatusTeapot}, {"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {e.userToken("alice"), http.StatusForbidden}} {
+		req, _ := http.NewRequest(http.MethodGet, "/api/v1/cluster", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("token %.8q: %d, want %d", tc.token, rec.Code, tc.want)
+		}
 	}
 }

@@ -305,3 +305,51 @@ func TestWithoutQuorumWritesAndReadsAreUnavailable(t *testing.T) {
 		t.Fatalf("a write without quorum reached the store: %v", err)
 	}
 }
+
+func TestMembershipAndStatusFromAnyMember(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	workload(t, nodes, "m", 3)
+	l := leader(t, nodes)
+	var f *testNode
+	for _, tn := range nodes {
+		if tn != l {
+			f = tn
+			break
+		}
+	}
+	view, err := f.node.ClusterStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, m := range view {
+		if m.Status == nil {
+			t.Fatalf("member %s: %s", m.ID, m.Error)
+		}
+		if m.Status.State == "Leader" {
+			leaders++
+		}
+	}
+	if len(view) != 3 || leaders != 1 {
+		t.Fatalf("status of %d members with %d leaders: %+v", len(view), leaders, view)
+	}
+
+	// A fourth member starts without peers (it waits to be added), is
+	// added through a follower, and catches up.
+	d := &testNode{id: "d", addr: freeAddr(t), dir: t.TempDir(), tls: ca.member(t, "d")}
+	d.start(t)
+	t.Cleanup(func() { d.stop(t) })
+	if err := f.node.ChangeMembership("d", d.addr); err != nil {
+		t.Fatalf("add through a follower: %v", err)
+	}
+	all := append(append([]*testNode{}, nodes...), d)
+	sameState(t, all)
+	if err := f.node.ChangeMembership("d", ""); err != nil {
+		t.Fatalf("remove through a follower: %v", err)
+	}
+	eventually(t, "d is no longer a member", func() bool {
+		st, err := l.node.Status()
+		return err == nil && len(st.Members) == 3
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,8 +21,16 @@ import (
 // its bytes.
 const (
 	reqForward   byte = 0xE7 // an encoded Command for the leader to apply; answered with a wireResult
-	reqReadIndex byte = 0xE8 // the leader's commit index once it verified it still leads; answered with a wireResult
+	reqReadIndex byte = 0xE8 // the leader's read index; answered with a wireResult
+	reqStatus    byte = 0xE9 // the member's Status, as JSON
+	reqMember    byte = 0xEA // a membershipChange for the leader; answered with a wireResult
 )
+
+// membershipChange adds (Addr set) or removes a voter.
+type membershipChange struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr,omitempty"`
+}
 
 // wireResult is a Result (or a read index) as the leader sends it back.
 type wireResult struct {
@@ -134,6 +143,27 @@ func (n *Node) serveMember(kind byte, c net.Conn) {
 		idx, err := n.leaderReadIndex()
 		w.Index = idx
 		errorToWire(err, &w)
+	case reqMember:
+		b, err := readMsg(c, 4096)
+		if err != nil {
+			return
+		}
+		var m membershipChange
+		if err := json.Unmarshal(b, &m); err != nil || m.ID == "" {
+			errorToWire(errors.New("cluster: bad membership change"), &w)
+			break
+		}
+		errorToWire(n.changeHere(m), &w)
+	case reqStatus:
+		st, err := n.Status()
+		if err != nil {
+			return
+		}
+		b, err := json.Marshal(&st)
+		if err == nil {
+			_ = writeMsg(c, b)
+		}
+		return
 	default:
 		return
 	}
@@ -150,16 +180,33 @@ func (n *Node) ask(kind byte, payload []byte) (*wireResult, error) {
 	if addr == "" {
 		return nil, unavailable(ErrNotLeader, "")
 	}
-	c, err := n.stream.Dial(raft.ServerAddress(addr), firstByteTimeout)
+	return n.askAt(id, addr, kind, payload)
+}
+
+func (n *Node) askAt(id, addr string, kind byte, payload []byte) (*wireResult, error) {
+	b, err := n.askRaw(id, addr, kind, payload, 2*n.cfg.ApplyTimeout+firstByteTimeout)
+	if err != nil {
+		return nil, err
+	}
+	var w wireResult
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("cluster: the answer of %s: %w", id, err)
+	}
+	return &w, nil
+}
+
+// askRaw sends one request to the member at addr and returns its answer.
+func (n *Node) askRaw(id, addr string, kind byte, payload []byte, timeout time.Duration) ([]byte, error) {
+	c, err := n.stream.Dial(raft.ServerAddress(addr), min(timeout, firstByteTimeout))
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("cluster: reach the leader %s: %w", id, err), "")
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2*n.cfg.ApplyTimeout + firstByteTimeout))
+	c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte{kind}); err != nil {
 		return nil, unavailable(fmt.Errorf("cluster: send to the leader %s: %w", id, err), "")
 	}
-	if kind == reqForward {
+	if payload != nil {
 		if err := writeMsg(c, payload); err != nil {
 			return nil, unavailable(fmt.Errorf("cluster: send to the leader %s: %w", id, err), "")
 		}
@@ -172,11 +219,7 @@ func (n *Node) ask(kind byte, payload []byte) (*wireResult, error) {
 		}
 		return nil, unavailable(fmt.Errorf("cluster: no answer from the leader %s: %w", id, err), "")
 	}
-	var w wireResult
-	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, fmt.Errorf("cluster: the leader's answer: %w", err)
-	}
-	return &w, nil
+	return b, nil
 }
 
 // forward has the leader apply c.
@@ -244,4 +287,84 @@ func (n *Node) WaitReadIndex() error {
 		time.Sleep(time.Millisecond)
 	}
 	return nil
+}
+
+// changeHere makes a membership change on this member, which must lead.
+func (n *Node) changeHere(m membershipChange) error {
+	var err error
+	if m.Addr != "" {
+		err = n.AddVoter(m.ID, m.Addr)
+	} else {
+		err = n.RemoveServer(m.ID)
+	}
+	if errors.Is(err, ErrNotLeader) {
+		id, _ := n.Leader()
+		return unavailable(ErrNotLeader, id)
+	}
+	return err
+}
+
+// ChangeMembership adds the voter id at addr (addr not empty) or removes
+// id, through a raft configuration change made by the leader (forwarded
+// there from a follower).
+func (n *Node) ChangeMembership(id, addr string) error {
+	m := membershipChange{ID: id, Addr: addr}
+	if n.raft.State() == raft.Leader {
+		return n.changeHere(m)
+	}
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return err
+	}
+	w, err := n.ask(reqMember, b)
+	if err != nil {
+		return err
+	}
+	return errorFromWire(w)
+}
+
+// statusTimeout bounds the wait for one member's Status.
+const statusTimeout = 3 * time.Second
+
+// MemberStatus is one member's Status as it reports it, or why it could
+// not be asked.
+type MemberStatus struct {
+	Member
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// ClusterStatus asks every member of the configuration for its Status
+// over the raft port.
+func (n *Node) ClusterStatus() ([]MemberStatus, error) {
+	self, err := n.Status()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MemberStatus, len(self.Members))
+	var wg sync.WaitGroup
+	for i, m := range self.Members {
+		out[i].Member = m
+		if m.ID == self.ID {
+			out[i].Status = &self
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := n.askRaw(m.ID, m.Addr, reqStatus, nil, statusTimeout)
+			if err != nil {
+				out[i].Error = "unreachable"
+				return
+			}
+			var st Status
+			if err := json.Unmarshal(b, &st); err != nil {
+				out[i].Error = "bad answer"
+				return
+			}
+			out[i].Status = &st
+		}()
+	}
+	wg.Wait()
+	return out, nil
 }
