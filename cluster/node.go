@@ -71,11 +71,11 @@ type Config struct {
 	ID        string // this member's id, unique and stable
 	Advertise string // host:port the others reach this member's raft listener at
 	Bind      string // address to listen on; empty means Advertise
-	// Peers is the initial voter set, the same on every member; this
-	// member must be in it. A member without raft state bootstraps with
-	// it; one with state ignores it (membership then changes through
-	// AddVoter and RemoveServer), so restarting with the same flags is
-	// harmless. Empty: never bootstrap (a member waiting to be added).
+	// Peers is the initial voter set, the same on every member. A member
+	// without raft state that is in it bootstraps with it; one with state
+	// ignores it (membership then changes through ChangeMembership), so
+	// restarting with the same flags is harmless. A member not in it (or
+	// with none) never bootstraps: it waits to be added.
 	Peers []Peer
 	Dir   string          // raft's log store and snapshots
 	TLS   *tls.Config     // see LoadTLS
@@ -121,8 +121,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
 	}
-	if len(cfg.Peers) > 0 && !hasPeer(cfg.Peers, cfg.ID, cfg.Advertise) {
-		return nil, fmt.Errorf("cluster: the peers do not list this member as %s=%s", cfg.ID, cfg.Advertise)
+	listed, sameAddr := hasPeer(cfg.Peers, cfg.ID, cfg.Advertise)
+	if listed && !sameAddr {
+		return nil, fmt.Errorf("cluster: the peers list this member, %s, at another address than %s", cfg.ID, cfg.Advertise)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -187,7 +188,7 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
-	if !has && len(cfg.Peers) > 0 {
+	if !has && listed {
 		var conf raft.Configuration
 		for _, p := range cfg.Peers {
 			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
@@ -219,13 +220,13 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func hasPeer(peers []Peer, id, addr string) bool {
+func hasPeer(peers []Peer, id, addr string) (listed, sameAddr bool) {
 	for _, p := range peers {
 		if p.ID == id {
-			return p.Addr == addr
+			return true, p.Addr == addr
 		}
 	}
-	return false
+	return false, false
 }
 
 // catchUpFromSnapshot restores the newest snapshot into a store file that

@@ -18,6 +18,7 @@ import (
 	"github.com/extauthz/extauthz/admin"
 	admincluster "github.com/extauthz/extauthz/cluster"
 	"github.com/extauthz/extauthz/jsonresp"
+	"github.com/extauthz/extauthz/strictjson"
 )
 
 // The replicated writer has the admin's write methods.
@@ -183,4 +184,56 @@ func (n *node) readIndexed(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// clusterRoutes adds the membership routes of an admin cluster member to
+// the admin port, for the operator only:
+//
+//	GET    /api/v1/cluster               every member's state, as each reports it
+//	POST   /api/v1/cluster/members       {"id": "...", "addr": "host:port"} adds a voter
+//	DELETE /api/v1/cluster/members/{id}  removes a member
+//
+// A change is made by the leader (forwarded there from a follower).
+func (n *node) clusterRoutes(mux *http.ServeMux, adm *admin.Server) {
+	status := func(w http.ResponseWriter) {
+		view, err := n.cluster.ClusterStatus()
+		if err != nil {
+			jsonresp.Error(w, http.StatusInternalServerError, "cluster status: "+err.Error())
+			return
+		}
+		leader, _ := n.cluster.Leader()
+		jsonresp.Write(w, http.StatusOK, map[string]any{"leader": leader, "members": view})
+	}
+	change := func(w http.ResponseWriter, id, addr string) {
+		if err := n.cluster.ChangeMembership(id, addr); err != nil {
+			var ue *admincluster.UnavailableError
+			if errors.As(err, &ue) {
+				w.Header().Set("Retry-After", "1")
+				jsonresp.Error(w, http.StatusServiceUnavailable, ue.Error())
+				return
+			}
+			jsonresp.Error(w, http.StatusConflict, "membership change refused: "+err.Error())
+			return
+		}
+		status(w)
+	}
+	mux.Handle("GET /api/v1/cluster", adm.OperatorOnly(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { status(w) })))
+	mux.Handle("POST /api/v1/cluster/members", adm.OperatorOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID   string `json:"id"`
+			Addr string `json:"addr"`
+		}
+		if err := strictjson.Decode(http.MaxBytesReader(w, r.Body, 4096), &req, "request body"); err != nil {
+			jsonresp.Error(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if _, err := admincluster.ParsePeers(req.ID + "=" + req.Addr); err != nil || strings.ContainsAny(req.ID, ",=") {
+			jsonresp.Error(w, http.StatusBadRequest, "id and addr (host:port of its raft port) are required")
+			return
+		}
+		change(w, req.ID, req.Addr)
+	})))
+	mux.Handle("DELETE /api/v1/cluster/members/{id}", adm.OperatorOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		change(w, r.PathValue("id"), "")
+	})))
 }

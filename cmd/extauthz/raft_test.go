@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -159,7 +160,21 @@ func TestAdminClusterOfThree(t *testing.T) {
 			}
 		}
 	}
+	// cli runs "extauthz cluster ..." against member id.
+	cli := func(id string, args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		args = append(append([]string{"cluster"}, args...), "--admin-url", procs[id].url("admin"), "--admin-token-file", adminTok)
+		if err := run(context.Background(), args, func(string) string { return "" }, &out, &errb); err != nil {
+			t.Fatalf("extauthz %v: %v: %s", args, err, errb.String())
+		}
+		return out.String()
+	}
 	leader, followers := roles(ids)
+	st := cli(followers[0], "status")
+	if strings.Count(st, "127.0.0.1:") != 3 || strings.Count(st, "Leader") != 1 || strings.Count(st, "Follower") != 2 {
+		t.Fatalf("cluster status through a follower:\n%s", st)
+	}
 	k := create(followers[0])
 	onAll(ids, k.ID, 200)
 	if code := httpJSON(t, "DELETE", procs[followers[1]].url("admin")+"/api/v1/api-keys/"+k.ID, token, nil, nil); code != 200 {
@@ -178,6 +193,13 @@ func TestAdminClusterOfThree(t *testing.T) {
 	onAll(live, k2.ID, 200)
 	k3 := create(next)
 	onAll(live, k3.ID, 200)
+	// The dead member is removed through a follower: two voters remain,
+	// whose quorum is both.
+	if st := cli(rest[0], "remove", leader); strings.Count(st, "127.0.0.1:") != 2 {
+		t.Fatalf("status after removing %s:\n%s", leader, st)
+	}
+	k4 := create(rest[0])
+	onAll(live, k4.ID, 200)
 
 	for _, id := range live {
 		procs[id].stop(t, syscall.SIGTERM)

@@ -368,6 +368,7 @@ func (n *node) build() error {
 		}
 		n.probes(mux)
 		if n.cluster != nil {
+			n.clusterRoutes(mux, adm)
 			mux.Handle("/", n.readIndexed(adm))
 		} else {
 			mux.Handle("/", adm)
