@@ -353,3 +353,27 @@ func TestMembershipAndStatusFromAnyMember(t *testing.T) {
 		return err == nil && len(st.Members) == 3
 	})
 }
+
+func TestAStoreWhoseRaftLogIsGoneIsRefused(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 1, nil)
+	workload(t, nodes, "g", 3)
+	tn := nodes[0]
+	tn.stop(t)
+	if err := os.RemoveAll(filepath.Join(tn.dir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := keystore.Open(filepath.Join(tn.dir, "keystore.db"), keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before := storeState(t, st)
+	_, err = Start(Config{ID: tn.id, Advertise: tn.addr, Peers: tn.peers, Dir: filepath.Join(tn.dir, "raft"), TLS: tn.tls, Store: st})
+	if !errors.Is(err, ErrStoreWithoutLog) {
+		t.Fatalf("start over a store without its raft log: %v", err)
+	}
+	if storeState(t, st) != before {
+		t.Fatal("the refused start changed the store")
+	}
+}

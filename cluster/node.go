@@ -29,6 +29,10 @@ var (
 	// lost before it was known to be committed: it may or may not be in
 	// force, and the caller must read before retrying.
 	ErrOutcomeUnknown = errors.New("cluster: leadership lost before the write was known to be committed")
+	// ErrStoreWithoutLog refuses to start a member whose store was
+	// applied from a raft log that its data dir no longer holds; nothing
+	// is changed.
+	ErrStoreWithoutLog = errors.New("cluster: the store was written by a raft log that the data dir no longer holds; move the store file away and start with an empty data dir: the leader sends this member a snapshot once it is added")
 	// ErrSingleNodeStore refuses to start a member over a store that a
 	// single admin wrote: the data dir is left as it is.
 	ErrSingleNodeStore = errors.New("cluster: the data dir holds a single admin's store and no raft state; joining it to a cluster is not supported yet: start this admin without --raft-peers, or give the member an empty data dir")
@@ -182,6 +186,13 @@ func Start(cfg Config) (*Node, error) {
 		if cfg.Store.Revision() > 0 && !adopted {
 			n.closeStores()
 			return nil, ErrSingleNodeStore
+		}
+		// A store applied from a raft log this dir no longer holds: a new
+		// log would restart its indexes, and entries at or below the
+		// store's applied index would be taken as already applied.
+		if n.fsm.inFile.Load() > 0 {
+			n.closeStores()
+			return nil, ErrStoreWithoutLog
 		}
 	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snaps, n.trans); err != nil {
