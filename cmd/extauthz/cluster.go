@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,11 @@ import (
 
 // The replicated writer has the admin's write methods.
 var _ admin.Writer = (*admincluster.Writer)(nil)
+
+// clusterBehindWait is how long a member's replication feed waits for a
+// revision a sidecar already has (from another member) before it answers
+// 503 (retry).
+const clusterBehindWait = 5 * time.Second
 
 // raftFlags are the admin's cluster flags. Without --raft-peers the admin
 // is one process with one writer, exactly as before the cluster existed.

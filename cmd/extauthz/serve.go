@@ -265,12 +265,16 @@ func (n *node) build() error {
 	// The admin's writes: its own store, or in a cluster raft entries.
 	var writer admin.Writer
 	var recordUsage func([]keystore.Usage) error
+	var behindWait time.Duration
 	if n.role == roleAdmin && c.raft.enabled() {
 		w, err := n.startCluster()
 		if err != nil {
 			return err
 		}
 		writer, recordUsage = w, w.RecordUsage
+		// A sidecar that moved from a member ahead of this one waits for
+		// it (or retries) rather than taking a new snapshot.
+		behindWait = clusterBehindWait
 	}
 	tp, err := tracing.New(context.Background(), version, os.Getenv)
 	if err != nil {
@@ -363,6 +367,7 @@ func (n *node) build() error {
 				Logger:      n.log.With().Str("component", "replication").Logger(),
 				Registerer:  n.reg,
 				RecordUsage: recordUsage,
+				BehindWait:  behindWait,
 			})
 			mux.Handle("/replication/", n.repl)
 		}
