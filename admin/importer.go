@@ -175,7 +175,7 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 		if len(chunk) == 0 {
 			return nil
 		}
-		ir, err := s.store.ImportKeys(chunk, p.actor())
+		ir, err := s.writer.ImportKeys(chunk, p.actor())
 		if err != nil {
 			return fmt.Errorf("import after %d keys: %w", res.Imported, err)
 		}

@@ -203,7 +203,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p principal) 
 	if err := s.ensureOwnerActive(k.UserID); err != nil {
 		return err
 	}
-	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
+	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.writer.CreateKey(k, p.actor()) })
 	if err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request, p principal) 
 	if err != nil {
 		return err
 	}
-	k, err = s.store.RevokeKey(k.ID, p.actor())
+	k, err = s.writer.RevokeKey(k.ID, p.actor())
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
 		return notFound(msgKeyNotFound)
 	}
@@ -348,7 +348,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) 
 	var retired *keystore.Key
 	raw, err := s.storeNewKey(next, s.policy(), func(k *keystore.Key) error {
 		var err error
-		retired, err = s.store.RotateKey(old.ID, k, grace, p.actor())
+		retired, err = s.writer.RotateKey(old.ID, k, grace, p.actor())
 		return err
 	})
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {

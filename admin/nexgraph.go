@@ -131,7 +131,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request, p princip
 	proj := &keystore.Project{ID: uuid.NewString(), Name: *req.Name}
 	first := &keystore.Key{Name: firstKeyLabel, Scopes: firstKeyScopes(pol), ProjectID: proj.ID}
 	raw, err := s.storeNewKey(first, pol, func(k *keystore.Key) error {
-		return s.store.CreateProject(proj, k, p.actor())
+		return s.writer.CreateProject(proj, k, p.actor())
 	})
 	if err != nil {
 		return err
@@ -228,7 +228,7 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 			return err
 		}
 	}
-	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
+	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.writer.CreateKey(k, p.actor()) })
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	if err != nil {
 		return err
 	}
-	k, err = s.store.RevokeKey(k.ID, p.actor())
+	k, err = s.writer.RevokeKey(k.ID, p.actor())
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
 		return notFound(msgKeyNotFound)
 	}

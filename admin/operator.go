@@ -38,7 +38,7 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) er
 	if err := fe.err(); err != nil {
 		return err
 	}
-	u, err := s.store.SetUserActive(id, *req.Active, p.actor())
+	u, err := s.writer.SetUserActive(id, *req.Active, p.actor())
 	if err != nil {
 		return err
 	}

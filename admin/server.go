@@ -54,6 +54,9 @@ const (
 type Options struct {
 	// Store is the authoritative key store (keystore.Open).
 	Store *keystore.Store
+	// Writer makes the changes; nil means Store. A member of an admin
+	// cluster passes its replicated writer, and reads stay on Store.
+	Writer Writer
 	// Policy returns the current policy; it is called on every request so a
 	// reloaded policy takes effect at once. It must not return nil.
 	Policy func() *policy.Policy
@@ -117,6 +120,7 @@ type JWTOptions struct {
 // Server serves the admin API. Create it with New.
 type Server struct {
 	store        *keystore.Store
+	writer       Writer
 	policy       func() *policy.Policy
 	now          func() time.Time
 	log          zerolog.Logger
@@ -140,6 +144,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Writer == nil {
+		opts.Writer = opts.Store
+	}
 	for _, r := range []struct {
 		name string
 		r    Rate
@@ -150,6 +157,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		store:        opts.Store,
+		writer:       opts.Writer,
 		policy:       opts.Policy,
 		now:          opts.Now,
 		log:          opts.Logger,
@@ -272,6 +280,11 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p principal, er
 			w.Header().Set("Retry-After", retryAfterSeconds(re.retryAfter))
 		}
 		jsonresp.Error(w, re.status, re.msg)
+		return
+	}
+	if u, ok := asUnavailable(err); ok {
+		w.Header().Set("Retry-After", "1")
+		jsonresp.Error(w, http.StatusServiceUnavailable, u.Error())
 		return
 	}
 	s.log.Error().Err(err).Str("actor", p.actor()).Str("route", r.Pattern).Msg("admin request failed")

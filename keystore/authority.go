@@ -15,13 +15,13 @@ import (
 // transaction and variables it resets itself.
 func (s *Store) update(fn func(w *wtx) error) error {
 	var rev uint64
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		w := &wtx{tx: tx, now: s.now().UTC()}
 		if err := fn(w); err != nil {
 			return err
 		}
 		rev = getU64(tx.Bucket(bucketMeta).Get(metaRevision))
-		return nil
+		return s.markApplied(tx)
 	})
 	if err != nil {
 		return err
@@ -229,7 +229,10 @@ func (s *Store) RecordUsage(batch []Usage) error {
 		return nil
 	}
 	latest := s.now().Add(MaxUsageSkew)
-	return s.db.Batch(func(tx *bolt.Tx) error {
+	return s.write(func(tx *bolt.Tx) error {
+		if err := s.markApplied(tx); err != nil {
+			return err
+		}
 		for _, u := range batch {
 			k, err := getKeyByID(tx, u.KeyID)
 			if errors.Is(err, ErrNotFound) {

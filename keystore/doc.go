@@ -27,6 +27,12 @@
 //     no change log and no id index, and persists bbolt's freelist so it
 //     opens without walking the file.
 //
+// For an admin cluster (package cluster) the authoritative store is a
+// consensus log's state machine: Applied returns a view whose writes take
+// their time from the log entry and record its index in the same
+// transaction; AdoptStoreID gives every member one store id; Backup and
+// Restore copy the whole file (replicated.go).
+//
 // Lookup is the hot path of every authorization check: a decoded record of a
 // known key is served from a cache valid for one store revision; otherwise
 // one read transaction, one B+tree seek by hash and one small JSON decode.

@@ -29,6 +29,8 @@ var (
 	metaStoreID  = []byte("store_id")
 	metaRevision = []byte("revision")
 	metaFileID   = []byte("file_id") // random, given to each file when it is created
+	metaApplied  = []byte("applied") // last consensus log index applied (replicated.go)
+	metaAdopted  = []byte("adopted") // set once the store id was taken from a cluster (replicated.go)
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketIDs, bucketUsers, bucketProjects, bucketChanges, bucketAudit, bucketOwners}
@@ -56,6 +58,9 @@ type Options struct {
 type Store struct {
 	*core
 	now func() time.Time
+	// applied is the consensus log index a view made by Applied records
+	// with each write; zero on the store Open returns (replicated.go).
+	applied uint64
 }
 
 // Open opens or creates the authoritative store file at path, giving it a

@@ -32,11 +32,12 @@ const (
 	dashboardFile = "../charts/extauthz/files/grafana-dashboard.json"
 )
 
-// pendingMetrics are named by the dashboard or the alerts before the binary exports them: the
-// panels and the alert evaluate to nothing until then. Remove a name here when its feature lands.
+// pendingMetrics are named by the dashboard or the alerts but absent from the live /metrics the
+// test reads: not exported yet (remove a name when its feature lands), or only by an admin that is
+// a raft member (the test runs single admins).
 var pendingMetrics = map[string]string{
 	"extauthz_tls_certificate_expiry_timestamp_seconds": "TLS listeners",
-	"extauthz_raft_leader":                              "HA admin (raft)",
+	"extauthz_raft_state":                               "HA admin (raft)",
 	"extauthz_raft_term":                                "HA admin (raft)",
 	"extauthz_raft_applied_index":                       "HA admin (raft)",
 }

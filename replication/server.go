@@ -57,18 +57,31 @@ type ServerOptions struct {
 	// Registerer, when not nil, gets extauthz_store_revision and
 	// extauthz_watchers.
 	Registerer prometheus.Registerer
+	// RecordUsage keeps the usage sidecars report; nil means
+	// Store.RecordUsage. A member of an admin cluster passes its
+	// replicated writer's, so that usage is a log entry like any change.
+	RecordUsage func([]keystore.Usage) error
+	// BehindWait, when not zero, makes a watch that asks for a revision
+	// this store does not have yet, with this store's id, wait up to that
+	// long for it, then answer 503 (retry) instead of 410 (take a new
+	// snapshot): a member of an admin cluster may be behind another that
+	// the follower came from. Zero: such a watch is answered 410 at once,
+	// as one admin must (its store was replaced).
+	BehindWait time.Duration
 }
 
 // Server is the admin's side of replication: an http.Handler for the
 // snapshot, watch and usage endpoints under /replication/v1/. It is safe
 // for concurrent use.
 type Server struct {
-	store     *keystore.Store
-	token     secret.Token
-	heartbeat time.Duration
-	mux       *http.ServeMux
-	log       zerolog.Logger
-	watchers  prometheus.Gauge
+	store      *keystore.Store
+	usage      func([]keystore.Usage) error
+	behindWait time.Duration
+	token      secret.Token
+	heartbeat  time.Duration
+	mux        *http.ServeMux
+	log        zerolog.Logger
+	watchers   prometheus.Gauge
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -80,12 +93,17 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
 	}
+	if opts.RecordUsage == nil {
+		opts.RecordUsage = opts.Store.RecordUsage
+	}
 	s := &Server{
-		store:     opts.Store,
-		token:     secret.NewToken(opts.Token),
-		heartbeat: opts.Heartbeat,
-		mux:       http.NewServeMux(),
-		log:       opts.Logger,
+		store:      opts.Store,
+		usage:      opts.RecordUsage,
+		behindWait: opts.BehindWait,
+		token:      secret.NewToken(opts.Token),
+		heartbeat:  opts.Heartbeat,
+		mux:        http.NewServeMux(),
+		log:        opts.Logger,
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "extauthz_watchers",
 			Help: "Open replication watch streams.",
@@ -230,6 +248,28 @@ func watchGone(w http.ResponseWriter, msg string, oldest uint64) {
 	}{msg, oldest})
 }
 
+// waitFor waits up to behindWait for the store to reach revision rev and
+// returns the revision it reached.
+func (s *Server) waitFor(ctx context.Context, rev uint64) uint64 {
+	timer := time.NewTimer(s.behindWait)
+	defer timer.Stop()
+	for {
+		changed := s.store.Changed()
+		if head := s.store.Revision(); head >= rev {
+			return head
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return s.store.Revision()
+		case <-ctx.Done():
+			return s.store.Revision()
+		case <-s.done:
+			return s.store.Revision()
+		}
+	}
+}
+
 // serveWatch streams every change after since, then a heartbeat, then
 // each further change as soon as it commits and a heartbeat every
 // interval. A heartbeat's revision is the last revision sent on the
@@ -254,6 +294,13 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	head := s.store.Revision()
+	if since > head && s.behindWait > 0 && q.Get("store_id") == s.store.StoreID() {
+		if head = s.waitFor(r.Context(), since); since > head {
+			w.Header().Set("Retry-After", "1")
+			jsonresp.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("this admin is behind revision %d (at %d); retry", since, head))
+			return
+		}
+	}
 	switch {
 	case q.Has("store_id") && q.Get("store_id") != s.store.StoreID():
 		watchGone(w, "store id mismatch", oldest)
@@ -413,7 +460,14 @@ func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.store.RecordUsage(rep.Usage); err != nil {
+	if err := s.usage(rep.Usage); err != nil {
+		var u interface{ Unavailable() bool }
+		if errors.As(err, &u) && u.Unavailable() {
+			// An admin cluster without quorum: the sidecar keeps the
+			// batch and reports it again.
+			jsonresp.Error(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		s.log.Error().Err(err).Str("node", rep.Node).Msg("record usage")
 		jsonresp.Error(w, http.StatusInternalServerError, "could not record usage")
 		return

@@ -45,6 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runKeys(ctx, rest, getenv, stdout, stderr)
 	case "users":
 		return runUsers(ctx, rest, getenv, stdout, stderr)
+	case "cluster":
+		return runCluster(ctx, rest, getenv, stdout, stderr)
 	case "policy":
 		return runPolicy(rest, stdout, stderr)
 	case "backup":
@@ -72,6 +74,7 @@ Commands:
   sidecar          enforcement over a local replica that follows --admin-url
   keys             create|list|get|revoke|rotate|import keys through the admin API
   users            disable|enable ID through the admin API
+  cluster          status|add|remove members of an admin cluster through the admin API
   policy check F   validate a policy file; exit 1 listing every problem
   backup           write a consistent online backup of the admin's store (--out FILE)
   restore          put a backup in place of a stopped admin's store, as a new history

@@ -35,6 +35,7 @@ import (
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
+	admincluster "github.com/extauthz/extauthz/cluster"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/metrics"
 	"github.com/extauthz/extauthz/replication"
@@ -79,6 +80,7 @@ type serveConfig struct {
 	tlsKeyFile     string
 	// tlsClientCAFile makes replication require a client certificate.
 	tlsClientCAFile string
+	raft            raftFlags
 	// sidecar
 	adminURL            string
 	maxStaleness        time.Duration
@@ -141,6 +143,9 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 		f.StringVar(&c.tlsClientCAFile, "tls-client-ca-file", "", "PEM CAs whose client certificates the replication feed requires, besides the replication token (empty: no client certificate needed)")
 	}
+	if r == roleAdmin {
+		c.raft.register(f)
+	}
 	if r == roleSidecar {
 		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
@@ -202,6 +207,7 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	if c.jwtJWKSFile != "" && c.jwtAudience == "" {
 		problems = append(problems, errors.New("--jwt-jwks-file needs --jwt-audience: an identity provider signs tokens for many applications, and one issued for another would be accepted here"))
 	}
+	problems = append(problems, c.raft.problems()...)
 	if c.logFormat != "json" && c.logFormat != "console" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want json or console", c.logFormat))
 	}
@@ -249,6 +255,7 @@ type node struct {
 
 	policy   *policyWatcher
 	store    *keystore.Store
+	cluster  *admincluster.Node // an admin cluster member's raft node; nil otherwise
 	follower *replication.Follower
 	authz    *authz.Authorizer
 	usage    *keyusage.Buffer
@@ -299,6 +306,20 @@ func (n *node) build() error {
 		if err := registerStoreGauges(n.reg, n.store); err != nil {
 			return err
 		}
+	}
+	// The admin's writes: its own store, or in a cluster raft entries.
+	var writer admin.Writer
+	var recordUsage func([]keystore.Usage) error
+	var behindWait time.Duration
+	if n.role == roleAdmin && c.raft.enabled() {
+		w, err := n.startCluster()
+		if err != nil {
+			return err
+		}
+		writer, recordUsage = w, w.RecordUsage
+		// A sidecar that moved from a member ahead of this one waits for
+		// it (or retries) rather than taking a new snapshot.
+		behindWait = clusterBehindWait
 	}
 	tp, err := tracing.New(context.Background(), version, os.Getenv)
 	if err != nil {
@@ -389,6 +410,7 @@ func (n *node) build() error {
 		}
 		adm, err := admin.New(admin.Options{
 			Store:               n.store,
+			Writer:              writer,
 			Policy:              n.policy.Current,
 			AdminToken:          adminToken,
 			JWT:                 jwt,
@@ -405,11 +427,13 @@ func (n *node) build() error {
 		mux := http.NewServeMux()
 		if replToken != "" {
 			n.repl, err = replication.NewServer(replication.ServerOptions{
-				Store:      n.store,
-				Token:      replToken,
-				Heartbeat:  c.heartbeat,
-				Logger:     n.log.With().Str("component", "replication").Logger(),
-				Registerer: n.reg,
+				Store:       n.store,
+				Token:       replToken,
+				Heartbeat:   c.heartbeat,
+				Logger:      n.log.With().Str("component", "replication").Logger(),
+				Registerer:  n.reg,
+				RecordUsage: recordUsage,
+				BehindWait:  behindWait,
 			})
 			if err != nil {
 				return err
@@ -421,7 +445,12 @@ func (n *node) build() error {
 			mux.Handle("/replication/", feed)
 		}
 		n.probes(mux)
-		mux.Handle("/", adm)
+		if n.cluster != nil {
+			n.clusterRoutes(mux, adm)
+			mux.Handle("/", n.readIndexed(adm))
+		} else {
+			mux.Handle("/", adm)
+		}
 		var h http.Handler = mux
 		if tp != nil {
 			// A span per admin API and replication request, child of the
@@ -542,6 +571,11 @@ func (n *node) probes(mux *http.ServeMux) {
 func (n *node) notReady() error {
 	if n.draining.Load() {
 		return errors.New("shutting down")
+	}
+	if n.cluster != nil {
+		if err := n.clusterNotReady(); err != nil {
+			return err
+		}
 	}
 	if n.follower != nil {
 		if !n.follower.Ready() {

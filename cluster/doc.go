@@ -1,0 +1,29 @@
+// Package cluster runs the admin's authoritative key store as the state
+// machine of a hashicorp/raft group, so that several admin processes hold
+// the same records, revisions, change log and store id, and a write
+// survives the loss of a minority of them.
+//
+// A write is a Command: everything non-deterministic about it (key ids,
+// hashes of minted keys, timestamps) is decided by the proposing node
+// before the command enters the log, and the raw key never does (a Key
+// record has no field for it). Every node applies committed commands in
+// log order through the store's own write methods, in a view
+// (keystore.Store.Applied) that takes its time from the command and stores
+// the log index in the same transaction as the change: an entry already in
+// the file is skipped when raft replays its log after a restart, so no
+// change is applied twice.
+//
+// A snapshot is a consistent copy of the bbolt file (keystore.Store.Backup);
+// installing one replaces the store's content in one transaction. On start
+// the store file, fsynced at every applied entry, is itself the state: raft
+// does not restore its last snapshot over it (Config.NoSnapshotRestoreOnStart)
+// unless the file is behind that snapshot.
+//
+// Raft traffic is mutual TLS (StreamLayer): a peer must present a
+// certificate signed by the cluster's CA, or its connection is refused
+// before any raft message is read.
+//
+// The first leader proposes its store id; every member adopts the first
+// such entry (keystore.Store.AdoptStoreID), so all members report the same
+// store id to the sidecars that replicate from them.
+package cluster

@@ -1,0 +1,370 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// Members' own requests on the raft port, told from raft's RPCs (types 0
+// to 4) by their first byte. Each is one request and one answer on its
+// own mutual-TLS connection, every message a 4-byte big-endian length and
+// its bytes.
+const (
+	reqForward   byte = 0xE7 // an encoded Command for the leader to apply; answered with a wireResult
+	reqReadIndex byte = 0xE8 // the leader's read index; answered with a wireResult
+	reqStatus    byte = 0xE9 // the member's Status, as JSON
+	reqMember    byte = 0xEA // a membershipChange for the leader; answered with a wireResult
+)
+
+// membershipChange adds (Addr set) or removes a voter.
+type membershipChange struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr,omitempty"`
+}
+
+// wireResult is a Result (or a read index) as the leader sends it back.
+type wireResult struct {
+	Key     *keystore.Key         `json:"key,omitempty"`
+	New     *keystore.Key         `json:"new,omitempty"`
+	Keys    []*keystore.Key       `json:"keys,omitempty"`
+	Project *keystore.Project     `json:"project,omitempty"`
+	User    keystore.User         `json:"user"`
+	Import  keystore.ImportResult `json:"import"`
+	Index   uint64                `json:"index,omitempty"`
+	ErrKind string                `json:"err_kind,omitempty"`
+	ErrMsg  string                `json:"err_msg,omitempty"`
+}
+
+// The store's errors that callers test for cross the wire by name.
+var wireErrors = map[string]error{
+	"revoked":        keystore.ErrRevoked,
+	"not_found":      keystore.ErrNotFound,
+	"duplicate_hash": keystore.ErrDuplicateHash,
+}
+
+func errorToWire(err error, w *wireResult) {
+	if err == nil {
+		return
+	}
+	w.ErrMsg = err.Error()
+	for kind, e := range wireErrors {
+		if errors.Is(err, e) {
+			w.ErrKind = kind
+			return
+		}
+	}
+	var ue *UnavailableError
+	switch {
+	case errors.Is(err, ErrOutcomeUnknown):
+		w.ErrKind = "outcome_unknown"
+	case errors.As(err, &ue):
+		w.ErrKind = "unavailable"
+	default:
+		w.ErrKind = "other"
+	}
+}
+
+func errorFromWire(w *wireResult) error {
+	if w.ErrKind == "" {
+		return nil
+	}
+	if e, ok := wireErrors[w.ErrKind]; ok {
+		return e
+	}
+	switch w.ErrKind {
+	case "outcome_unknown":
+		return unavailable(ErrOutcomeUnknown, "")
+	case "unavailable":
+		return &UnavailableError{msg: w.ErrMsg, err: ErrNotLeader}
+	}
+	return errors.New(w.ErrMsg)
+}
+
+// maxAnswer bounds an answer read from the leader.
+const maxAnswer = MaxCommandSize + 1<<20
+
+func writeMsg(c net.Conn, b []byte) error {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	if _, err := c.Write(n[:]); err != nil {
+		return err
+	}
+	_, err := c.Write(b)
+	return err
+}
+
+func readMsg(c net.Conn, limit int) ([]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		return nil, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if int64(size) > int64(limit) {
+		return nil, fmt.Errorf("message of %d bytes is over the %d byte limit", size, limit)
+	}
+	b := make([]byte, size)
+	_, err := io.ReadFull(c, b)
+	return b, err
+}
+
+// serveMember answers one request of another member; only a leader
+// applies or answers a read index, and never forwards again.
+func (n *Node) serveMember(kind byte, c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2*n.cfg.ApplyTimeout + firstByteTimeout))
+	var w wireResult
+	switch kind {
+	case reqForward:
+		b, err := readMsg(c, MaxCommandSize)
+		if err != nil {
+			return
+		}
+		cmd, err := DecodeCommand(b)
+		if err != nil {
+			errorToWire(err, &w)
+			break
+		}
+		r, err := n.applyHere(cmd)
+		if r != nil {
+			w.Key, w.New, w.Keys, w.Project, w.User, w.Import = r.Key, r.New, r.Keys, r.Project, r.User, r.Import
+		}
+		errorToWire(err, &w)
+	case reqReadIndex:
+		idx, err := n.leaderReadIndex()
+		w.Index = idx
+		errorToWire(err, &w)
+	case reqMember:
+		b, err := readMsg(c, 4096)
+		if err != nil {
+			return
+		}
+		var m membershipChange
+		if err := json.Unmarshal(b, &m); err != nil || m.ID == "" {
+			errorToWire(errors.New("cluster: bad membership change"), &w)
+			break
+		}
+		errorToWire(n.changeHere(m), &w)
+	case reqStatus:
+		st, err := n.Status()
+		if err != nil {
+			return
+		}
+		b, err := json.Marshal(&st)
+		if err == nil {
+			_ = writeMsg(c, b)
+		}
+		return
+	default:
+		return
+	}
+	b, err := json.Marshal(&w)
+	if err != nil {
+		return
+	}
+	_ = writeMsg(c, b)
+}
+
+// ask sends one request to the leader and returns its answer.
+func (n *Node) ask(kind byte, payload []byte) (*wireResult, error) {
+	id, addr := n.Leader()
+	if addr == "" {
+		return nil, unavailable(ErrNotLeader, "")
+	}
+	return n.askAt(id, addr, kind, payload)
+}
+
+func (n *Node) askAt(id, addr string, kind byte, payload []byte) (*wireResult, error) {
+	b, err := n.askRaw(id, addr, kind, payload, 2*n.cfg.ApplyTimeout+firstByteTimeout)
+	if err != nil {
+		return nil, err
+	}
+	var w wireResult
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("cluster: the answer of %s: %w", id, err)
+	}
+	return &w, nil
+}
+
+// askRaw sends one request to the member at addr and returns its answer.
+func (n *Node) askRaw(id, addr string, kind byte, payload []byte, timeout time.Duration) ([]byte, error) {
+	c, err := n.stream.Dial(raft.ServerAddress(addr), min(timeout, firstByteTimeout))
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("cluster: reach the leader %s: %w", id, err), "")
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{kind}); err != nil {
+		return nil, unavailable(fmt.Errorf("cluster: send to the leader %s: %w", id, err), "")
+	}
+	if payload != nil {
+		if err := writeMsg(c, payload); err != nil {
+			return nil, unavailable(fmt.Errorf("cluster: send to the leader %s: %w", id, err), "")
+		}
+	}
+	b, err := readMsg(c, maxAnswer)
+	if err != nil {
+		// Sent, but no answer: the write may have been applied.
+		if kind == reqForward {
+			return nil, unavailable(fmt.Errorf("%w: no answer from the leader %s: %v", ErrOutcomeUnknown, id, err), "")
+		}
+		return nil, unavailable(fmt.Errorf("cluster: no answer from the leader %s: %w", id, err), "")
+	}
+	return b, nil
+}
+
+// forward has the leader apply c.
+func (n *Node) forward(c *Command, b []byte) (*Result, error) {
+	w, err := n.ask(reqForward, b)
+	if err != nil {
+		return nil, err
+	}
+	r := &Result{Key: w.Key, New: w.New, Keys: w.Keys, Project: w.Project, User: w.User, Import: w.Import, Err: errorFromWire(w)}
+	return r, r.Err
+}
+
+// leaderReadIndex is, on the leader, the log index of the last change in
+// its store file, once it has committed an entry of its own term (the
+// barrier after its election: every write acknowledged by an earlier
+// leader is then applied here) and confirmed with a quorum that it still
+// leads. Every write acknowledged before the call is at or below it. It is
+// not raft's commit index: barriers and no-op entries never reach the
+// store, so a follower could wait for them for ever.
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		id, _ := n.Leader()
+		return 0, unavailable(ErrNotLeader, id)
+	}
+	if !n.termBarrier.Load() {
+		if err := n.Barrier(); err != nil {
+			return 0, unavailable(err, "")
+		}
+		n.termBarrier.Store(true)
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, unavailable(fmt.Errorf("cluster: verify leadership: %w", err), "")
+	}
+	return n.fsm.written.Load(), nil
+}
+
+// WaitReadIndex returns once this member has applied every write
+// acknowledged (by any member) before the call: reads from its store then
+// see them. A follower asks the leader for its read index; without a
+// leader it fails with an *UnavailableError.
+func (n *Node) WaitReadIndex() error {
+	var idx uint64
+	if n.raft.State() == raft.Leader {
+		var err error
+		if idx, err = n.leaderReadIndex(); err != nil {
+			return err
+		}
+	} else {
+		w, err := n.ask(reqReadIndex, nil)
+		if err != nil {
+			return err
+		}
+		if err := errorFromWire(w); err != nil {
+			return err
+		}
+		idx = w.Index
+	}
+	deadline := time.Now().Add(n.cfg.ApplyTimeout)
+	// raft's AppliedIndex counts entries handed to the state machine, not
+	// applied by it: wait for the store's own.
+	for n.fsm.written.Load() < idx {
+		if time.Now().After(deadline) {
+			return unavailable(fmt.Errorf("cluster: this member's store is at log index %d of the leader's %d", n.fsm.written.Load(), idx), "")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// changeHere makes a membership change on this member, which must lead.
+func (n *Node) changeHere(m membershipChange) error {
+	var err error
+	if m.Addr != "" {
+		err = n.AddVoter(m.ID, m.Addr)
+	} else {
+		err = n.RemoveServer(m.ID)
+	}
+	if errors.Is(err, ErrNotLeader) {
+		id, _ := n.Leader()
+		return unavailable(ErrNotLeader, id)
+	}
+	return err
+}
+
+// ChangeMembership adds the voter id at addr (addr not empty) or removes
+// id, through a raft configuration change made by the leader (forwarded
+// there from a follower).
+func (n *Node) ChangeMembership(id, addr string) error {
+	m := membershipChange{ID: id, Addr: addr}
+	if n.raft.State() == raft.Leader {
+		return n.changeHere(m)
+	}
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return err
+	}
+	w, err := n.ask(reqMember, b)
+	if err != nil {
+		return err
+	}
+	return errorFromWire(w)
+}
+
+// statusTimeout bounds the wait for one member's Status.
+const statusTimeout = 3 * time.Second
+
+// MemberStatus is one member's Status as it reports it, or why it could
+// not be asked.
+type MemberStatus struct {
+	Member
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// ClusterStatus asks every member of the configuration for its Status
+// over the raft port.
+func (n *Node) ClusterStatus() ([]MemberStatus, error) {
+	self, err := n.Status()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MemberStatus, len(self.Members))
+	var wg sync.WaitGroup
+	for i, m := range self.Members {
+		out[i].Member = m
+		if m.ID == self.ID {
+			out[i].Status = &self
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := n.askRaw(m.ID, m.Addr, reqStatus, nil, statusTimeout)
+			if err != nil {
+				out[i].Error = "unreachable"
+				return
+			}
+			var st Status
+			if err := json.Unmarshal(b, &st); err != nil {
+				out[i].Error = "bad answer"
+				return
+			}
+			out[i].Status = &st
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}

@@ -1,0 +1,91 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+type noQuorumError struct{}
+
+func (noQuorumError) Error() string     { return "admin cluster: no quorum of admin members; retry" }
+func (noQuorumError) Unavailable() bool { return true }
+
+func TestUsageGoesThroughRecordUsageAndAnUnavailableOneIs503(t *testing.T) {
+	admin := newAdminStore(t)
+	var got []keystore.Usage
+	fail := false
+	srv := mustServer(t, ServerOptions{Store: admin, Token: testToken, Logger: zerolog.Nop(), RecordUsage: func(b []keystore.Usage) error {
+		if fail {
+			return noQuorumError{}
+		}
+		got = append(got, b...)
+		return nil
+	}})
+	t.Cleanup(srv.Close)
+	ts := serve(t, srv)
+	body := []byte(`{"node":"n1","usage":[{"key_id":"k1","count":2}]}`)
+	if resp, b := do(t, http.MethodPost, ts.URL+PathUsage, "Bearer "+testToken, "application/json", body); resp.StatusCode != http.StatusNoContent || len(got) != 1 {
+		t.Fatalf("status %d (%s), %d reports passed on", resp.StatusCode, b, len(got))
+	}
+	fail = true
+	resp, b := do(t, http.MethodPost, ts.URL+PathUsage, "Bearer "+testToken, "application/json", body)
+	if resp.StatusCode != http.StatusServiceUnavailable || errorOf(t, b) != (noQuorumError{}).Error() {
+		t.Fatalf("without quorum: status %d (%s)", resp.StatusCode, b)
+	}
+}
+
+// A watch ahead of the store, with its store id: one admin answers 410
+// (take a new snapshot); a cluster member (BehindWait) waits for the
+// revision, or answers 503 (retry) and never 410.
+func TestWatchAheadOfAClusterMemberWaitsOrRetries(t *testing.T) {
+	st := newAdminStore(t)
+	createKey(t, st, nil)
+	ahead := fmt.Sprintf("%s?since=%d&store_id=%s", PathWatch, st.Revision()+1, st.StoreID())
+	auth := "Bearer " + testToken
+	single := serve(t, newServer(t, st))
+	if resp, b := do(t, http.MethodGet, single.URL+ahead, auth, "", nil); resp.StatusCode != http.StatusGone {
+		t.Fatalf("one admin: %d %s, want 410", resp.StatusCode, b)
+	}
+	member := func(wait time.Duration) *httptest.Server {
+		s := mustServer(t, ServerOptions{Store: st, Token: testToken, Heartbeat: testHeartbeat, Logger: zerolog.Nop(), BehindWait: wait})
+		t.Cleanup(s.Close)
+		return serve(t, s)
+	}
+	resp, b := do(t, http.MethodGet, member(time.Nanosecond).URL+ahead, auth, "", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a member that stays behind: %d %s, want 503 with Retry-After", resp.StatusCode, b)
+	}
+	// Another store id is another cluster: 410 whatever the wait.
+	other := fmt.Sprintf("%s?since=%d&store_id=other", PathWatch, st.Revision()+1)
+	if resp, b := do(t, http.MethodGet, member(time.Minute).URL+other, auth, "", nil); resp.StatusCode != http.StatusGone {
+		t.Fatalf("another store id: %d %s, want 410", resp.StatusCode, b)
+	}
+	// A member that reaches the revision while the watch waits streams it.
+	ts := member(time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+ahead, nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	createKey(t, st, nil)
+	if code := <-done; code != http.StatusOK {
+		t.Fatalf("a member that catches up: %d, want 200", code)
+	}
+}
