@@ -8,7 +8,7 @@ BIN := bin/extauthz
 FUZZTIME ?= 30s
 IMAGE ?= ghcr.io/extauthz/extauthz:$(VERSION)
 
-.PHONY: help run test lint fuzz bench build image manifests clean soak
+.PHONY: help run test lint fuzz bench bench-limits build image manifests clean soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 
 bench: build ## the performance table of BENCHMARKS.md (real processes on loopback)
 	$(GO) run ./internal/bench -bin $(BIN)
+
+bench-limits: build ## Check with every key under a never-refusing rate limit beside no limits, 10,000 active keys, one run
+	$(GO) run ./internal/bench -bin $(BIN) -limits -keys-small 10000
 
 soak: build ## decisions under load + key churn, and leak checks, on real processes (SOAK_DURATION, default 10m)
 	$(GO) run ./internal/soak -bin $(BIN) -duration $(or $(SOAK_DURATION),10m)

@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/strictjson"
 )
@@ -23,6 +24,8 @@ type requestError struct {
 	status    int
 	msg       string
 	challenge string
+	// retryAfter, when positive, is sent as Retry-After (a 429).
+	retryAfter time.Duration
 }
 
 func (e *requestError) Error() string { return e.msg }
@@ -188,7 +191,7 @@ func checkScopes(fe *fieldErrors, field string, scopes []string, pol *policy.Pol
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("must be an RFC 3339 time such as 2026-06-01T00:00:00.000Z, got %q", truncate(s, 64))
+		return time.Time{}, fmt.Errorf("must be an RFC 3339 time such as 2026-06-01T00:00:00.000Z, got %q", clip.String(s, 64))
 	}
 	return t.UTC(), nil
 }
@@ -208,16 +211,6 @@ func checkExpiry(fe *fieldErrors, field string, s *string, now time.Time) *time.
 		return nil
 	}
 	return &t
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // apiTimeLayout is the documented APIs' time format: RFC 3339, milliseconds,

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 	"github.com/extauthz/extauthz/policy"
 )
 
@@ -67,66 +67,24 @@ var (
 	graphEpoch = time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC) // the NexGraph documentation's created_at
 )
 
-// fakeClock is a settable clock shared by the store and the server.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type envConfig struct {
 	policy       string // YAML; default nexgentPolicy
 	jwt          *JWTOptions
 	publicCreate bool
 	start        time.Time
+	// rate limits; zero: none
+	principalRate, operatorRate, publicCreateRate Rate
 }
 
 // testEnv is a running admin API over a real bbolt file and a real
 // loopback HTTP server.
 type testEnv struct {
 	t        testing.TB
-	clock    *fakeClock
+	clock    *keystoretest.Clock
 	store    *keystore.Store
 	srv      *Server
 	http     *httptest.Server
-	logs     *syncBuffer
+	logs     *keystoretest.LogBuffer
 	registry *prometheus.Registry
 }
 
@@ -151,14 +109,14 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	if cfg.jwt != nil {
 		jwtOpts = *cfg.jwt
 	}
-	clock := newClock(cfg.start)
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{Authority: true, Now: clock.Now})
+	clock := keystoretest.NewClock(cfg.start)
+	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatalf("keystore.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
 	pol := mustPolicy(t, cfg.policy)
-	logs := &syncBuffer{}
+	logs := &keystoretest.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
 		Store:               st,
@@ -166,6 +124,9 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 		AdminToken:          testAdminToken,
 		JWT:                 jwtOpts,
 		PublicProjectCreate: cfg.publicCreate,
+		PrincipalRate:       cfg.principalRate,
+		OperatorRate:        cfg.operatorRate,
+		PublicCreateRate:    cfg.publicCreateRate,
 		Logger:              zerolog.New(logs).Level(zerolog.DebugLevel),
 		Registerer:          reg,
 		Now:                 clock.Now,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 func hashOf(raw string) string { return keystore.HashKey(raw).String() }
@@ -28,9 +29,9 @@ func (e *testEnv) importNDJSON(token string, body any) response {
 }
 
 // importResult decodes an import response strictly.
-func importResult(t *testing.T, r response) importResponse {
+func importResult(t *testing.T, r response) ImportResponse {
 	t.Helper()
-	var res importResponse
+	var res ImportResponse
 	dec := json.NewDecoder(bytes.NewReader(r.raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&res); err != nil {
@@ -287,7 +288,7 @@ func TestImport1M(t *testing.T) {
 		n = v
 	}
 	e := newEnv(t, envConfig{})
-	e.logs = &syncBuffer{} // keep the log sink small
+	e.logs = &keystoretest.LogBuffer{} // keep the log sink small
 	pr, pw := io.Pipe()
 	go func() {
 		bw := bufio.NewWriterSize(pw, 64<<10)

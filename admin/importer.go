@@ -28,24 +28,25 @@ type importLine struct {
 	ExpiresAt *string  `json:"expiresAt"`
 }
 
-// importLineError reports one refused line.
-type importLineError struct {
+// ImportLineError reports one refused line of an import.
+type ImportLineError struct {
 	Line  int    `json:"line"`
 	Error string `json:"error"`
 }
 
-// importResponse is the import result. ErrorsOmitted counts the errors
+// ImportResponse is the answer of POST /api/v1/api-keys/import.
+// ErrorsOmitted counts the errors
 // beyond the first MaxImportErrors, which are not listed.
-type importResponse struct {
+type ImportResponse struct {
 	Imported      int               `json:"imported"`
 	Skipped       int               `json:"skipped"`
-	Errors        []importLineError `json:"errors"`
+	Errors        []ImportLineError `json:"errors"`
 	ErrorsOmitted int               `json:"errorsOmitted,omitempty"`
 }
 
-func (res *importResponse) addError(line int, msg string) {
+func (res *ImportResponse) addError(line int, msg string) {
 	if len(res.Errors) < MaxImportErrors {
-		res.Errors = append(res.Errors, importLineError{Line: line, Error: msg})
+		res.Errors = append(res.Errors, ImportLineError{Line: line, Error: msg})
 		return
 	}
 	res.ErrorsOmitted++
@@ -167,7 +168,7 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	extendDeadline()
 	pol := s.policy()
-	res := importResponse{Errors: []importLineError{}}
+	res := ImportResponse{Errors: []ImportLineError{}}
 	chunk := make([]*keystore.Key, 0, ImportChunkSize)
 	chunks := 0
 	flush := func() error {

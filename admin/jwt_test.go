@@ -161,7 +161,7 @@ func TestJWTUserIsolation(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	alice, bob := e.userToken("alice"), e.userToken("bob")
 	ak := e.createNexKey(alice, map[string]any{"name": "alice's", "scopes": []string{"signals"}})
-	e.clock.Advance(time.Second) // list order is creation order
+	e.clock.Add(time.Second) // list order is creation order
 	bk := e.createNexKey(bob, map[string]any{"name": "bob's", "scopes": []string{"agents"}})
 	aid := ak["id"].(string)
 

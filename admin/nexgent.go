@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
@@ -21,11 +22,12 @@ const msgKeyNotFound = "API key not found"
 // createKeyRequest is the body of POST /api/v1/api-keys. Pointers tell
 // "absent" from "empty".
 type createKeyRequest struct {
-	Name      *string  `json:"name"`
-	Scopes    []string `json:"scopes"`
-	ExpiresAt *string  `json:"expiresAt"`
-	UserID    *string  `json:"userId"`    // operator only
-	ProjectID *string  `json:"projectId"` // operator only
+	Name      *string        `json:"name"`
+	Scopes    []string       `json:"scopes"`
+	ExpiresAt *string        `json:"expiresAt"`
+	UserID    *string        `json:"userId"`    // operator only
+	ProjectID *string        `json:"projectId"` // operator only
+	RateLimit *rateLimitBody `json:"rateLimit"`
 }
 
 // rotateKeyRequest is the optional body of POST /api/v1/api-keys/{id}/rotate.
@@ -34,30 +36,33 @@ type rotateKeyRequest struct {
 	ExpiresAt   *string `json:"expiresAt"`
 }
 
-// nexCreated is the create and rotate response; the only place "key" appears.
-type nexCreated struct {
-	ID        string   `json:"id"`
-	Name      string   `json:"name"`
-	Key       string   `json:"key"`
-	Prefix    string   `json:"prefix"`
-	Scopes    []string `json:"scopes"`
-	CreatedAt string   `json:"createdAt"`
-	ExpiresAt *string  `json:"expiresAt,omitempty"`
+// NexgentCreated is the answer of a Nexgent key creation or rotation; the
+// only place the raw key appears.
+type NexgentCreated struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	Key       string         `json:"key"`
+	Prefix    string         `json:"prefix"`
+	Scopes    []string       `json:"scopes"`
+	CreatedAt string         `json:"createdAt"`
+	ExpiresAt *string        `json:"expiresAt,omitempty"`
+	RateLimit *RateLimitView `json:"rateLimit,omitempty"`
 }
 
-// nexKey is a listed or fetched record.
-type nexKey struct {
-	ID         string   `json:"id"`
-	Name       string   `json:"name"`
-	Prefix     string   `json:"prefix"`
-	Scopes     []string `json:"scopes"`
-	LastUsedAt *string  `json:"lastUsedAt"`
-	CreatedAt  string   `json:"createdAt"`
-	ExpiresAt  *string  `json:"expiresAt,omitempty"`
+// NexgentKey is a Nexgent key record as the list and get routes answer it.
+type NexgentKey struct {
+	ID         string         `json:"id"`
+	Name       string         `json:"name"`
+	Prefix     string         `json:"prefix"`
+	Scopes     []string       `json:"scopes"`
+	LastUsedAt *string        `json:"lastUsedAt"`
+	CreatedAt  string         `json:"createdAt"`
+	ExpiresAt  *string        `json:"expiresAt,omitempty"`
+	RateLimit  *RateLimitView `json:"rateLimit,omitempty"`
 }
 
-func toNexKey(k *keystore.Key) nexKey {
-	return nexKey{
+func toNexKey(k *keystore.Key) NexgentKey {
+	return NexgentKey{
 		ID:         k.ID,
 		Name:       k.Name,
 		Prefix:     k.Prefix,
@@ -65,11 +70,12 @@ func toNexKey(k *keystore.Key) nexKey {
 		LastUsedAt: formatTimePtr(k.LastUsedAt),
 		CreatedAt:  formatTime(k.CreatedAt),
 		ExpiresAt:  formatTimePtr(k.ExpiresAt),
+		RateLimit:  toRateLimitJSON(k.RateLimit),
 	}
 }
 
-func toNexCreated(k *keystore.Key, raw string) nexCreated {
-	return nexCreated{
+func toNexCreated(k *keystore.Key, raw string) NexgentCreated {
+	return NexgentCreated{
 		ID:        k.ID,
 		Name:      k.Name,
 		Key:       raw,
@@ -77,6 +83,7 @@ func toNexCreated(k *keystore.Key, raw string) nexCreated {
 		Scopes:    nonNil(k.Scopes),
 		CreatedAt: formatTime(k.CreatedAt),
 		ExpiresAt: formatTimePtr(k.ExpiresAt),
+		RateLimit: toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -103,6 +110,7 @@ func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *poli
 	}
 	k.Scopes = checkScopes(&fe, "scopes", req.Scopes, pol)
 	k.ExpiresAt = checkExpiry(&fe, "expiresAt", req.ExpiresAt, s.now())
+	k.RateLimit = checkRateLimit(&fe, "rateLimit", req.RateLimit)
 	for _, f := range []struct {
 		name string
 		v    *string
@@ -124,6 +132,11 @@ func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *poli
 	}
 	if err := fe.err(); err != nil {
 		return nil, err
+	}
+	if req.RateLimit != nil {
+		if err := checkLimitAllowed(p, "rateLimit", k.RateLimit, nil, pol); err != nil {
+			return nil, err
+		}
 	}
 	return k, nil
 }
@@ -235,7 +248,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p principal) e
 	if err != nil {
 		return err
 	}
-	out := make([]nexKey, 0, len(keys))
+	out := make([]NexgentKey, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, toNexKey(k))
 	}
@@ -297,7 +310,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) 
 		d, err := time.ParseDuration(*req.GracePeriod)
 		switch {
 		case err != nil:
-			fe.add("gracePeriod", "must be a duration such as \"24h\" or \"0s\", got %q", truncate(*req.GracePeriod, 64))
+			fe.add("gracePeriod", "must be a duration such as \"24h\" or \"0s\", got %q", clip.String(*req.GracePeriod, 64))
 		case d < 0:
 			fe.add("gracePeriod", "must not be negative")
 		case d > MaxGracePeriod:

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -30,9 +31,10 @@ type createProjectRequest struct {
 }
 
 type createProjectKeyRequest struct {
-	Permissions []string `json:"permissions"`
-	Label       *string  `json:"label"`
-	ExpiresAt   *string  `json:"expires_at"`
+	Permissions []string       `json:"permissions"`
+	Label       *string        `json:"label"`
+	ExpiresAt   *string        `json:"expires_at"`
+	RateLimit   *rateLimitBody `json:"rate_limit"`
 }
 
 type ngProject struct {
@@ -43,24 +45,26 @@ type ngProject struct {
 
 // ngCreated is a created key; the only place "key" appears.
 type ngCreated struct {
-	ID          string   `json:"id"`
-	Key         string   `json:"key"`
-	KeyPrefix   string   `json:"key_prefix"`
-	Label       string   `json:"label"`
-	Permissions []string `json:"permissions"`
-	ExpiresAt   *string  `json:"expires_at"`
-	CreatedAt   string   `json:"created_at"`
+	ID          string         `json:"id"`
+	Key         string         `json:"key"`
+	KeyPrefix   string         `json:"key_prefix"`
+	Label       string         `json:"label"`
+	Permissions []string       `json:"permissions"`
+	ExpiresAt   *string        `json:"expires_at"`
+	CreatedAt   string         `json:"created_at"`
+	RateLimit   *RateLimitView `json:"rate_limit,omitempty"`
 }
 
 // ngKey is a listed record.
 type ngKey struct {
-	ID          string   `json:"id"`
-	KeyPrefix   string   `json:"key_prefix"`
-	Label       string   `json:"label"`
-	Permissions []string `json:"permissions"`
-	ExpiresAt   *string  `json:"expires_at"`
-	CreatedAt   string   `json:"created_at"`
-	LastUsedAt  *string  `json:"last_used_at"`
+	ID          string         `json:"id"`
+	KeyPrefix   string         `json:"key_prefix"`
+	Label       string         `json:"label"`
+	Permissions []string       `json:"permissions"`
+	ExpiresAt   *string        `json:"expires_at"`
+	CreatedAt   string         `json:"created_at"`
+	LastUsedAt  *string        `json:"last_used_at"`
+	RateLimit   *RateLimitView `json:"rate_limit,omitempty"`
 }
 
 // ngKeyRevoked is a listed record with its revocation time (null when live):
@@ -79,6 +83,7 @@ func toNGKey(k *keystore.Key) ngKey {
 		ExpiresAt:   formatTimePtr(k.ExpiresAt),
 		CreatedAt:   formatTime(k.CreatedAt),
 		LastUsedAt:  formatTimePtr(k.LastUsedAt),
+		RateLimit:   toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -91,6 +96,7 @@ func toNGCreated(k *keystore.Key, raw string) ngCreated {
 		Permissions: nonNil(k.Scopes),
 		ExpiresAt:   formatTimePtr(k.ExpiresAt),
 		CreatedAt:   formatTime(k.CreatedAt),
+		RateLimit:   toRateLimitJSON(k.RateLimit),
 	}
 }
 
@@ -212,8 +218,15 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 		k.Name = *req.Label
 	}
 	k.ExpiresAt = checkExpiry(&fe, "expires_at", req.ExpiresAt, s.now())
+	k.RateLimit = checkRateLimit(&fe, "rate_limit", req.RateLimit)
+	capExpiry(&fe, "expires_at", k, p)
 	if err := fe.err(); err != nil {
 		return err
+	}
+	if req.RateLimit != nil {
+		if err := checkLimitAllowed(p, "rate_limit", k.RateLimit, nil, pol); err != nil {
+			return err
+		}
 	}
 	raw, err := s.storeNewKey(k, pol, func(k *keystore.Key) error { return s.store.CreateKey(k, p.actor()) })
 	if err != nil {
@@ -246,4 +259,21 @@ func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	s.logChange(r, p, "key.revoke", http.StatusOK, k)
 	jsonresp.Write(w, http.StatusOK, ngKeyRevoked{toNGKey(k), formatTimePtr(k.RevokedAt)})
 	return nil
+}
+
+// capExpiry keeps a key made by an expiring key from outliving it: with
+// no expires_at asked for, the new key gets its creator's; a later one is
+// a validation error, named in field (the request is never silently
+// changed into something else than it asked for).
+func capExpiry(fe *fieldErrors, field string, k *keystore.Key, p principal) {
+	if p.kind != kindKey || p.key.ExpiresAt == nil {
+		return
+	}
+	limit := *p.key.ExpiresAt
+	switch {
+	case k.ExpiresAt == nil:
+		k.ExpiresAt = &limit
+	case k.ExpiresAt.After(limit):
+		fe.add(field, "must not be later than %s, the expiry of the key making this request", limit.UTC().Format(time.RFC3339))
+	}
 }

@@ -16,7 +16,8 @@ type setUserRequest struct {
 	Active *bool `json:"active"`
 }
 
-type userResponse struct {
+// UserResponse is the answer of PUT /api/v1/users/{id}.
+type UserResponse struct {
 	ID     string `json:"id"`
 	Active bool   `json:"active"`
 }
@@ -52,7 +53,7 @@ func (s *Server) setUser(w http.ResponseWriter, r *http.Request, p principal) er
 		Str("route", r.Pattern).
 		Int("status", http.StatusOK).
 		Msg("admin change")
-	jsonresp.Write(w, http.StatusOK, userResponse{ID: u.ID, Active: u.Active})
+	jsonresp.Write(w, http.StatusOK, UserResponse{ID: u.ID, Active: u.Active})
 	return nil
 }
 
@@ -94,5 +95,28 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ principal) erro
 		events = []keystore.Event{}
 	}
 	jsonresp.Write(w, http.StatusOK, events)
+	return nil
+}
+
+// backup streams a consistent copy of the store file (keystore.Backup): an
+// online backup that the restore command puts back as a new history.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request, p principal) error {
+	// No write deadline: a large store takes longer than any fixed bound.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="extauthz.db"`)
+	n, rev, err := s.store.Backup(w)
+	if err != nil {
+		// The status is sent; a cut body fails the client's check.
+		s.log.Error().Err(err).Str("actor", p.actor()).Int64("bytes", n).Msg("backup failed")
+		return nil
+	}
+	s.log.Info().
+		Str("actor", p.actor()).
+		Str("action", "store.backup").
+		Uint64("revision", rev).
+		Int64("bytes", n).
+		Str("route", r.Pattern).
+		Msg("admin backup")
 	return nil
 }

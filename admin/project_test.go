@@ -67,7 +67,7 @@ func TestProjectIsolation(t *testing.T) {
 	// Expiry is checked against the injected clock: valid until expires_at,
 	// refused from that instant on.
 	e.expect(e.request("GET", keysOf(pidP), expiring["key"].(string), nil), http.StatusOK, "before expiry")
-	e.clock.Advance(time.Hour)
+	e.clock.Add(time.Hour)
 	r := e.expect(e.request("GET", keysOf(pidP), expiring["key"].(string), nil), http.StatusUnauthorized, "at expiry")
 	if got := r.errorMessage(t); got != invalid {
 		t.Errorf("expired: error = %q", got)

@@ -26,7 +26,7 @@ func TestRotate(t *testing.T) {
 			jwt := e.userToken("carol")
 			old := e.createNexKey(jwt, `{"name":"bot","scopes":["signals","agents"]}`)
 			oldKey, oldID := old["key"].(string), old["id"].(string)
-			e.clock.Advance(time.Minute)
+			e.clock.Add(time.Minute)
 
 			r := e.expect(e.request("POST", "/api/v1/api-keys/"+oldID+"/rotate", jwt, tc.body), http.StatusCreated, "rotate")
 			next := r.object(t)
@@ -60,11 +60,11 @@ func TestRotate(t *testing.T) {
 			if res.Key.Revoked() || res.Key.ExpiresAt == nil || !res.Key.ExpiresAt.Equal(want) {
 				t.Fatalf("old key revoked=%v expiresAt=%v; want live until %v", res.Key.Revoked(), res.Key.ExpiresAt, want)
 			}
-			e.clock.Advance(tc.grace - time.Nanosecond)
+			e.clock.Add(tc.grace - time.Nanosecond)
 			if !e.keyValid(oldKey) {
 				t.Errorf("old key invalid just before the grace period ends")
 			}
-			e.clock.Advance(time.Nanosecond)
+			e.clock.Add(time.Nanosecond)
 			if e.keyValid(oldKey) {
 				t.Errorf("old key still valid when the grace period ends")
 			}

@@ -228,7 +228,7 @@ func TestConcurrentCreates(t *testing.T) {
 func TestAuditAndUsers(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	e.createNexKey(testAdminToken, `{"name":"a","scopes":["signals"]}`)
-	e.clock.Advance(time.Minute)
+	e.clock.Add(time.Minute)
 	e.expect(e.request("PUT", "/api/v1/users/erin", testAdminToken, `{"active":false}`), http.StatusOK, "disable")
 	r := e.expect(e.request("PUT", "/api/v1/users/erin", testAdminToken, `{"active":true}`), http.StatusOK, "enable")
 	checkShape(t, "user response", r.object(t), map[string]string{"id": "string", "active": "bool"})

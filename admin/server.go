@@ -52,7 +52,7 @@ const (
 // Options configures New. Store and Policy are required; every other field
 // has a usable zero value.
 type Options struct {
-	// Store is the authoritative key store (opened with Authority: true).
+	// Store is the authoritative key store (keystore.Open).
 	Store *keystore.Store
 	// Policy returns the current policy; it is called on every request so a
 	// reloaded policy takes effect at once. It must not return nil.
@@ -68,6 +68,21 @@ type Options struct {
 	// credential (NexGraph's documented behaviour). False requires the
 	// operator token.
 	PublicProjectCreate bool
+	// PrincipalRate limits the calls of each JWT user and each project key
+	// (one bucket per user or key, answered 429 with Retry-After beyond
+	// it). The zero Rate is no limit; DefaultPrincipalRate is the
+	// command's default.
+	PrincipalRate Rate
+	// OperatorRate limits the calls made with the operator token. The zero
+	// Rate (the command's default) is no limit: the operator token can do
+	// anything, so a limit on it protects nothing from its holder, and
+	// bulk imports and provisioning scripts use it.
+	OperatorRate Rate
+	// PublicCreateRate limits project creations by anyone but the operator
+	// (possible with PublicProjectCreate, with or without a credential) per
+	// source address. The zero Rate is no limit; DefaultPublicCreateRate is
+	// the command's default.
+	PublicCreateRate Rate
 	// Logger receives one line per change and per server error (the caller
 	// adds component=admin). Nothing secret is ever logged. The zero Logger
 	// discards everything.
@@ -110,6 +125,8 @@ type Server struct {
 	jwt          *jwtVerifier
 	mux          *http.ServeMux
 	requests     *prometheus.CounterVec
+
+	principalLimit, operatorLimit, publicCreateLimit *limiters // nil: no limit
 }
 
 // New validates opts and returns a Server. It reads the JWKS file, if any.
@@ -123,6 +140,14 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	for _, r := range []struct {
+		name string
+		r    Rate
+	}{{"PrincipalRate", opts.PrincipalRate}, {"OperatorRate", opts.OperatorRate}, {"PublicCreateRate", opts.PublicCreateRate}} {
+		if r.r.N < 0 || (r.r.N > 0 && r.r.Per <= 0) {
+			return nil, fmt.Errorf("admin: Options.%s %v: want a positive count per positive period", r.name, r.r)
+		}
+	}
 	s := &Server{
 		store:        opts.Store,
 		policy:       opts.Policy,
@@ -131,28 +156,19 @@ func New(opts Options) (*Server, error) {
 		publicCreate: opts.PublicProjectCreate,
 		operator:     secret.NewToken(opts.AdminToken),
 		mux:          http.NewServeMux(),
+
+		principalLimit:    newLimiters(opts.PrincipalRate, MaxRateKeys),
+		operatorLimit:     newLimiters(opts.OperatorRate, 1),
+		publicCreateLimit: newLimiters(opts.PublicCreateRate, MaxRateKeys),
 	}
 	v, err := newJWTVerifier(opts.JWT, opts.Now)
 	if err != nil {
 		return nil, err
 	}
 	s.jwt = v
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "extauthz_admin_requests_total",
-		Help: "Admin API requests by route pattern and HTTP status code.",
-	}, []string{"route", "code"})
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(requests); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("admin: register metrics: %w", err)
-			}
-			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, fmt.Errorf("admin: register metrics: %w", err)
-			}
-			requests = existing
-		}
+	requests, err := newRequestMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
 	}
 	s.requests = requests
 	for _, rt := range routes {
@@ -194,14 +210,17 @@ var routes = []route{
 	{"GET /api/v1/api-keys", accessUser, (*Server).listKeys},
 	{"GET /api/v1/api-keys/{id}", accessUser, (*Server).getKey},
 	{"DELETE /api/v1/api-keys/{id}", accessUser, (*Server).deleteKey},
+	{"PATCH /api/v1/api-keys/{id}", accessUser, (*Server).updateKey},
 	{"POST /api/v1/api-keys/{id}/rotate", accessUser, (*Server).rotateKey},
 	{"POST /api/v1/api-keys/import", accessOperator, (*Server).importKeys},
 	{"POST /api/v1/projects", accessProjectCreate, (*Server).createProject},
 	{"GET /api/v1/projects/{pid}/api-keys", accessProject, (*Server).listProjectKeys},
 	{"POST /api/v1/projects/{pid}/api-keys", accessProject, (*Server).createProjectKey},
+	{"PATCH /api/v1/projects/{pid}/api-keys/{kid}", accessProject, (*Server).updateProjectKey},
 	{"DELETE /api/v1/projects/{pid}/api-keys/{kid}", accessProject, (*Server).revokeProjectKey},
 	{"PUT /api/v1/users/{id}", accessOperator, (*Server).setUser},
 	{"GET /api/v1/audit", accessOperator, (*Server).audit},
+	{"GET /api/v1/backup", accessOperator, (*Server).backup},
 }
 
 // unmatchedRoute is the metric label of requests no route matched.
@@ -229,6 +248,9 @@ func (s *Server) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.authorize(r, rt.access)
 		if err == nil {
+			err = s.rateLimit(r, p, rt.access)
+		}
+		if err == nil {
 			err = rt.handle(s, w, r, p)
 		}
 		if err != nil {
@@ -245,6 +267,9 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, p principal, er
 	if errors.As(err, &re) {
 		if re.challenge != "" {
 			w.Header().Set("WWW-Authenticate", re.challenge)
+		}
+		if re.retryAfter > 0 {
+			w.Header().Set("Retry-After", retryAfterSeconds(re.retryAfter))
 		}
 		jsonresp.Error(w, re.status, re.msg)
 		return

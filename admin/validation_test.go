@@ -3,6 +3,8 @@ package admin
 import (
 	"strings"
 	"testing"
+
+	"github.com/extauthz/extauthz/clip"
 )
 
 // TestValidation sends bad input to every body-taking route: each answer is
@@ -95,7 +97,7 @@ func TestValidation(t *testing.T) {
 			}
 			r := tc.env.request("POST", tc.path, tc.token, tc.body, "Content-Type", ct)
 			if r.status != tc.want {
-				t.Fatalf("status = %d %s; want %d", r.status, truncate(string(r.raw), 300), tc.want)
+				t.Fatalf("status = %d %s; want %d", r.status, clip.String(string(r.raw), 300), tc.want)
 			}
 			if tc.want < 400 {
 				return

@@ -14,12 +14,14 @@ import (
 // ~20-35 MiB.
 const maxCachedResponses = 1 << 16
 
-// allowKey identifies an allow answer: it depends only on the key record
-// and on which credential headers to strip.
+// allowKey identifies an allow answer: it depends only on the key record,
+// on which credential headers to strip and on the rate limit that applies
+// (the key's own or, changed with the policy, the default).
 type allowKey struct {
 	id      string
 	sources uint8
 	strip   bool
+	limit   keystore.RateLimit
 }
 
 // AllowCache keeps what a front door answers to an allowed check, built
@@ -55,7 +57,7 @@ func (c *AllowCache[T]) Get(d *Decision) T {
 	if c.a.keys != nil {
 		rev = c.a.keys.Revision()
 	}
-	k := allowKey{d.Key.ID, d.Sources, d.Strip}
+	k := allowKey{d.Key.ID, d.Sources, d.Strip, d.Limit.RateLimit}
 	c.mu.RLock()
 	e, ok := c.m[k]
 	current := rev == c.re

@@ -2,21 +2,25 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/usage"
 )
 
 // benchAuthorizer returns an Authorizer over a real store holding n keys,
 // and some of their raw keys.
 func benchAuthorizer(b *testing.B, n int) (*Authorizer, []string) {
 	b.Helper()
-	s, err := keystore.Open(filepath.Join(b.TempDir(), "keys.db"), keystore.Options{Authority: true, NoSync: true})
+	s, err := keystore.Open(filepath.Join(b.TempDir(), "keys.db"), keystore.Options{NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +48,7 @@ func benchAuthorizer(b *testing.B, n int) (*Authorizer, []string) {
 	if _, err := s.ImportKeys(chunk, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: NewUsageTracker(), Metrics: NewMetrics(nil)})
+	a := New(Options{Keys: s, Policy: p, Logger: zerolog.Nop(), Usage: usage.NewDiscard(), Metrics: mustMetrics(b)})
 	return a, raws
 }
 
@@ -80,4 +84,55 @@ func BenchmarkHashKey(b *testing.B) {
 	for b.Loop() {
 		_ = keystore.HashKey("nex_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6")
 	}
+}
+
+// BenchmarkCheckTraced is BenchmarkCheck with a tracer provider sampling
+// 1 % of checks into a processor that drops them: the span's own cost.
+func BenchmarkCheckTraced(b *testing.B) {
+	a, raws := benchAuthorizer(b, 10000)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.TraceIDRatioBased(0.01)))
+	a.trace = &tracing{tracer: tp.Tracer("bench"), propagator: propagation.TraceContext{}}
+	benchChecks(b, a, raws, false)
+}
+
+// BenchmarkCheckLimited is BenchmarkCheck with every key under the
+// policy's default rate limit (high enough never to refuse): the cost of
+// the buckets beside BenchmarkCheck.
+func BenchmarkCheckLimited(b *testing.B) {
+	a, raws := benchAuthorizer(b, 10000)
+	p, err := policy.Load(filepath.Join("..", "examples", "policies", "nexgent.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.RateLimits.Default = &policy.RateLimit{Limit: keystore.MaxRateLimit, Duration: "1s"}
+	data, _ := json.Marshal(p)
+	if p, err = policy.Parse(data); err != nil {
+		b.Fatal(err)
+	}
+	a.SetPolicy(p)
+	benchChecks(b, a, raws, true)
+}
+
+// benchChecks runs allowed checks with raws' keys; limited says each must
+// carry its key's limit.
+func benchChecks(b *testing.B, a *Authorizer, raws []string, limited bool) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := Request{Frontend: "envoy", Method: "POST", Path: "/api/v1/trading-signals?x=1", APIKey: []string{raws[i%len(raws)]}}
+		if d := a.Check(ctx, &r); d.Kind != Allow || d.Limited() != limited {
+			b.Fatalf("decision %v %s", d.Kind, d.Reason)
+		}
+		i++
+	}
+}
+
+// mustMetrics returns check metrics registered nowhere.
+func mustMetrics(tb testing.TB) *Metrics {
+	m, err := NewMetrics(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }

@@ -7,11 +7,14 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/extauthz/extauthz/bearer"
 	"github.com/extauthz/extauthz/keycheck"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/ratelimit"
 )
 
 // KeyLookup finds a key record by the SHA-256 of the raw key. Lookup
@@ -39,7 +42,7 @@ const (
 	Allow           Kind = iota
 	Unauthenticated      // 401: no key, bad format, unknown, revoked, expired, inactive owner
 	Forbidden            // 403: missing scope or other project's resource
-	RateLimited          // 429
+	RateLimited          // 429: the key's rate limit is exceeded
 	AmbiguousPath        // 400 (HTTP), 403 through Envoy
 	Unavailable          // 503 (HTTP), RPC error UNAVAILABLE (gRPC)
 )
@@ -67,6 +70,7 @@ const (
 	ReasonInactiveOwner = "inactive_owner"
 	ReasonMissingScope  = "missing_scope"
 	ReasonWrongProject  = "wrong_project"
+	ReasonRateLimited   = "rate_limited"
 	ReasonUnmatched     = "unmatched_denied"
 	ReasonAmbiguousPath = "ambiguous_path"
 	ReasonConflict      = "ambiguous_forwarding"
@@ -101,6 +105,9 @@ type Request struct {
 	// MethodOverride reports that the request carries one of
 	// MethodOverrideHeaders.
 	MethodOverride bool
+	// TraceParent and TraceState are the request's W3C trace-context
+	// headers, read only when tracing is on (Authorizer.Tracing).
+	TraceParent, TraceState string
 }
 
 // MethodOverrideHeaders are the headers with which frameworks let a POST
@@ -146,6 +153,11 @@ type Decision struct {
 	WWWAuthenticate string
 	// Strip reports whether the credential headers should be removed upstream.
 	Strip bool
+	// Limit is the key's rate limit and its bucket after the check, when
+	// the key has one (Limited); ShowLimit reports whether the policy
+	// shows the RateLimit header fields to clients.
+	Limit     Limit
+	ShowLimit bool
 }
 
 // Options configures an Authorizer.
@@ -159,6 +171,13 @@ type Options struct {
 	Now       func() time.Time
 	Logger    zerolog.Logger
 	Metrics   *Metrics
+	// TracerProvider, when set, gives every check a span (SpanName);
+	// nil means no tracing and no cost. Propagator reads trace context
+	// (default: W3C trace context).
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// MaxBuckets bounds the rate-limit buckets (0: ratelimit.DefaultMaxBuckets).
+	MaxBuckets int
 }
 
 // Authorizer makes decisions. It is safe for concurrent use; SetPolicy
@@ -170,6 +189,8 @@ type Authorizer struct {
 	now       func() time.Time // nil: the check's start time is now
 	log       zerolog.Logger
 	metrics   *Metrics
+	trace     *tracing // nil: checks are not traced
+	buckets   *ratelimit.Buckets
 	state     atomic.Pointer[state]
 }
 
@@ -194,7 +215,14 @@ var (
 
 // New returns an Authorizer. Keys and Policy are required.
 func New(opts Options) *Authorizer {
-	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics}
+	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics,
+		buckets: ratelimit.New(opts.MaxBuckets)}
+	if opts.TracerProvider != nil {
+		a.trace = &tracing{tracer: opts.TracerProvider.Tracer("github.com/extauthz/extauthz/authz"), propagator: opts.Propagator}
+		if a.trace.propagator == nil {
+			a.trace.propagator = propagation.TraceContext{}
+		}
+	}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -226,9 +254,16 @@ func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
 	if a.now != nil {
 		now = a.now()
 	}
+	var span trace.Span
+	if a.trace != nil {
+		ctx, span = a.startSpan(ctx, r)
+	}
 	st := a.state.Load()
 	d, path := a.decide(st, r, now)
 	a.observe(ctx, r, &d, path, time.Since(start))
+	if span != nil {
+		endSpan(span, r, &d)
+	}
 	return d
 }
 
@@ -308,10 +343,15 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 			return d, path
 		}
 	}
+	d := Decision{Kind: Allow, Reason: ReasonOK, Status: statusOK, Key: k, Sources: sources, Strip: st.strip}
+	if !a.limit(&d, pol, match.Route, k, now) {
+		d.Kind, d.Reason, d.Status, d.Body, d.Strip = RateLimited, ReasonRateLimited, statusTooManyRequests, st.rateLimited, false
+		return d, path
+	}
 	if a.usage != nil {
 		a.usage.Record(k.ID, now)
 	}
-	return Decision{Kind: Allow, Reason: ReasonOK, Status: statusOK, Key: k, Sources: sources, Strip: st.strip}, path
+	return d, path
 }
 
 func (st *state) unauthenticated(reason string, body []byte, sources uint8) Decision {

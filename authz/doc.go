@@ -6,10 +6,13 @@
 // canonical path against the policy's routes, admit a public route, extract
 // the key (X-API-Key and/or Bearer, in the policy's order), check its
 // format, hash it, look the hash up, check revocation, expiry and the
-// owner, then the project isolation and the required scope. The front doors
-// live in their own packages and call the same Check: authz/envoy (the
-// Envoy ext_authz gRPC service) and authz/forwardauth (the HTTP door for
-// Traefik, nginx and Envoy's HTTP mode).
+// owner, then the project isolation and the required scope, and last takes
+// the route's cost from the key's rate limit (its own or the policy's
+// default; one token bucket per key in package ratelimit), refusing with
+// RateLimited when it is spent. The front doors live in their own packages
+// and call the same Check: authz/envoy (the Envoy ext_authz gRPC service)
+// and authz/forwardauth (the HTTP door for Traefik, nginx and Envoy's HTTP
+// mode).
 //
 // What a door answers to an allowed key is built once per key and store
 // revision and kept in an AllowCache; Identity and CredentialHeaders say

@@ -1,7 +1,6 @@
 package authz_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -27,35 +26,10 @@ import (
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/usage"
 )
-
-// fakeClock is a settable clock for expiry tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // env is a real store, a real gRPC server and a real HTTP server on
 // loopback, both over one authz.Authorizer.
@@ -63,11 +37,11 @@ type env struct {
 	t           *testing.T
 	store       *keystore.Store
 	pol         *policy.Policy
-	clock       *fakeClock
+	clock       *keystoretest.Clock
 	a           *authz.Authorizer
 	grpc        authv3.AuthorizationClient
 	httpURL     string // the HTTP port: http://127.0.0.1:port
-	logs        *syncBuffer
+	logs        *keystoretest.LogBuffer
 	unavailable error
 	mu          sync.Mutex
 }
@@ -83,9 +57,9 @@ func loadPolicy(t testing.TB, name string) *policy.Policy {
 
 func newEnv(t *testing.T, policyFile string) *env {
 	t.Helper()
-	e := &env{t: t, clock: &fakeClock{t: time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	e := &env{t: t, clock: keystoretest.NewClock(time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC)), logs: &keystoretest.LogBuffer{}}
 	var err error
-	e.store, err = keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{Authority: true, Now: e.clock.Now})
+	e.store, err = keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,13 +70,13 @@ func newEnv(t *testing.T, policyFile string) *env {
 		Policy: e.pol,
 		Now:    e.clock.Now,
 		Logger: zerolog.New(e.logs).Level(zerolog.DebugLevel),
-		Usage:  authz.NewUsageTracker(),
+		Usage:  usage.NewDiscard(),
 		Available: func() error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			return e.unavailable
 		},
-		Metrics: authz.NewMetrics(nil),
+		Metrics: mustMetrics(t),
 	})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -172,6 +146,8 @@ type result struct {
 	headers map[string]string // lower-case names: denial headers or upstream identity headers
 	remove  []string          // envoy headers_to_remove, or x-envoy-auth-headers-to-remove
 	meta    map[string]string // envoy dynamic metadata
+	client  map[string]string // envoy response_headers_to_add (to the client on allow)
+	limit   map[string]any    // envoy dynamic metadata rate_limit
 }
 
 // viaEnvoy sends a CheckRequest over real gRPC as Envoy would build it.
@@ -218,6 +194,17 @@ func (e *env) viaEnvoy(method, path string, hdr map[string]string) result {
 	r.remove = ok.GetHeadersToRemove()
 	for k, v := range resp.GetDynamicMetadata().GetFields() {
 		r.meta[k] = v.GetStringValue()
+	}
+	if l := resp.GetDynamicMetadata().GetFields()["rate_limit"]; l != nil {
+		r.limit = l.GetStructValue().AsMap()
+	}
+	r.client = map[string]string{}
+	for _, h := range ok.GetResponseHeadersToAdd() {
+		//lint:ignore SA1019 the portable overwrite is what is checked (see header in envoy.go)
+		if h.GetAppend() == nil || h.GetAppend().GetValue() {
+			e.t.Errorf("response header %s must set append=false explicitly", h.GetHeader().GetKey())
+		}
+		r.client[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 	}
 	return r
 }
@@ -274,4 +261,13 @@ func sorted(s []string) []string {
 	out := append([]string(nil), s...)
 	sort.Strings(out)
 	return out
+}
+
+// mustMetrics returns check metrics registered nowhere.
+func mustMetrics(tb testing.TB) *authz.Metrics {
+	m, err := authz.NewMetrics(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }

@@ -136,6 +136,33 @@ func (s *Store) RotateKey(oldID string, next *Key, grace time.Duration, actor st
 	return out, err
 }
 
+// SetKeyRateLimit replaces the rate limit of the live key id (nil removes
+// it) and returns the updated record. It fails with ErrRevoked for a
+// revoked key. The change replicates like any other.
+func (s *Store) SetKeyRateLimit(id string, limit *RateLimit, actor string) (*Key, error) {
+	if limit != nil {
+		if err := limit.Validate(); err != nil {
+			return nil, fmt.Errorf("keystore: rate limit: %w", err)
+		}
+		l := *limit
+		limit = &l
+	}
+	var out *Key
+	err := s.update(func(w *wtx) error {
+		k, err := getKeyByID(w.tx, id)
+		if err != nil {
+			return err
+		}
+		if k.Revoked() {
+			return ErrRevoked
+		}
+		k.RateLimit = limit
+		out = k
+		return w.saveKey(k, actor, "key.update")
+	})
+	return out, err
+}
+
 // SetUserActive activates or deactivates a user. Deactivation stops every
 // key the user owns.
 func (s *Store) SetUserActive(id string, active bool, actor string) (User, error) {

@@ -15,7 +15,9 @@ import (
 
 // snapshotRecords returns what a snapshot of s streams: key id -> the
 // record bytes, and the user records.
-func snapshotRecords(t *testing.T, s *Store) (keys map[string]string, users []string) {
+func snapshotRecords(t *testing.T, s interface {
+	View(func(*Snapshot) error) error
+}) (keys map[string]string, users []string) {
 	t.Helper()
 	keys = map[string]string{}
 	err := s.View(func(sn *Snapshot) error {
@@ -151,7 +153,7 @@ func TestSchema1Migration(t *testing.T) {
 
 	migrateChunk = 1 // two records: two chunks
 	defer func() { migrateChunk = 10_000 }()
-	s, err := Open(path, Options{Authority: true})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +210,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path, Options{Authority: true}); !errors.Is(err, ErrSchema) {
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrSchema) {
 		t.Fatalf("Open of a schema %d file: %v; want ErrSchema", SchemaVersion+1, err)
 	}
 }
@@ -219,7 +221,7 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	full := &Key{ID: "k", Hash: HashKey("x"), Prefix: "nex_", Name: "n\nwith newline", Scopes: []string{"a"}, ProjectID: "p", UserID: "u",
 		CreatedAt: at, ExpiresAt: &at, LastUsedAt: &at, UseCount: 3, RevokedAt: &at, CreatedBy: "c", RevokedBy: "r",
-		Metadata: map[string]string{"k": "v\n"}, RateLimit: &RateLimit{Requests: 1, Per: time.Second}}
+		Metadata: map[string]string{"k": "v\n"}, RateLimit: &RateLimit{Limit: 1, Duration: time.Second}}
 	// Every field of Key is either in the enforcement view or one of the
 	// extras, never both and never neither (a new field must be placed),
 	// and the fixture above sets them all.
@@ -264,7 +266,7 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 // TestReplicaSnapshotIsItsRecords: a replica streams its key records as
 // they are (they are the enforcement view), byte for byte.
 func TestReplicaSnapshotIsItsRecords(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "replica.db"), Options{Replica: true})
+	s, err := OpenReplica(filepath.Join(t.TempDir(), "replica.db"), ReplicaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

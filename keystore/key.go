@@ -7,7 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/extauthz/extauthz/clip"
 )
 
 // Sentinel errors. Test with errors.Is.
@@ -135,12 +139,121 @@ type Key struct {
 	RateLimit  *RateLimit        `json:"rate_limit,omitempty"`
 }
 
-// RateLimit is a per-key request budget. Reserved: no key carries one yet,
-// and no check enforces it.
+// RateLimit is a per-key request budget: at most Limit requests per
+// Duration, as a token bucket of Limit tokens refilled evenly. Records
+// written before limits existed have none (nil: unlimited). Stored and
+// replicated with the duration in nanoseconds.
 type RateLimit struct {
-	Requests int           `json:"requests"`
-	Per      time.Duration `json:"per"`
+	Limit    int64         `json:"limit"`
+	Duration time.Duration `json:"duration"`
 }
+
+// Bounds of a RateLimit: a limit of 1 to MaxRateLimit requests per a whole
+// number of seconds from MinRateLimitDuration to MaxRateLimitDuration. The
+// RateLimit header fields give windows in whole seconds; a longer budget
+// is a quota, not a rate.
+const (
+	MaxRateLimit         = 1_000_000_000
+	MinRateLimitDuration = time.Second
+	MaxRateLimitDuration = 24 * time.Hour
+)
+
+// FieldProblem is one thing wrong with a value, and the field it is in.
+type FieldProblem struct {
+	Field, Message string
+}
+
+// Problems lists what is wrong with l: its "limit" and its "duration".
+func (l RateLimit) Problems() []FieldProblem {
+	var out []FieldProblem
+	if l.Limit < 1 || l.Limit > MaxRateLimit {
+		out = append(out, FieldProblem{"limit", fmt.Sprintf("must be an integer from 1 to %d, got %d", MaxRateLimit, l.Limit)})
+	}
+	if l.Duration < MinRateLimitDuration || l.Duration > MaxRateLimitDuration || l.Duration%time.Second != 0 {
+		out = append(out, FieldProblem{"duration", fmt.Sprintf("must be a whole number of seconds from %s to %s, got %s",
+			FormatDuration(MinRateLimitDuration), FormatDuration(MaxRateLimitDuration), FormatDuration(l.Duration))})
+	}
+	return out
+}
+
+// Valid reports whether l has no Problems, without building them.
+func (l RateLimit) Valid() bool {
+	return l.Limit >= 1 && l.Limit <= MaxRateLimit && l.Duration >= MinRateLimitDuration &&
+		l.Duration <= MaxRateLimitDuration && l.Duration%time.Second == 0
+}
+
+// Validate returns Problems as one error ("limit: ...; duration: ..."), or
+// nil.
+func (l RateLimit) Validate() error {
+	ps := l.Problems()
+	if len(ps) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.Field + ": " + p.Message
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// String returns the CLI form, "100/1m".
+func (l RateLimit) String() string {
+	return strconv.FormatInt(l.Limit, 10) + "/" + FormatDuration(l.Duration)
+}
+
+// ParseRateLimit parses the CLI form "<limit>/<duration>" ("100/1m",
+// "5000/1h") and validates it.
+func ParseRateLimit(s string) (RateLimit, error) {
+	n, d, ok := strings.Cut(s, "/")
+	if !ok {
+		return RateLimit{}, fmt.Errorf("rate limit %q: must be <limit>/<duration> such as 100/1m", quoted(s))
+	}
+	limit, err := strconv.ParseInt(n, 10, 64)
+	if err != nil {
+		return RateLimit{}, fmt.Errorf("rate limit %q: limit must be an integer", quoted(s))
+	}
+	dur, err := ParseRateLimitDuration(d)
+	if err != nil {
+		return RateLimit{}, fmt.Errorf("rate limit %q: %w", quoted(s), err)
+	}
+	l := RateLimit{Limit: limit, Duration: dur}
+	if err := l.Validate(); err != nil {
+		return RateLimit{}, fmt.Errorf("rate limit %q: %w", quoted(s), err)
+	}
+	return l, nil
+}
+
+// ParseRateLimitDuration parses a Go duration ("1m", "90s", "1h30m") or a
+// number of days ("1d"), without validating its bounds.
+func ParseRateLimitDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err == nil && n >= 0 && n <= 366 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("duration must be such as \"1s\", \"1m\", \"1h\" or \"1d\", got %q", quoted(s))
+	}
+	return d, nil
+}
+
+// FormatDuration writes d the short way: "1m" rather than "1m0s", "24h",
+// "1h30m", "90s" stays "1m30s".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// quoted is s shortened for an error message.
+func quoted(s string) string { return clip.String(s, 32) }
 
 // Enforcement returns the part of k that a sidecar needs to decide a request:
 // id, hash, prefix, scopes, project, user, expiry, revocation, rate limit.

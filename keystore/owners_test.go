@@ -124,7 +124,7 @@ func TestListOwnedKeysReadsOnlyItsRecords(t *testing.T) {
 func TestOwnerIndexMigration(t *testing.T) {
 	c := &clock{t: ownersEpoch}
 	path := filepath.Join(t.TempDir(), "keys.db")
-	s, err := Open(path, Options{Authority: true, Now: c.now})
+	s, err := Open(path, Options{Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}

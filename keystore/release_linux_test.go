@@ -26,7 +26,8 @@ func rssFileKiB(t *testing.T) int64 {
 }
 
 // TestReleaseMemoryDropsMappedPages: after reading every record, the
-// store's file pages are resident; ReleaseMemory gives them back.
+// store's file pages are resident; ReleaseMemory gives them back, and only
+// when the program asked for it (Options.ReleaseMemory).
 func TestReleaseMemoryDropsMappedPages(t *testing.T) {
 	s := mustOpen(t, "", nil)
 	batch := make([]*Key, 0, 1000)
@@ -45,6 +46,13 @@ func TestReleaseMemoryDropsMappedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := rssFileKiB(t)
+	if err := s.ReleaseMemory(); err != nil {
+		t.Fatal(err)
+	}
+	if after := rssFileKiB(t); before-after >= 8<<10 {
+		t.Fatalf("RssFile %d KiB before, %d KiB after ReleaseMemory without the option; want no drop", before, after)
+	}
+	s.release = true // as Open with Options.ReleaseMemory
 	if err := s.ReleaseMemory(); err != nil {
 		t.Fatal(err)
 	}

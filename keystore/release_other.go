@@ -3,4 +3,4 @@
 package keystore
 
 // ReleaseMemory is a no-op where madvise is not used.
-func (s *Store) ReleaseMemory() error { return nil }
+func (c *core) ReleaseMemory() error { return nil }

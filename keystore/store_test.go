@@ -31,7 +31,7 @@ func mustOpen(t testing.TB, path string, c *clock) *Store {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "keys.db")
 	}
-	opts := Options{Authority: true}
+	opts := Options{}
 	if c != nil {
 		opts.Now = c.now
 	}
@@ -39,7 +39,12 @@ func mustOpen(t testing.TB, path string, c *clock) *Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Check(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("bbolt consistency check: %v", err)
+		}
+		s.Close()
+	})
 	return s
 }
 
@@ -97,7 +102,7 @@ func TestLockedFileFailsFast(t *testing.T) {
 
 func TestPersistenceAndNoRawKeyOnDisk(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.db")
-	s, err := Open(path, Options{Authority: true})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +202,7 @@ func TestLifecycleChangesAndAudit(t *testing.T) {
 
 func TestConcurrentCreatesAreBatchedAndDurable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.db")
-	s, err := Open(path, Options{Authority: true})
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +245,7 @@ func TestReplicaApply(t *testing.T) {
 	if err := src.Changes(0, 0, func(c Change) error { changes = append(changes, c); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	dst, err := Open(filepath.Join(t.TempDir(), "replica.db"), Options{})
+	dst, err := OpenReplica(filepath.Join(t.TempDir(), "replica.db"), ReplicaOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,22 @@ var externalSecrets = map[string][]string{
 var secretKeyForFlag = map[string]string{
 	"admin-token-file":       "admin-token",
 	"replication-token-file": "replication-token",
+	"tls-cert-file":          "tls.crt",
+	"tls-key-file":           "tls.key",
+	"admin-ca-file":          "ca.crt",
+}
+
+// certManagerKeys are the keys of a Secret that a cert-manager Certificate writes.
+var certManagerKeys = []string{"tls.crt", "tls.key", "ca.crt"}
+
+// certificateFor returns the rendered cert-manager Certificate that writes Secret name in ns.
+func (k *checker) certificateFor(ns, name string) *certificate {
+	for _, o := range k.set.byKind("Certificate") {
+		if c := o.Obj.(*certificate); o.Namespace == ns && c.Spec.SecretName == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // identityHeaders are the headers extauthz adds to an allowed request.
@@ -328,7 +344,19 @@ func (k *checker) checkWorkload(w *workload) {
 				}
 			}
 		case v.Secret != nil:
+			// extauthz refuses secret files every user may read; Kubernetes' default mode is 0644.
+			if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o004 != 0 {
+				k.p.add("%s: volume %s: Secret files are readable by every user (defaultMode unset or world-readable); set defaultMode: 0440", where, v.Name)
+			}
+			for _, it := range v.Secret.Items {
+				if it.Mode != nil && *it.Mode&0o004 != 0 {
+					k.p.add("%s: volume %s: item %s is world-readable (mode %04o)", where, v.Name, it.Key, *it.Mode)
+				}
+			}
 			keys, ok := externalSecrets[v.Secret.SecretName]
+			if !ok && k.certificateFor(w.obj.Namespace, v.Secret.SecretName) != nil {
+				keys, ok = certManagerKeys, true
+			}
 			if !ok {
 				k.p.add("%s: volume %s: Secret %q is not one of the documented external secrets %v", where, v.Name, v.Secret.SecretName, sortedKeys(externalSecrets))
 				continue
@@ -942,19 +970,60 @@ func (k *checker) checkEdge(where, host string, port intstr.IntOrString, fromNS 
 
 func (k *checker) checkAdminURL(w *workload, where, raw string) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		k.p.add("%s: --admin-url=%q is not http://<service>:<port>", where, raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		k.p.add("%s: --admin-url=%q is not http(s)://<service>:<port>", where, raw)
 		return
 	}
 	port := u.Port()
 	if port == "" {
-		port = "80"
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
+	wantTLS := u.Scheme == "https"
 	n, _ := strconv.Atoi(port)
 	k.checkEdge(where+" --admin-url", u.Hostname(), intstr.FromInt32(int32(n)), w.obj.Namespace, w.tmpl.Labels, w.obj.Namespace,
 		"the admin port of an extauthz admin", func(t target) bool {
-			return t.ext != nil && (t.ext.role == "admin" || t.ext.role == "standalone") && t.port == t.ext.admin
+			if t.ext == nil || (t.ext.role != "admin" && t.ext.role != "standalone") || t.port != t.ext.admin {
+				return false
+			}
+			_, servesTLS := t.ext.flags["tls-cert-file"]
+			switch {
+			case servesTLS && !wantTLS:
+				k.p.add("%s: --admin-url=%s is plain http://, but the admin serves TLS", where, raw)
+			case wantTLS && !servesTLS:
+				k.p.add("%s: --admin-url=%s is https://, but the admin has no --tls-cert-file", where, raw)
+			case wantTLS:
+				k.checkAdminName(t, where, u.Hostname())
+			}
+			return true
 		})
+}
+
+// checkAdminName checks that the certificate the admin target serves (the cert-manager
+// Certificate of the Secret behind its --tls-cert-file) carries the host the sidecar dials.
+func (k *checker) checkAdminName(t target, where, host string) {
+	c := t.w.spec().Containers
+	for i := range c {
+		if !isExtauthz(&c[i]) {
+			continue
+		}
+		vols := map[string]*corev1.Volume{}
+		for j := range t.w.spec().Volumes {
+			vols[t.w.spec().Volumes[j].Name] = &t.w.spec().Volumes[j]
+		}
+		_, v, _ := mountFor(&c[i], vols, t.ext.flags["tls-cert-file"])
+		if v == nil || v.Secret == nil {
+			return // reported by checkExtauthz
+		}
+		cert := k.certificateFor(t.w.obj.Namespace, v.Secret.SecretName)
+		if cert == nil {
+			k.p.add("%s: no cert-manager Certificate writes Secret %s, the admin's --tls-cert-file", where, v.Secret.SecretName)
+			return
+		}
+		if !slices.Contains(cert.Spec.DNSNames, host) {
+			k.p.add("%s: the admin's Certificate %s does not name %q (dnsNames %v): the sidecar would refuse it", where, cert.Metadata.Name, host, cert.Spec.DNSNames)
+		}
+		return
+	}
 }
 
 // nsLabels are the labels of a namespace: those of a rendered Namespace object plus the one

@@ -9,6 +9,10 @@
 //     sidecar (ext_authz gRPC), configured by the repository's envoy.yaml.
 //   - traefik: base plus a pool of extauthz replicas behind the Service extauthz-auth, a
 //     traefik.io/v1alpha1 forwardAuth Middleware and an IngressRoute that uses it.
+//   - tls: a kustomize Component serving TLS on the admin port from a cert-manager Certificate.
+//   - envoy-tls, traefik-tls: the two layouts with the tls component, their sidecars and proxy
+//     reaching the admin over verified https (envoy-tls carries its own copy of envoy.yaml with
+//     the admin cluster's UpstreamTlsContext).
 //
 // The package's tests render every kustomization with the kustomize Go API, decode each object
 // strictly into its Kubernetes type, check that the objects fit together (selectors, ports,

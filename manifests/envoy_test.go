@@ -16,6 +16,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -36,6 +37,7 @@ var (
 	_ = &filev3.FileAccessLog{}
 	_ = &streamv3.StdoutAccessLog{}
 	_ = &routerv3.Router{}
+	_ = &tlsv3.UpstreamTlsContext{}
 	_ = &upstreamhttpv3.HttpProtocolOptions{}
 )
 
@@ -122,6 +124,8 @@ type envoyFacts struct {
 	Mode          string // "grpc" or "http"
 	ListenerPorts []uint32
 	AdminHosts    []hostPort // endpoints of the clusters key management is routed to
+	// AdminTLS is the UpstreamTlsContext of the cluster of each admin endpoint; nil: plain HTTP.
+	AdminTLS map[hostPort]*tlsv3.UpstreamTlsContext
 }
 
 func isLoopback(host string) bool {
@@ -449,10 +453,18 @@ func checkRoutes(where string, hcm *hcmv3.HttpConnectionManager, clusters map[st
 					}
 				}
 			}
+			tc, err := upstreamTLS(c)
+			if err != nil {
+				p.add("%s: cluster %q: %v", rw, cname, err)
+			}
 			for _, ep := range eps {
 				if !slices.Contains(f.AdminHosts, ep) {
 					f.AdminHosts = append(f.AdminHosts, ep)
 				}
+				if f.AdminTLS == nil {
+					f.AdminTLS = map[hostPort]*tlsv3.UpstreamTlsContext{}
+				}
+				f.AdminTLS[ep] = tc
 			}
 			m := r.GetMatch()
 			adminMatches = append(adminMatches, m.GetPath()+m.GetPrefix()+m.GetPathSeparatedPrefix()+m.GetSafeRegex().GetRegex())
@@ -535,8 +547,86 @@ func (k *checker) checkEnvoyContainer(w *workload, c *corev1.Container, vols map
 	for _, hp := range facts.AdminHosts {
 		k.checkEdge(where+" cluster to "+hp.Host, hp.Host, intstr.FromInt32(int32(hp.Port)), w.obj.Namespace, w.tmpl.Labels, w.obj.Namespace,
 			"the admin port of an extauthz admin", func(t target) bool {
-				return t.ext != nil && (t.ext.role == "admin" || t.ext.role == "standalone") && t.port == t.ext.admin
+				if t.ext == nil || (t.ext.role != "admin" && t.ext.role != "standalone") || t.port != t.ext.admin {
+					return false
+				}
+				k.checkEnvoyAdminTLS(where+" cluster to "+hp.Host, c, vols, t, facts.AdminTLS[hp])
+				return true
 			})
+	}
+}
+
+// upstreamTLS returns the UpstreamTlsContext of a cluster's transport socket, nil for none.
+func upstreamTLS(c *clusterv3.Cluster) (*tlsv3.UpstreamTlsContext, error) {
+	ts := c.GetTransportSocket()
+	if ts == nil {
+		return nil, nil
+	}
+	tc := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(tc); err != nil {
+		return nil, fmt.Errorf("transport socket %q is not an UpstreamTlsContext: %w", ts.GetName(), err)
+	}
+	return tc, nil
+}
+
+// checkEnvoyAdminTLS: Envoy speaks TLS to the admin exactly when the admin serves it, and then
+// verifies it as the sidecars do: the CA file is ca.crt of the Secret the admin's certificate
+// comes from, mounted in the Envoy container, and the SNI and a DNS SAN matcher both name one of
+// the dnsNames of the admin's Certificate.
+func (k *checker) checkEnvoyAdminTLS(where string, c *corev1.Container, vols map[string]*corev1.Volume, t target, tc *tlsv3.UpstreamTlsContext) {
+	_, servesTLS := t.ext.flags["tls-cert-file"]
+	switch {
+	case servesTLS && tc == nil:
+		k.p.add("%s: the admin serves TLS, but the cluster has no UpstreamTlsContext", where)
+		return
+	case !servesTLS && tc != nil:
+		k.p.add("%s: the cluster speaks TLS, but the admin has no --tls-cert-file", where)
+		return
+	case !servesTLS:
+		return
+	}
+	secretName := ""
+	for i := range t.w.spec().Containers {
+		ac := &t.w.spec().Containers[i]
+		if !isExtauthz(ac) {
+			continue
+		}
+		avols := map[string]*corev1.Volume{}
+		for j := range t.w.spec().Volumes {
+			avols[t.w.spec().Volumes[j].Name] = &t.w.spec().Volumes[j]
+		}
+		if _, v, _ := mountFor(ac, avols, t.ext.flags["tls-cert-file"]); v != nil && v.Secret != nil {
+			secretName = v.Secret.SecretName
+		}
+	}
+	vc := tc.GetCommonTlsContext().GetValidationContext()
+	ca := vc.GetTrustedCa().GetFilename()
+	if ca == "" {
+		k.p.add("%s: the UpstreamTlsContext has no validation_context.trusted_ca file: Envoy would accept any certificate", where)
+		return
+	}
+	m, v, rel := mountFor(c, vols, ca)
+	if m == nil || v == nil || v.Secret == nil {
+		k.p.add("%s: trusted_ca %s is not in a mounted Secret volume", where, ca)
+	} else if key, _ := projectedKey(v.Secret.Items, rel); v.Secret.SecretName != secretName || key != "ca.crt" {
+		k.p.add("%s: trusted_ca %s is Secret %s key %q, want key \"ca.crt\" of %s, the admin's certificate Secret", where, ca, v.Secret.SecretName, key, secretName)
+	}
+	cert := k.certificateFor(t.w.obj.Namespace, secretName)
+	if cert == nil {
+		k.p.add("%s: no cert-manager Certificate writes Secret %s, the admin's --tls-cert-file", where, secretName)
+		return
+	}
+	if sni := tc.GetSni(); !slices.Contains(cert.Spec.DNSNames, sni) {
+		k.p.add("%s: sni %q is not one of the admin Certificate's dnsNames %v", where, sni, cert.Spec.DNSNames)
+	}
+	named := false
+	for _, san := range vc.GetMatchTypedSubjectAltNames() {
+		if san.GetSanType() == tlsv3.SubjectAltNameMatcher_DNS && slices.Contains(cert.Spec.DNSNames, san.GetMatcher().GetExact()) {
+			named = true
+		}
+	}
+	if !named {
+		k.p.add("%s: no match_typed_subject_alt_names DNS matcher names one of the admin Certificate's dnsNames %v: any certificate of the CA would be accepted", where, cert.Spec.DNSNames)
 	}
 }
 

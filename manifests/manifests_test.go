@@ -125,6 +125,17 @@ func TestKustomizationsContent(t *testing.T) {
 	if w := tr.get("Deployment", "extauthz", "extauthz-auth"); w == nil || *w.Obj.(*appsv1.Deployment).Spec.Replicas < 2 {
 		t.Errorf("traefik: want Deployment extauthz-auth with at least 2 replicas")
 	}
+
+	// The TLS overlays: the layout's containers, and the admin's Certificate.
+	for _, name := range []string{"envoy-tls", "traefik-tls"} {
+		set := rendered(t, name)
+		if got, base := roles(set), roles(rendered(t, strings.TrimSuffix(name, "-tls"))); !reflect.DeepEqual(got, base) {
+			t.Errorf("%s: containers %v, want those of its layout %v", name, got, base)
+		}
+		if set.get("Certificate", "extauthz", "extauthz-admin") == nil {
+			t.Errorf("%s: no Certificate extauthz-admin", name)
+		}
+	}
 }
 
 // TestEnvoyConfigMapIsRootEnvoyYAML: kustomize cannot read ../../envoy.yaml (load restrictor), so
@@ -350,6 +361,81 @@ func TestManifestDriftIsReported(t *testing.T) {
 			expect: []string{"Secret \"tokens\" is not one of the documented external secrets"},
 		},
 		{
+			name: "Secret volume with the default mode 0644", overlay: "base",
+			mutate: func(t *testing.T, s *objectSet) {
+				spec, _ := container(t, withNamespace(s), "StatefulSet", "extauthz-admin", "admin")
+				for i := range spec.Volumes {
+					if spec.Volumes[i].Secret != nil {
+						spec.Volumes[i].Secret.DefaultMode = nil
+					}
+				}
+			},
+			expect: []string{"volume tokens", "set defaultMode: 0440"},
+		},
+		{
+			name: "sidecar follows a TLS admin over plain HTTP", overlay: "traefik-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=https://extauthz-admin:8181", "--admin-url=http://extauthz-admin:8181")
+			},
+			expect: []string{"is plain http://, but the admin serves TLS"},
+		},
+		{
+			name: "sidecar uses https to a plain admin", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=http://extauthz-admin:8181", "--admin-url=https://extauthz-admin:8181")
+			},
+			expect: []string{"is https://, but the admin has no --tls-cert-file"},
+		},
+		{
+			name: "admin certificate without the name sidecars dial", overlay: "traefik-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				c := s.get("Certificate", "extauthz", "extauthz-admin").Obj.(*certificate)
+				c.Spec.DNSNames = []string{"admin.example.com"}
+			},
+			expect: []string{"does not name \"extauthz-admin\""},
+		},
+		{
+			name: "Envoy to a TLS admin over plain HTTP", overlay: "envoy-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				editEnvoyConfig(t, s, func(cfg map[string]any) { delete(adminCluster(t, cfg), "transport_socket") })
+			},
+			expect: []string{"cluster to extauthz-admin", "the admin serves TLS, but the cluster has no UpstreamTlsContext"},
+		},
+		{
+			name: "Envoy SNI not on the admin certificate", overlay: "envoy-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				editEnvoyConfig(t, s, func(cfg map[string]any) { adminTLS(t, cfg)["sni"] = "admin.example.com" })
+			},
+			expect: []string{"sni \"admin.example.com\" is not one of the admin Certificate's dnsNames"},
+		},
+		{
+			name: "Envoy trusts any certificate of the CA", overlay: "envoy-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				editEnvoyConfig(t, s, func(cfg map[string]any) {
+					delete(adminTLS(t, cfg)["common_tls_context"].(map[string]any)["validation_context"].(map[string]any), "match_typed_subject_alt_names")
+				})
+			},
+			expect: []string{"no match_typed_subject_alt_names DNS matcher"},
+		},
+		{
+			name: "Envoy's CA file not mounted", overlay: "envoy-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "app", "envoy")
+				c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "admin-ca" })
+			},
+			expect: []string{"trusted_ca /etc/extauthz/admin-ca/ca.crt is not in a mounted Secret volume"},
+		},
+		{
+			name: "Envoy speaks TLS to a plain admin", overlay: "envoy-tls",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "StatefulSet", "extauthz-admin", "admin")
+				c.Args = slices.DeleteFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--tls-") })
+			},
+			expect: []string{"the cluster speaks TLS, but the admin has no --tls-cert-file"},
+		},
+		{
 			name: "sidecar sees the admin token", overlay: "envoy",
 			mutate: func(t *testing.T, s *objectSet) {
 				spec, _ := container(t, s, "Deployment", "app", "extauthz")
@@ -518,4 +604,65 @@ func withNamespace(s *objectSet) *objectSet {
 		out.Objs = append(out.Objs, &c)
 	}
 	return out
+}
+
+// editEnvoyConfig changes the envoy.yaml of the ConfigMap envoy-config, as data.
+func editEnvoyConfig(t *testing.T, s *objectSet, edit func(cfg map[string]any)) {
+	t.Helper()
+	cm := s.get("ConfigMap", "extauthz", "envoy-config").Obj.(*corev1.ConfigMap)
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(cm.Data["envoy.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["envoy.yaml"] = string(b)
+}
+
+// adminCluster is the extauthz_admin cluster of an Envoy config read as data.
+func adminCluster(t *testing.T, cfg map[string]any) map[string]any {
+	t.Helper()
+	for _, c := range cfg["static_resources"].(map[string]any)["clusters"].([]any) {
+		if c := c.(map[string]any); c["name"] == "extauthz_admin" {
+			return c
+		}
+	}
+	t.Fatal("no cluster extauthz_admin")
+	return nil
+}
+
+// adminTLS is the UpstreamTlsContext of the extauthz_admin cluster, as data.
+func adminTLS(t *testing.T, cfg map[string]any) map[string]any {
+	t.Helper()
+	ts, ok := adminCluster(t, cfg)["transport_socket"].(map[string]any)
+	if !ok {
+		t.Fatal("cluster extauthz_admin has no transport_socket")
+	}
+	return ts["typed_config"].(map[string]any)
+}
+
+// TestEnvoyTLSConfigIsRootEnvoyYAML: the envoy-tls overlay's envoy.yaml is the repository's
+// envoy.yaml with only a TLS transport socket added to the admin cluster.
+func TestEnvoyTLSConfigIsRootEnvoyYAML(t *testing.T) {
+	var root, tls map[string]any
+	if err := yaml.Unmarshal(loadFile(t, rootEnvoyYAML), &root); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(loadFile(t, "envoy-tls/envoy.yaml"), &tls); err != nil {
+		t.Fatal(err)
+	}
+	if adminTLS(t, tls)["@type"] != "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" {
+		t.Fatal("envoy-tls/envoy.yaml: the admin cluster's transport socket is not an UpstreamTlsContext")
+	}
+	delete(adminCluster(t, tls), "transport_socket")
+	if !reflect.DeepEqual(root, tls) {
+		t.Fatal("manifests/envoy-tls/envoy.yaml differs from envoy.yaml by more than the admin cluster's transport_socket: make the same change there")
+	}
+	cm := rendered(t, "envoy-tls").get("ConfigMap", "extauthz", "envoy-config")
+	if cm == nil || cm.Obj.(*corev1.ConfigMap).Data["envoy.yaml"] != string(loadFile(t, "envoy-tls/envoy.yaml")) {
+		t.Fatal("envoy-tls: ConfigMap envoy-config does not hold envoy-tls/envoy.yaml")
+	}
 }

@@ -131,6 +131,58 @@ type traefikSvc struct {
 	Port      intstr.IntOrString `json:"port,omitempty"`
 	Scheme    string             `json:"scheme,omitempty"`
 	Weight    *int               `json:"weight,omitempty"`
+	// ServersTransport names the ServersTransport of an https service.
+	ServersTransport string `json:"serversTransport,omitempty"`
+}
+
+// serversTransport is Traefik's traefik.io/v1alpha1 ServersTransport, the fields we use.
+type serversTransport struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		ServerName string `json:"serverName,omitempty"`
+		RootCAs    []struct {
+			Secret    string `json:"secret,omitempty"`
+			ConfigMap string `json:"configMap,omitempty"`
+		} `json:"rootCAs,omitempty"`
+		InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+	} `json:"spec"`
+}
+
+// certificate is cert-manager's cert-manager.io/v1 Certificate, the fields we use.
+type certificate struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		SecretName  string   `json:"secretName"`
+		IsCA        bool     `json:"isCA,omitempty"`
+		CommonName  string   `json:"commonName,omitempty"`
+		DNSNames    []string `json:"dnsNames,omitempty"`
+		Duration    string   `json:"duration,omitempty"`
+		RenewBefore string   `json:"renewBefore,omitempty"`
+		Usages      []string `json:"usages,omitempty"`
+		PrivateKey  *struct {
+			Algorithm      string `json:"algorithm,omitempty"`
+			Size           int    `json:"size,omitempty"`
+			RotationPolicy string `json:"rotationPolicy,omitempty"`
+		} `json:"privateKey,omitempty"`
+		IssuerRef struct {
+			Name string `json:"name"`
+			Kind string `json:"kind,omitempty"`
+		} `json:"issuerRef"`
+	} `json:"spec"`
+}
+
+// issuer is cert-manager's cert-manager.io/v1 Issuer, the two kinds we use.
+type issuer struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		SelfSigned *struct{} `json:"selfSigned,omitempty"`
+		CA         *struct {
+			SecretName string `json:"secretName"`
+		} `json:"ca,omitempty"`
+	} `json:"spec"`
 }
 
 // newTyped returns a pointer to the Go type an apiVersion/kind decodes into.
@@ -164,6 +216,12 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &monitoringv1.ServiceMonitor{}, true
 	case "monitoring.coreos.com/v1 PrometheusRule":
 		return &monitoringv1.PrometheusRule{}, true
+	case "traefik.io/v1alpha1 ServersTransport":
+		return &serversTransport{}, true
+	case "cert-manager.io/v1 Certificate":
+		return &certificate{}, true
+	case "cert-manager.io/v1 Issuer":
+		return &issuer{}, true
 	}
 	return nil, false
 }

@@ -73,6 +73,17 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 }
 
+// NextWhole is Next for a stream whose every line ends in a newline, such
+// as a replication stream or a log: a last line without one means the
+// stream was cut, and is reported as io.ErrUnexpectedEOF.
+func (r *Reader) NextWhole() ([]byte, error) {
+	b, err := r.Next()
+	if err == nil && b[len(b)-1] != '\n' {
+		return nil, io.ErrUnexpectedEOF
+	}
+	return b, err
+}
+
 // discardLine reads up to and including the next newline.
 func (r *Reader) discardLine() error {
 	for {

@@ -158,3 +158,44 @@ func noLongLine(in []byte, max int) bool {
 	}
 	return true
 }
+func TestNextWhole(t *testing.T) {
+	long := strings.Repeat("a", 200<<10) + "\n" // longer than the bufio buffer
+	cases := []struct {
+		name  string
+		in    string
+		max   int
+		lines []string
+		err   error
+	}{
+		{"lines", "a\nbb\n", 10, []string{"a\n", "bb\n"}, io.EOF},
+		{"empty", "", 10, nil, io.EOF},
+		{"crlf kept", "a\r\n", 10, []string{"a\r\n"}, io.EOF},
+		{"cut line", "a\nbb", 10, []string{"a\n"}, io.ErrUnexpectedEOF},
+		{"too long", "a\n0123456789ab\n", 10, []string{"a\n"}, ErrTooLong},
+		{"exactly max", "012345678\n", 10, []string{"012345678\n"}, io.EOF},
+		{"spanning buffers", long + "b\n", 1 << 20, []string{long, "b\n"}, io.EOF},
+		{"too long across buffers", long, 100 << 10, nil, ErrTooLong},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, rd := range map[string]io.Reader{"whole": strings.NewReader(tc.in), "byte at a time": iotest.OneByteReader(strings.NewReader(tc.in))} {
+				lr := NewReader(rd, tc.max)
+				var got []string
+				var err error
+				for {
+					var b []byte
+					if b, err = lr.NextWhole(); err != nil {
+						break
+					}
+					got = append(got, string(b))
+				}
+				if !errors.Is(err, tc.err) {
+					t.Errorf("end error %v; want %v", err, tc.err)
+				}
+				if strings.Join(got, "|") != strings.Join(tc.lines, "|") {
+					t.Errorf("lines %q; want %q", got, tc.lines)
+				}
+			}
+		})
+	}
+}

@@ -42,6 +42,15 @@
 // checked: a route shadowed by an earlier one is not a problem (but see
 // project isolation below).
 //
+// # Rate limits
+//
+// rateLimits.default ({limit, duration}) is the rate limit of every key
+// without its own (none: such keys are unlimited), with a limit from 1 to
+// 1,000,000,000 per a whole number of seconds from 1s to 24h;
+// rateLimits.headers (default true) shows the RateLimit header fields to
+// clients. A route's cost (0 to MaxCost, default 1, not on a public route)
+// is what a request takes from its key's bucket.
+//
 // # Key formats
 //
 // A key is a prefix followed by a body of exactly Length characters drawn from

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 // Source names where a request's API key is read from.
@@ -60,8 +62,44 @@ type Route struct {
 	Public bool `json:"public,omitempty"`
 	// Project names a capture of Path whose value must be the key's project.
 	Project string `json:"project,omitempty"`
+	// Cost is the number of tokens a request takes from its key's rate
+	// limit; nil means 1. Use RequestCost to read it.
+	Cost *int64 `json:"cost,omitempty"`
 
 	pattern pattern
+}
+
+// RequestCost is the number of tokens a request matching r takes from its
+// key's rate limit (cost, default 1).
+func (r *Route) RequestCost() int64 {
+	if r == nil || r.Cost == nil {
+		return 1
+	}
+	return *r.Cost
+}
+
+// MaxCost bounds a route's cost.
+const MaxCost = 1_000_000
+
+// RateLimits configures the per-key rate limits.
+type RateLimits struct {
+	// Default is the limit of a key that has none of its own; nil leaves
+	// such keys unlimited.
+	Default *RateLimit `json:"default,omitempty"`
+	// Headers sends the RateLimit-Policy and RateLimit header fields to
+	// clients (on allowed responses where the proxy can, and on 429s);
+	// nil means true. Use Policy.RateLimitHeaders to read it. Retry-After
+	// is always sent on a 429.
+	Headers *bool `json:"headers,omitempty"`
+
+	limit *keystore.RateLimit // Default, parsed
+}
+
+// RateLimit is a limit as the policy file writes it: {limit: 100,
+// duration: 1m}.
+type RateLimit struct {
+	Limit    int64  `json:"limit"`
+	Duration string `json:"duration"`
 }
 
 // Messages are the texts returned to clients on denial.
@@ -91,13 +129,14 @@ type Keys struct {
 
 // Policy is a parsed, validated and compiled policy file.
 type Policy struct {
-	Keys       Keys      `json:"keys"`
-	Realm      string    `json:"realm,omitempty"`
-	Scopes     []string  `json:"scopes,omitempty"`
-	SuperScope string    `json:"superScope,omitempty"`
-	Routes     []Route   `json:"routes,omitempty"`
-	Unmatched  Unmatched `json:"unmatched,omitempty"`
-	Messages   Messages  `json:"messages,omitempty"`
+	Keys       Keys       `json:"keys"`
+	Realm      string     `json:"realm,omitempty"`
+	Scopes     []string   `json:"scopes,omitempty"`
+	SuperScope string     `json:"superScope,omitempty"`
+	Routes     []Route    `json:"routes,omitempty"`
+	Unmatched  Unmatched  `json:"unmatched,omitempty"`
+	Messages   Messages   `json:"messages,omitempty"`
+	RateLimits RateLimits `json:"rateLimits,omitempty"`
 
 	// isolations are the path sets that project routes isolate, each
 	// once: every request under one must carry a key of the project it
@@ -157,6 +196,16 @@ func Load(path string) (*Policy, error) {
 // (keys.stripCredential, default true).
 func (p *Policy) Strip() bool {
 	return p.Keys.StripCredential == nil || *p.Keys.StripCredential
+}
+
+// DefaultRateLimit returns rateLimits.default, or nil when keys without a
+// limit of their own are unlimited.
+func (p *Policy) DefaultRateLimit() *keystore.RateLimit { return p.RateLimits.limit }
+
+// RateLimitHeaders reports whether the RateLimit header fields are sent to
+// clients (rateLimits.headers, default true).
+func (p *Policy) RateLimitHeaders() bool {
+	return p.RateLimits.Headers == nil || *p.RateLimits.Headers
 }
 
 // MintFormat returns the format new keys are minted in: the first one. It is

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // minimalPolicy is the smallest valid policy file.
@@ -267,6 +268,36 @@ unmatched: maybe
 			"routes[1].public: a public route cannot check a project",
 			"routes[1].project: path has no {project} capture",
 			`unmatched: "maybe" must be deny, authenticate, require-super or allow`,
+		},
+	},
+	{
+		name: "rate limits",
+		yaml: policyWith(`
+routes:
+  - {path: /a, cost: -1}
+  - {path: /b, public: true, cost: 2}
+  - {path: /c, cost: 1000001}
+rateLimits: {default: {limit: 0, duration: 25h}}
+`),
+		want: []string{
+			"routes[0].cost: must be an integer from 0 to 1000000, got -1",
+			"routes[1].cost: a public route has no key to take the cost from",
+			"routes[2].cost: must be an integer from 0 to 1000000, got 1000001",
+			"rateLimits.default.limit: must be an integer from 1 to 1000000000, got 0",
+			"rateLimits.default.duration: must be a whole number of seconds from 1s to 24h, got 25h",
+		},
+	},
+	{
+		name: "rate limit duration not a duration",
+		yaml: policyWith(`rateLimits: {default: {limit: 10, duration: 60}}`),
+		want: []string{`rateLimits.default.duration: must be such as "1s", "1m", "1h" or "1d", got "60"`},
+	},
+	{
+		name: "rate limit without a duration",
+		yaml: policyWith(`rateLimits: {default: {limit: -3}}`),
+		want: []string{
+			`rateLimits.default.duration: must be such as "1s", "1m", "1h" or "1d", got ""`,
+			"rateLimits.default.limit: must be an integer from 1 to 1000000000, got -3",
 		},
 	},
 }
@@ -654,5 +685,47 @@ func TestLoad(t *testing.T) {
 func TestValidationErrorEmpty(t *testing.T) {
 	if got, want := (&ValidationError{}).Error(), "invalid policy"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// TestRateLimits: rateLimits.default parses to a limit, headers default to
+// shown, a route's cost defaults to 1, and an unknown field is refused.
+func TestRateLimits(t *testing.T) {
+	p, err := Parse([]byte(minimalPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DefaultRateLimit() != nil || !p.RateLimitHeaders() {
+		t.Fatalf("defaults: limit %v, headers %v; want none and shown", p.DefaultRateLimit(), p.RateLimitHeaders())
+	}
+	p, err = Parse([]byte(policyWith(`
+routes:
+  - {path: /search, cost: 5}
+  - {path: /free, cost: 0}
+  - {path: /x}
+rateLimits:
+  default: {limit: 100, duration: 1m}
+  headers: false
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := p.DefaultRateLimit(); l == nil || l.Limit != 100 || l.Duration != time.Minute {
+		t.Fatalf("default limit %v; want 100/1m", l)
+	}
+	if p.RateLimitHeaders() {
+		t.Fatal("headers: false ignored")
+	}
+	for i, want := range []int64{5, 0, 1} {
+		if got := p.Routes[i].RequestCost(); got != want {
+			t.Errorf("routes[%d] cost %d, want %d", i, got, want)
+		}
+	}
+	if got := (*Route)(nil).RequestCost(); got != 1 {
+		t.Errorf("no route: cost %d, want 1", got)
+	}
+	_, err = Parse([]byte(policyWith(`rateLimits: {default: {limit: 1, duration: 1s, burst: 5}}`)))
+	if err == nil || !strings.Contains(err.Error(), "rateLimits.default.burst: unknown field") {
+		t.Fatalf("unknown field: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 // applyDefaults fills the fields the file may omit.
@@ -55,6 +57,7 @@ func (p *Policy) validate() []string {
 		p.Routes[i].compile(fmt.Sprintf("routes[%d]", i), scopes, &ps)
 	}
 	p.compileIsolations(&ps)
+	p.validateRateLimits(&ps)
 	switch p.Unmatched {
 	case UnmatchedAllow:
 		if len(p.isolations) > 0 {
@@ -176,6 +179,14 @@ func (r *Route) compile(field string, scopes map[string]bool, ps *problems) {
 	if r.Require != "" && !scopes[r.Require] {
 		ps.add(field+".require", "scope %q is not in scopes", r.Require)
 	}
+	if r.Cost != nil {
+		switch {
+		case *r.Cost < 0 || *r.Cost > MaxCost:
+			ps.add(field+".cost", "must be an integer from 0 to %d, got %d", MaxCost, *r.Cost)
+		case r.Public:
+			ps.add(field+".cost", "a public route has no key to take the cost from")
+		}
+	}
 	if r.Project != "" {
 		pt.project = pt.captureIndex(r.Project)
 		if pt.project < 0 {
@@ -183,6 +194,33 @@ func (r *Route) compile(field string, scopes map[string]bool, ps *problems) {
 		}
 	}
 	r.pattern = pt
+}
+
+// validateRateLimits checks and parses rateLimits.default.
+func (p *Policy) validateRateLimits(ps *problems) {
+	p.RateLimits.limit = nil
+	d := p.RateLimits.Default
+	if d == nil {
+		return
+	}
+	const field = "rateLimits.default"
+	l := keystore.RateLimit{Limit: d.Limit}
+	dur, err := keystore.ParseRateLimitDuration(d.Duration)
+	if err != nil {
+		ps.add(field+".duration", "%s", strings.TrimPrefix(err.Error(), "duration "))
+		if d.Limit < 1 || d.Limit > keystore.MaxRateLimit {
+			ps.add(field+".limit", "must be an integer from 1 to %d, got %d", keystore.MaxRateLimit, d.Limit)
+		}
+		return
+	}
+	l.Duration = dur
+	if problems := l.Problems(); len(problems) > 0 {
+		for _, pr := range problems {
+			ps.add(field+"."+pr.Field, "%s", pr.Message)
+		}
+		return
+	}
+	p.RateLimits.limit = &l
 }
 
 // compileIsolations collects the path sets that project routes isolate and

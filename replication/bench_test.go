@@ -70,7 +70,7 @@ func BenchmarkApplyWatch(b *testing.B) {
 			b.SetBytes(int64(total / max(b.N, 1)))
 			b.ReportAllocs()
 			b.ResetTimer()
-			err := f.consumeWatch(&chunkReader{chunks: chunks}, func() {}, func() {})
+			err := f.consumeWatch(f.rep, &chunkReader{chunks: chunks}, func() {}, func() {})
 			b.StopTimer()
 			if got, want := f.Revision(), start+uint64(b.N); got != want {
 				b.Fatalf("replica at %d after the stream; want %d (%v)", got, want, err)

@@ -16,10 +16,12 @@
 // replica (Dir/replica.db) and its Run loop takes snapshots and follows the
 // watch. A snapshot is written to a new file and swapped in only when its
 // trailer verifies, so lookups see the old or the new replica, never a
-// mix. A change from the watch is appended to a write-ahead log
-// (Dir/replica.db.wal, not synced), put in force from memory at once, and
-// committed to the file about SyncInterval later (jittered ±50 %); a
-// restart after a crash replays the log (wal.go). While the admin is unreachable the replica keeps serving
+// mix. A change from the watch is handed to keystore.Replica.Stage, which
+// appends it to a write-ahead log (Dir/replica.db.wal, not synced), puts it
+// in force from memory at once and commits it to the file about
+// SyncInterval later (jittered ±50 %); a restart after a crash replays the
+// log. The follower itself keeps only the protocol: snapshot, watch,
+// resync and health. While the admin is unreachable the replica keeps serving
 // (fail-static); MaxStaleness turns a replica that has not been known
 // current for too long into Healthy errors.
 //

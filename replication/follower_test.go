@@ -16,11 +16,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/usage"
+	"github.com/rs/zerolog"
 )
 
 func TestSnapshotRoundTrip(t *testing.T) {
@@ -455,106 +458,115 @@ func TestStoreIDChangeForcesSnapshot(t *testing.T) {
 	}
 }
 
+// TestUsageReachesAdmin: uses recorded in a usage buffer whose Send is the
+// follower's reach the admin, merged per key; while the admin is down they
+// are kept and merged with later ones, then delivered.
 func TestUsageReachesAdmin(t *testing.T) {
 	admin := newAdminStore(t)
 	k1 := createKey(t, admin, nil)
 	k2 := createKey(t, admin, nil)
 	fr := newFront(t, newServer(t, admin))
 	f, _ := newFollower(t, t.TempDir(), fr.url())
-	run(t, f)
-	caughtUp(t, f, admin)
+	buf, err := usage.New(usage.Options{Send: f.SendUsage, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
 
 	t1 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second) // in the past: the admin clamps future uses
 	t2 := t1.Add(time.Minute)
-	f.ReportUsage([]keystore.Usage{{KeyID: k1.key.ID, LastUsedAt: t2, Count: 2}, {KeyID: k1.key.ID, LastUsedAt: t1, Count: 3}})
-	f.RecordUse(k2.key.ID, t1)
-	f.ReportUsage([]keystore.Usage{{KeyID: "unknown-key", LastUsedAt: t1, Count: 1}})
-
-	waitFor(t, "usage at the admin", func() bool {
-		a, err1 := admin.GetKey(k1.key.ID)
-		b, err2 := admin.GetKey(k2.key.ID)
-		return err1 == nil && err2 == nil && a.UseCount == 5 && b.UseCount == 1
-	})
-	a, _ := admin.GetKey(k1.key.ID)
+	for _, at := range []time.Time{t2, t2, t1, t1, t1} {
+		buf.Record(k1.key.ID, at)
+	}
+	buf.Record(k2.key.ID, t1)
+	buf.Record("unknown-key", t1)
+	buf.Flush(ctx)
+	a, err1 := admin.GetKey(k1.key.ID)
+	b, err2 := admin.GetKey(k2.key.ID)
+	if err1 != nil || err2 != nil || a.UseCount != 5 || b.UseCount != 1 {
+		t.Fatalf("use counts %v %v (%v, %v); want 5 and 1", a, b, err1, err2)
+	}
 	if a.LastUsedAt == nil || !a.LastUsedAt.Equal(t2) {
 		t.Errorf("LastUsedAt = %v; want %v", a.LastUsedAt, t2)
 	}
 
-	// Let the flush that delivered these finish: a report whose 204 is cut
-	// off is sent again (at-least-once), which would skew the counts below.
-	waitFor(t, "usage buffer drained", func() bool {
-		f.usageMu.Lock()
-		n := len(f.usage)
-		f.usageMu.Unlock()
-		return n == 0 && !f.flushing.Load()
-	})
-
 	// While the admin is down, reports are kept and merged, then delivered.
 	fr.set(nil)
-	f.RecordUse(k2.key.ID, t2)
-	time.Sleep(30 * time.Millisecond) // let a few flushes fail; correctness does not depend on it
-	f.RecordUse(k2.key.ID, t1)
+	buf.Record(k2.key.ID, t2)
+	buf.Flush(ctx)
+	if buf.Len() != 1 {
+		t.Fatalf("%d keys buffered after a failed flush; want the one kept", buf.Len())
+	}
+	buf.Record(k2.key.ID, t1)
 	fr.set(newServer(t, admin))
-	waitFor(t, "usage kept through an outage", func() bool {
-		b, err := admin.GetKey(k2.key.ID)
-		if b != nil && b.UseCount > 3 {
-			t.Fatalf("use count %d; want 3", b.UseCount)
-		}
-		return err == nil && b.UseCount == 3 && b.LastUsedAt != nil && b.LastUsedAt.Equal(t2)
-	})
-}
-
-func TestUsageBufferBounded(t *testing.T) {
-	f, _ := newFollower(t, t.TempDir(), "http://127.0.0.1:1")
-	for i := 0; i < maxUsageKeys+10; i++ {
-		f.RecordUse(jsonInt(i), time.Unix(int64(i), 0))
+	buf.Flush(ctx)
+	b, err = admin.GetKey(k2.key.ID)
+	if err != nil || b.UseCount != 3 || b.LastUsedAt == nil || !b.LastUsedAt.Equal(t2) {
+		t.Fatalf("after the outage: %+v, %v; want 3 uses, the last at %v", b, err, t2)
 	}
-	f.RecordUse("0", time.Unix(1e6, 0))
-	f.usageMu.Lock()
-	n, dropped, first := len(f.usage), f.dropped, f.usage["0"]
-	f.usageMu.Unlock()
-	if n != maxUsageKeys || dropped != 10 {
-		t.Errorf("buffer holds %d keys, dropped %d; want %d and 10", n, dropped, maxUsageKeys)
-	}
-	if first.Count != 2 || !first.LastUsedAt.Equal(time.Unix(1e6, 0)) {
-		t.Errorf("merged entry = %+v", first)
+	if buf.Len() != 0 {
+		t.Errorf("%d keys buffered after a delivered flush; want 0", buf.Len())
 	}
 }
 
+// TestMaxStaleness: heartbeats keep a following replica current for as
+// long as they come; an outage makes it stale once MaxStaleness passes
+// without one (lookups still answer), and the admin's return makes it
+// current again. It runs in a testing/synctest bubble over an in-memory
+// network: heartbeats, backoffs and the minute of staleness pass on the
+// bubble's clock, and each step waits for the follower to settle.
 func TestMaxStaleness(t *testing.T) {
-	admin := newAdminStore(t)
-	k := createKey(t, admin, nil)
-	srv := newServer(t, admin)
-	fr := newFront(t, srv)
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f, reg := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
-		o.MaxStaleness = time.Minute
-		o.Now = clock.Now
-	})
-	run(t, f)
-	caughtUp(t, f, admin)
-	if err := f.Healthy(); err != nil {
-		t.Fatalf("Healthy() = %v while following", err)
-	}
-	// Heartbeats keep a following replica current whatever the clock says.
-	clock.Add(10 * time.Minute)
-	waitFor(t, "a heartbeat to refresh staleness", func() bool { return f.Healthy() == nil })
+	synctest.Test(t, func(t *testing.T) {
+		admin := newAdminStore(t)
+		k := createKey(t, admin, nil)
+		srv := newServer(t, admin)
+		fr := newMemFront(t, srv)
+		client := fr.client()
+		t.Cleanup(client.CloseIdleConnections)
+		f, reg := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+			o.MaxStaleness = time.Minute
+			o.HTTPClient = client
+		})
+		run(t, f)
+		time.Sleep(time.Second) // the snapshot, the watch and a commit
+		synctest.Wait()
+		if f.Revision() != admin.Revision() || f.PersistedRevision() != admin.Revision() {
+			t.Fatalf("follower at %d/%d; want %d", f.Revision(), f.PersistedRevision(), admin.Revision())
+		}
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v while following", err)
+		}
+		// Heartbeats keep a following replica current past the bound.
+		time.Sleep(3 * time.Minute)
+		synctest.Wait()
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after 3 minutes of heartbeats", err)
+		}
 
-	fr.set(nil)
-	// A heartbeat already received may still be applied after the cut, so
-	// keep advancing the clock until nothing refreshes the replica.
-	waitFor(t, "staleness beyond the bound", func() bool {
-		clock.Add(30 * time.Second)
-		return errors.Is(f.Healthy(), ErrStale)
-	})
-	if got := metric(t, reg, "extauthz_replica_staleness_seconds", ""); got <= 60 {
-		t.Errorf("staleness gauge = %v; want > 60", got)
-	}
-	// Still serving: staleness is the front doors' decision.
-	lookup(t, f, k)
+		fr.set(nil)
+		time.Sleep(time.Minute - time.Second)
+		synctest.Wait()
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v within the bound of an outage", err)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if err := f.Healthy(); !errors.Is(err, ErrStale) {
+			t.Fatalf("Healthy() = %v a minute into an outage; want ErrStale", err)
+		}
+		if got := metric(t, reg, "extauthz_replica_staleness_seconds", ""); got <= 60 {
+			t.Errorf("staleness gauge = %v; want > 60", got)
+		}
+		// Still serving: staleness is the front doors' decision.
+		lookup(t, f, k)
 
-	fr.set(srv)
-	waitFor(t, "current again", func() bool { return f.Healthy() == nil })
+		fr.set(srv)
+		time.Sleep(time.Second) // a backoff, then the watch's first heartbeat
+		synctest.Wait()
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after the admin returned", err)
+		}
+	})
 }
 
 func TestNewFollowerValidates(t *testing.T) {
@@ -617,7 +629,7 @@ func TestCloseStopsLookups(t *testing.T) {
 // reports the error, so a load stops at once instead of downloading the
 // rest; finish returns the same error and the goroutine ends.
 func TestChunkWriterStopsAtFirstError(t *testing.T) {
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "tmp.db"), keystore.Options{Replica: true, NoSync: true})
+	st, err := keystore.OpenReplica(filepath.Join(t.TempDir(), "tmp.db"), keystore.ReplicaOptions{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -644,13 +656,14 @@ func TestChunkWriterStopsAtFirstError(t *testing.T) {
 // TestRelaxGC: overlapping loads raise the GC percentage once and restore
 // it when the last one ends; an operator's GOGC is left alone.
 func TestRelaxGC(t *testing.T) {
+	const loadGCPercent = 400
 	if _, set := os.LookupEnv("GOGC"); set {
 		t.Skip("GOGC is set in this environment")
 	}
 	gcPercent := func() int { v := debug.SetGCPercent(100); debug.SetGCPercent(v); return v }
 	prev := debug.SetGCPercent(150)
 	defer debug.SetGCPercent(prev)
-	r1, r2 := relaxGC(), relaxGC()
+	r1, r2 := relaxGC(loadGCPercent), relaxGC(loadGCPercent)
 	if got := gcPercent(); got != loadGCPercent {
 		t.Fatalf("during two loads: GC percent %d; want %d", got, loadGCPercent)
 	}
@@ -663,8 +676,8 @@ func TestRelaxGC(t *testing.T) {
 		t.Fatalf("after both loads: GC percent %d; want 150", got)
 	}
 	t.Setenv("GOGC", "150")
-	relaxGC()()
-	r := relaxGC()
+	relaxGC(loadGCPercent)()
+	r := relaxGC(loadGCPercent)
 	if got := gcPercent(); got != 150 {
 		t.Fatalf("with GOGC set: GC percent %d; want it untouched (150)", got)
 	}
@@ -676,77 +689,81 @@ func TestRelaxGC(t *testing.T) {
 // Close; UntilStale counts down to the MaxStaleness bound. (cmd/extauthz
 // drives gRPC health from these instead of polling.)
 func TestHealthChanged(t *testing.T) {
-	c := newClocked(t)
-	admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
-	closed := func(what string, ch <-chan struct{}) {
-		t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		c := newClocked(t)
+		admin, fr, clock, f := c.admin, c.fr, c.clock, c.f
+		closed := func(what string, ch <-chan struct{}) {
+			t.Helper()
+			select {
+			case <-ch:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("HealthChanged not signalled: %s", what)
+			}
+		}
+
+		ch := f.HealthChanged()
+		if f.Ready() {
+			t.Fatal("ready before any snapshot")
+		}
+		stop := run(t, f)
+		closed("snapshot loaded", ch)
+		caughtUp(t, f, admin)
+		stop()
+		if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
+			t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
+		}
+
+		ch = f.HealthChanged()
+		clock.Add(time.Minute + time.Second)
+		if d, _ := f.UntilStale(); d > 0 {
+			t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
+		}
 		select {
 		case <-ch:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("HealthChanged not signalled: %s", what)
+			t.Fatal("HealthChanged signalled by time passing alone")
+		default:
 		}
-	}
+		if !errors.Is(f.Healthy(), ErrStale) {
+			t.Fatal("not stale past the bound")
+		}
+		stop = run(t, f)
+		closed("stale replica current again", ch)
+		waitFor(t, "current again", func() bool { return f.Healthy() == nil })
+		stop()
 
-	ch := f.HealthChanged()
-	if f.Ready() {
-		t.Fatal("ready before any snapshot")
-	}
-	stop := run(t, f)
-	closed("snapshot loaded", ch)
-	caughtUp(t, f, admin)
-	stop()
-	if d, ok := f.UntilStale(); !ok || d <= 0 || d > time.Minute {
-		t.Fatalf("UntilStale() = %v, %v right after following; want (0, 1m]", d, ok)
-	}
+		ch = f.HealthChanged()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed("Close", ch)
 
-	ch = f.HealthChanged()
-	clock.Add(time.Minute + time.Second)
-	if d, _ := f.UntilStale(); d > 0 {
-		t.Fatalf("UntilStale() = %v past the bound; want <= 0", d)
-	}
-	select {
-	case <-ch:
-		t.Fatal("HealthChanged signalled by time passing alone")
-	default:
-	}
-	if !errors.Is(f.Healthy(), ErrStale) {
-		t.Fatal("not stale past the bound")
-	}
-	stop = run(t, f)
-	closed("stale replica current again", ch)
-	waitFor(t, "current again", func() bool { return f.Healthy() == nil })
-	stop()
-
-	ch = f.HealthChanged()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	closed("Close", ch)
-
-	g, _ := newFollower(t, t.TempDir(), fr.url())
-	if _, ok := g.UntilStale(); ok {
-		t.Error("UntilStale() ok without MaxStaleness")
-	}
+		g, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) { o.HTTPClient = fr.client() })
+		if _, ok := g.UntilStale(); ok {
+			t.Error("UntilStale() ok without MaxStaleness")
+		}
+	})
 }
 
 // TestHealthChangedClockBack: a backwards clock jump that makes a stale
 // replica current again is signalled too, since no event follows it.
 func TestHealthChangedClockBack(t *testing.T) {
-	c := newClocked(t)
-	clock, f := c.clock, c.f
-	c.followOnce(t)
-	clock.Add(time.Minute + time.Second)
-	if !errors.Is(f.Healthy(), ErrStale) {
-		t.Fatal("not stale past the bound")
-	}
-	ch := f.HealthChanged()
-	clock.Add(-2 * time.Minute)
-	if err := f.Healthy(); err != nil {
-		t.Fatalf("Healthy() = %v after the clock went back", err)
-	}
-	select {
-	case <-ch:
-	default:
-		t.Fatal("HealthChanged not signalled when the clock went back")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		c := newClocked(t)
+		clock, f := c.clock, c.f
+		c.followOnce(t)
+		clock.Add(time.Minute + time.Second)
+		if !errors.Is(f.Healthy(), ErrStale) {
+			t.Fatal("not stale past the bound")
+		}
+		ch := f.HealthChanged()
+		clock.Add(-2 * time.Minute)
+		if err := f.Healthy(); err != nil {
+			t.Fatalf("Healthy() = %v after the clock went back", err)
+		}
+		select {
+		case <-ch:
+		default:
+			t.Fatal("HealthChanged not signalled when the clock went back")
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +28,7 @@ const (
 // newAdminStore opens an authoritative store in a temp dir.
 func newAdminStore(t testing.TB) *keystore.Store {
 	t.Helper()
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{Authority: true, NoSync: true})
+	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{NoSync: true})
 	if err != nil {
 		t.Fatalf("open admin store: %v", err)
 	}
@@ -72,7 +71,7 @@ func createKey(t testing.TB, st *keystore.Store, mod func(*keystore.Key)) testKe
 // newServer serves st with a short heartbeat.
 func newServer(t testing.TB, st *keystore.Store) *Server {
 	t.Helper()
-	s := NewServer(ServerOptions{Store: st, Token: testToken, Heartbeat: testHeartbeat, Logger: zerolog.Nop()})
+	s := mustServer(t, ServerOptions{Store: st, Token: testToken, Heartbeat: testHeartbeat, Logger: zerolog.Nop()})
 	t.Cleanup(s.Close)
 	return s
 }
@@ -143,7 +142,6 @@ func newFollower(t testing.TB, dir, adminURL string, mods ...followerOpt) (*Foll
 		Token:       testToken,
 		Dir:         dir,
 		MaxBackoff:  50 * time.Millisecond,
-		UsageFlush:  10 * time.Millisecond,
 		IdleTimeout: 2 * time.Second,
 		// Short, so that waiting for the file is quick; tests of staging
 		// set their own.
@@ -215,7 +213,12 @@ type recordSet struct {
 	Records  map[string]string
 }
 
-func records(t testing.TB, st *keystore.Store) recordSet {
+// viewer is what records reads: an authoritative store or a replica.
+type viewer interface {
+	View(func(*keystore.Snapshot) error) error
+}
+
+func records(t testing.TB, st viewer) recordSet {
 	t.Helper()
 	rs := recordSet{Records: map[string]string{}}
 	err := st.View(func(sn *keystore.Snapshot) error {
@@ -243,10 +246,10 @@ func replicaRecords(t testing.TB, f *Follower) recordSet {
 	t.Helper()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.store == nil {
+	if f.rep == nil {
 		t.Fatal("follower closed")
 	}
-	return records(t, f.store)
+	return records(t, f.rep)
 }
 
 func sameRecords(t testing.TB, got, want recordSet) {
@@ -316,38 +319,12 @@ func notFound(f *Follower, k testKey) bool {
 	return errors.Is(err, keystore.ErrNotFound)
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// fakeClock is an injectable clock that only moves when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// mustServer is NewServer for tests.
+func mustServer(tb testing.TB, opts ServerOptions) *Server {
+	tb.Helper()
+	s, err := NewServer(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/extauthz/extauthz/bearer"
 	"github.com/extauthz/extauthz/jsonresp"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/metrics"
 	"github.com/extauthz/extauthz/secret"
 	"github.com/extauthz/extauthz/strictjson"
 )
@@ -75,7 +76,7 @@ type Server struct {
 
 // NewServer returns a Server over opts.Store. Metric registration errors
 // (a collector already registered) are logged and otherwise ignored.
-func NewServer(opts ServerOptions) *Server {
+func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
 	}
@@ -98,18 +99,14 @@ func NewServer(opts ServerOptions) *Server {
 	if !s.token.IsSet() {
 		s.log.Warn().Msg("no replication token configured: every replication request is refused")
 	}
-	if opts.Registerer != nil {
-		revision := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "extauthz_store_revision",
-			Help: "Last committed revision of the authoritative store.",
-		}, func() float64 { return float64(opts.Store.Revision()) })
-		for _, c := range []prometheus.Collector{revision, s.watchers} {
-			if err := opts.Registerer.Register(c); err != nil {
-				s.log.Warn().Err(err).Msg("replication metric not registered")
-			}
-		}
+	revision := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "extauthz_store_revision",
+		Help: "Last committed revision of the authoritative store.",
+	}, func() float64 { return float64(opts.Store.Revision()) })
+	if err := metrics.Register(opts.Registerer, "replication", revision, s.watchers); err != nil {
+		return nil, err
 	}
-	return s
+	return s, nil
 }
 
 // Close ends every open watch stream and refuses new ones with 503. It is

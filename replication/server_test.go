@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 func do(t *testing.T, method, url, auth, contentType string, body []byte) (*http.Response, []byte) {
@@ -103,7 +104,7 @@ func TestAuthRequired(t *testing.T) {
 	}
 
 	t.Run("empty configured token refuses all", func(t *testing.T) {
-		s := NewServer(ServerOptions{Store: admin, Logger: zerolog.Nop()})
+		s := mustServer(t, ServerOptions{Store: admin, Logger: zerolog.Nop()})
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodGet, PathSnapshot, nil)
 		req.Header.Set("Authorization", "Bearer ")
@@ -260,7 +261,7 @@ func TestWatchStream(t *testing.T) {
 	admin := newAdminStore(t)
 	k1 := createKey(t, admin, nil)
 	reg := prometheus.NewRegistry()
-	srv := NewServer(ServerOptions{Store: admin, Token: testToken, Heartbeat: time.Hour, Logger: zerolog.Nop(), Registerer: reg})
+	srv := mustServer(t, ServerOptions{Store: admin, Token: testToken, Heartbeat: time.Hour, Logger: zerolog.Nop(), Registerer: reg})
 	ts := serve(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -325,9 +326,9 @@ func TestHeartbeatInterval(t *testing.T) {
 
 func TestNoSecretsOnTheWire(t *testing.T) {
 	admin := newAdminStore(t)
-	var logs syncBuffer
+	var logs keystoretest.LogBuffer
 	log := zerolog.New(&logs).Level(zerolog.DebugLevel)
-	srv := NewServer(ServerOptions{Store: admin, Token: testToken, Heartbeat: testHeartbeat, Logger: log})
+	srv := mustServer(t, ServerOptions{Store: admin, Token: testToken, Heartbeat: testHeartbeat, Logger: log})
 	defer srv.Close()
 	ts := serve(t, srv)
 

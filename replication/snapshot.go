@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/ndjson"
 )
 
 // resync downloads a snapshot into a new file and, once its trailer
@@ -32,7 +33,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 			if errors.Is(err, ErrBadSnapshot) {
 				// Run logs unreachable admins; a corrupt snapshot is
 				// worth a line every time.
-				f.log.Warn().Err(err).Bool("serving", f.ready.Load()).Msg("snapshot rejected; the current replica keeps serving")
+				f.log.Warn().Err(err).Bool("serving", f.Ready()).Msg("snapshot rejected; the current replica keeps serving")
 			}
 		}
 	}()
@@ -45,7 +46,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 	if resp.StatusCode != http.StatusOK {
 		return statusError(resp)
 	}
-	current := f.now() // the snapshot is the admin's state as of about now
+	current := f.opts.Now() // the snapshot is the admin's state as of about now
 	ns, hdr, count, err := f.loadSnapshot(resp.Body, touch)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
@@ -54,33 +55,27 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 		return err
 	}
 
-	// Count first, so that whoever sees the new replica also sees it counted.
+	// Current before it is published, so that whoever sees the new
+	// replica sees it current; counted too.
+	ns.MarkCurrent(current)
 	f.resyncs.WithLabelValues("ok").Inc()
-	f.walMu.Lock()
 	f.mu.Lock()
-	old := f.store
+	old := f.rep
 	if old == nil {
 		f.mu.Unlock()
-		f.walMu.Unlock()
 		ns.Close()
 		return ErrClosed
 	}
-	f.store = ns
-	f.ready.Store(true)
-	f.commitFailed.Store(false) // the new file holds everything in force
+	f.rep = ns
 	f.mu.Unlock()
 	f.healthChanged() // loaded, and current
-	// The old replica's log is of no use to the new file.
-	if err := f.dropWAL(); err != nil {
-		f.log.Warn().Err(err).Msg("write-ahead log of the previous replica")
-	}
-	f.walMu.Unlock()
-	// No lookup holds the old store any more: the exclusive lock above
-	// waited for them.
-	if err := old.Close(); err != nil {
+	// No lookup holds the old replica any more: the exclusive lock above
+	// waited for them. Its staged changes and its log are of no use to the
+	// new file; Discard removes the log before the watch, on this
+	// goroutine, gives the new replica one at the same path.
+	if err := old.Discard(); err != nil {
 		f.log.Warn().Err(err).Msg("close previous replica")
 	}
-	f.markCurrent(current)
 	f.log.Info().Str("store_id", hdr.StoreID).Uint64("revision", hdr.Revision).Uint64("records", count).
 		Dur("took", time.Since(started)).Msg("snapshot loaded")
 	return nil
@@ -89,12 +84,12 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 // loadSnapshot verifies and writes a snapshot body into Dir/replica.db.tmp,
 // renames it over Dir/replica.db and opens it. The result is only returned
 // when header, every line, count and sha256 verified.
-func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Store, hdr wireLine, count uint64, err error) {
-	if !f.ready.Load() {
-		defer relaxGC()()
+func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Replica, hdr wireLine, count uint64, err error) {
+	if p := f.opts.LoadGCPercent; p > 0 && !f.Ready() {
+		defer relaxGC(p)()
 	}
 	_ = os.Remove(f.tmpPath)
-	tmp, err := keystore.Open(f.tmpPath, keystore.Options{NoSync: true, Replica: true})
+	tmp, err := keystore.OpenReplica(f.tmpPath, keystore.ReplicaOptions{NoSync: true, Now: f.opts.Now})
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: create snapshot file: %w", err)
 	}
@@ -110,8 +105,8 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 		return fmt.Errorf("%w: %s", ErrBadSnapshot, fmt.Sprintf(format, args...))
 	}
 
-	lr := newLineReader(body, MaxLineSize)
-	line, err := lr.next()
+	lr := ndjson.NewReader(body, MaxLineSize)
+	line, err := lr.NextWhole()
 	if err != nil {
 		return nil, hdr, 0, bad("reading header: %v", err)
 	}
@@ -139,7 +134,7 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 	batch := make([]keystore.Change, 0, snapshotChunk)
 	var end wireLine
 	for {
-		line, err := lr.next()
+		line, err := lr.NextWhole()
 		if errors.Is(err, io.EOF) {
 			return nil, hdr, 0, bad("stream ended after %d records without a trailer", count)
 		}
@@ -168,7 +163,7 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 			batch = make([]keystore.Change, 0, snapshotChunk)
 		}
 	}
-	if _, err := lr.next(); !errors.Is(err, io.EOF) {
+	if _, err := lr.NextWhole(); !errors.Is(err, io.EOF) {
 		return nil, hdr, 0, bad("data after the trailer")
 	}
 	if end.Count != count {
@@ -200,7 +195,7 @@ func (f *Follower) loadSnapshot(body io.Reader, touch func()) (st *keystore.Stor
 		return nil, hdr, 0, fmt.Errorf("replication: install snapshot: %w", err)
 	}
 	syncDir(filepath.Dir(f.path))
-	st, err = keystore.Open(f.path, keystore.Options{Replica: true})
+	st, err = f.openReplica(f.path)
 	if err != nil {
 		return nil, hdr, 0, fmt.Errorf("replication: reopen replica: %w", err)
 	}
@@ -217,7 +212,7 @@ type chunkWriter struct {
 	closed bool
 }
 
-func startChunkWriter(st *keystore.Store) *chunkWriter {
+func startChunkWriter(st *keystore.Replica) *chunkWriter {
 	w := &chunkWriter{chunks: make(chan []keystore.Change, 1), failed: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -267,20 +262,18 @@ var gcRelax struct {
 	prev int
 }
 
-// relaxGC raises the GC percentage to loadGCPercent until the returned
-// function is called. A first load allocates a lot of short-lived garbage
-// (decoded lines, encoded records) over a small live heap, so the
-// collector would run very often; nothing is served yet, so the extra
-// heap cannot hurt checks. It is only used before a replica is serving
-// (a resync while serving keeps the collector as configured, since the
-// lookup cache may be large), and never overrides an operator's GOGC.
-func relaxGC() (restore func()) {
+// relaxGC raises the GC percentage to percent until the returned function
+// is called (see FollowerOptions.LoadGCPercent). It is only used before a
+// replica is serving (a resync while serving keeps the collector as
+// configured, since the lookup cache may be large), and never overrides an
+// operator's GOGC.
+func relaxGC(percent int) (restore func()) {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return func() {}
 	}
 	gcRelax.Lock()
 	if gcRelax.n == 0 {
-		gcRelax.prev = debug.SetGCPercent(loadGCPercent)
+		gcRelax.prev = debug.SetGCPercent(percent)
 	}
 	gcRelax.n++
 	gcRelax.Unlock()

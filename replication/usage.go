@@ -6,109 +6,29 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/extauthz/extauthz/keystore"
 )
 
-// ReportUsage buffers usage observed by a front door: per key the latest
-// LastUsedAt and the sum of counts. Run sends the buffer every UsageFlush.
-// It never blocks on the network; once maxUsageKeys distinct keys are
-// buffered, reports for further keys are dropped (and counted in the log).
-func (f *Follower) ReportUsage(us []keystore.Usage) {
-	f.usageMu.Lock()
-	for _, u := range us {
-		f.mergeUsage(u)
-	}
-	f.usageMu.Unlock()
-}
-
-// RecordUse is ReportUsage for a single use of one key, without building a
-// slice on the request path.
-func (f *Follower) RecordUse(keyID string, at time.Time) {
-	f.usageMu.Lock()
-	f.mergeUsage(keystore.Usage{KeyID: keyID, LastUsedAt: at, Count: 1})
-	f.usageMu.Unlock()
-}
-
-// mergeUsage folds u into the buffer; usageMu is held.
-func (f *Follower) mergeUsage(u keystore.Usage) {
-	if u.KeyID == "" {
-		return
-	}
-	e, ok := f.usage[u.KeyID]
-	if !ok {
-		if len(f.usage) >= maxUsageKeys {
-			f.dropped++
-			return
+// SendUsage posts a batch of usage to the admin, in chunks: the Send
+// function of a sidecar's usage buffer (package usage). A chunk that fails
+// for a reason that may pass (network, 401, 429, 5xx) is returned with
+// the rest of the batch, for the next flush; one the admin refuses as
+// malformed (other 4xx) is dropped and the rest is still sent.
+func (f *Follower) SendUsage(ctx context.Context, batch []keystore.Usage) (retry []keystore.Usage, err error) {
+	var refused []error
+	for len(batch) > 0 {
+		n := min(len(batch), usageChunk)
+		again, err := f.postUsage(ctx, batch[:n])
+		if err != nil && again {
+			return batch, errors.Join(append(refused, err)...)
 		}
-		f.usage[u.KeyID] = u
-		return
-	}
-	if u.LastUsedAt.After(e.LastUsedAt) {
-		e.LastUsedAt = u.LastUsedAt
-	}
-	e.Count += u.Count
-	f.usage[u.KeyID] = e
-}
-
-// runUsage flushes the usage buffer every UsageFlush until ctx is done,
-// then once more within finalFlushLimit.
-func (f *Follower) runUsage(ctx context.Context) {
-	t := time.NewTicker(f.opts.UsageFlush)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFlushLimit)
-			f.flushUsage(fctx)
-			cancel()
-			return
-		case <-t.C:
-			f.flushUsage(ctx)
+		if err != nil {
+			refused = append(refused, err)
 		}
+		batch = batch[n:]
 	}
-}
-
-// flushUsage sends the buffer in chunks. A chunk that fails for a reason
-// that may pass (network, 401, 5xx) is merged back for the next flush; one
-// the admin refuses as malformed (other 4xx) is dropped.
-func (f *Follower) flushUsage(ctx context.Context) {
-	f.flushing.Store(true)
-	defer f.flushing.Store(false)
-	f.usageMu.Lock()
-	if len(f.usage) == 0 && f.dropped == 0 {
-		f.usageMu.Unlock()
-		return
-	}
-	pending := make([]keystore.Usage, 0, len(f.usage))
-	for _, u := range f.usage {
-		pending = append(pending, u)
-	}
-	clear(f.usage)
-	dropped := f.dropped
-	f.dropped = 0
-	f.usageMu.Unlock()
-	if dropped > 0 {
-		f.log.Warn().Uint64("dropped", dropped).Msg("usage buffer full: reports dropped")
-	}
-
-	for len(pending) > 0 {
-		n := min(len(pending), usageChunk)
-		chunk := pending[:n]
-		retry, err := f.postUsage(ctx, chunk)
-		if err == nil {
-			pending = pending[n:]
-			continue
-		}
-		f.log.Debug().Err(err).Int("keys", len(pending)).Bool("kept", retry).Msg("usage report failed")
-		if !retry {
-			pending = pending[n:]
-			continue
-		}
-		f.ReportUsage(pending)
-		return
-	}
+	return nil, errors.Join(refused...)
 }
 
 func (f *Follower) postUsage(ctx context.Context, us []keystore.Usage) (retry bool, err error) {

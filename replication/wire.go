@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/extauthz/extauthz/keystore"
-	"github.com/extauthz/extauthz/ndjson"
 )
 
 // SchemaVersion is the snapshot format version a Server writes in the
@@ -224,36 +222,3 @@ func decodeWatchLine(b []byte) (wireLine, error) {
 	}
 	return l, nil
 }
-
-// errLineTooLong reports a line over MaxLineSize.
-var errLineTooLong = fmt.Errorf("%w: line longer than %d bytes", errBadLine, MaxLineSize)
-
-// lineReader reads the lines of a stream with package ndjson's reader,
-// with the streams' rule on top: a line over the limit makes the stream
-// corrupt (errLineTooLong), and so does a stream that ends inside a line
-// (io.ErrUnexpectedEOF). It keeps the names follower.go and wal.go call.
-type lineReader struct{ r *ndjson.Reader }
-
-func newLineReader(r io.Reader, max int) *lineReader {
-	return &lineReader{r: ndjson.NewReader(r, max)}
-}
-
-// next returns the next line including its newline; the slice is valid
-// until the following call. It returns io.EOF at a clean end of stream and
-// io.ErrUnexpectedEOF when the stream ends inside a line.
-func (lr *lineReader) next() ([]byte, error) {
-	b, err := lr.r.Next()
-	switch {
-	case errors.Is(err, ndjson.ErrTooLong):
-		return nil, errLineTooLong
-	case err != nil:
-		return nil, err
-	case b[len(b)-1] != '\n':
-		return nil, io.ErrUnexpectedEOF
-	}
-	return b, nil
-}
-
-// lineBuffered reports whether a complete further line has already been
-// received, so reading it will not block.
-func (lr *lineReader) lineBuffered() bool { return lr.r.Buffered() }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"reflect"
 	"strings"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/extauthz/extauthz/keystore"
@@ -225,7 +223,7 @@ func TestEveryFieldCrossesTheWire(t *testing.T) {
 		ProjectID: "p1", UserID: "u1", CreatedAt: *at("2030-01-01T00:00:00.123456789Z"),
 		ExpiresAt: at("2031-01-01T00:00:00+01:00"), RevokedAt: at("2030-06-01T12:00:00Z"),
 		LastUsedAt: at("2030-02-01T00:00:00Z"), UseCount: 9, CreatedBy: "operator", Metadata: map[string]string{"a": "b"},
-		RateLimit: &keystore.RateLimit{Requests: 5, Per: 90 * time.Second},
+		RateLimit: &keystore.RateLimit{Limit: 5, Duration: 90 * time.Second},
 	}
 	for _, withRev := range []bool{false, true} {
 		rl, err := recordOf(keystore.Change{Revision: 7, Key: k}, withRev)
@@ -269,62 +267,6 @@ func FuzzWatchLine(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkStable(t, decodeWatchLine, b)
 	})
-}
-
-func TestLineReader(t *testing.T) {
-	long := strings.Repeat("a", 200<<10) + "\n" // longer than the bufio buffer
-	cases := []struct {
-		name  string
-		in    string
-		max   int
-		lines []string
-		err   error
-	}{
-		{"lines", "a\nbb\n", 10, []string{"a\n", "bb\n"}, io.EOF},
-		{"empty", "", 10, nil, io.EOF},
-		{"crlf kept", "a\r\n", 10, []string{"a\r\n"}, io.EOF},
-		{"cut line", "a\nbb", 10, []string{"a\n"}, io.ErrUnexpectedEOF},
-		{"too long", "a\n0123456789ab\n", 10, []string{"a\n"}, errLineTooLong},
-		{"exactly max", "012345678\n", 10, []string{"012345678\n"}, io.EOF},
-		{"spanning buffers", long + "b\n", MaxLineSize, []string{long, "b\n"}, io.EOF},
-		{"too long across buffers", long, 100 << 10, nil, errLineTooLong},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, rd := range map[string]io.Reader{"whole": strings.NewReader(tc.in), "byte at a time": iotest.OneByteReader(strings.NewReader(tc.in))} {
-				lr := newLineReader(rd, tc.max)
-				var got []string
-				var err error
-				for {
-					var b []byte
-					if b, err = lr.next(); err != nil {
-						break
-					}
-					got = append(got, string(b))
-				}
-				if !errors.Is(err, tc.err) {
-					t.Errorf("end error %v; want %v", err, tc.err)
-				}
-				if strings.Join(got, "|") != strings.Join(tc.lines, "|") {
-					t.Errorf("lines %q; want %q", got, tc.lines)
-				}
-			}
-		})
-	}
-}
-
-func TestLineBuffered(t *testing.T) {
-	lr := newLineReader(strings.NewReader("a\nb\nc"), 10)
-	if _, err := lr.next(); err != nil {
-		t.Fatal(err)
-	}
-	if !lr.lineBuffered() {
-		t.Error("second line is buffered but lineBuffered() = false")
-	}
-	lr.next()
-	if lr.lineBuffered() {
-		t.Error("only a partial line is left but lineBuffered() = true")
-	}
 }
 
 func TestSnapshotLinesHaveNoRevision(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/extauthz/extauthz/clip"
 )
 
 // options make the decoding strict. Most are v2's defaults already; they
@@ -104,7 +106,7 @@ func describe(err error, what string) error {
 // memberProblem words a problem with the member p points to: its name,
 // after the path of the object it is in unless that is the top level.
 func memberProblem(format string, p jsontext.Pointer) *Error {
-	name := truncate(p.LastToken(), 64)
+	name := clip.String(p.LastToken(), 64)
 	if parent := p.Parent(); parent != "" {
 		return problem("%s: "+format, fieldPath(parent), name)
 	}
@@ -119,9 +121,9 @@ func fieldPath(p jsontext.Pointer) string {
 		case b.Len() > 0 && isIndex(tok):
 			b.WriteString("[" + tok + "]")
 		case b.Len() > 0:
-			b.WriteString("." + truncate(tok, 64))
+			b.WriteString("." + clip.String(tok, 64))
 		default:
-			b.WriteString(truncate(tok, 64))
+			b.WriteString(clip.String(tok, 64))
 		}
 	}
 	return b.String()
@@ -192,16 +194,4 @@ func kindName(k jsontext.Kind) string {
 		return "array"
 	}
 	return "a different value"
-}
-
-// truncate cuts s to at most n bytes on a character boundary, marking the
-// cut with an ellipsis.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -17,7 +17,7 @@ import (
 // decoded. FuzzProjectCheckRequest fails if envoyRequest reads one that is
 // not here.
 var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization, "x-request-id", ":method", ":path", ":authority",
-	authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2]}
+	authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2], headerTraceParent, headerTraceState}
 
 func envoyReadsHeader(name string) bool {
 	for _, h := range envoyReadHeaders {

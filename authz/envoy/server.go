@@ -2,17 +2,22 @@ package envoy
 
 import (
 	"context"
-	"github.com/extauthz/extauthz/authz"
 	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/keystore"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/propagation"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -41,7 +46,10 @@ func NewServer(a *authz.Authorizer) *Server {
 	// more than the decision, so both are done once per key and revision.
 	// A cached response is shared between concurrent calls; grpc only
 	// reads it.
+	// The RateLimit fields of a limited key change with every request, so
+	// they are not part of the cached response: Check appends them.
 	return &Server{a: a, allow: authz.NewAllowCache(a, func(d *authz.Decision) (*authv3.CheckResponse, bool) {
+		d.ShowLimit = false
 		resp, err := preEncoded(Response(d))
 		if err != nil {
 			return Response(d), false // grpc will report the encoding error
@@ -105,15 +113,92 @@ func preEncoded(resp *authv3.CheckResponse) (*authv3.CheckResponse, error) {
 // with denied_response; an unusable store is the RPC error UNAVAILABLE, so
 // Envoy applies its status_on_error.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if s.a.Tracing() {
+		// Envoy sends its span's context in the call's metadata; it wins
+		// over the traceparent of the request being checked.
+		// (ValueFromIncomingContext reads without copying the metadata.)
+		if tp := metadata.ValueFromIncomingContext(ctx, headerTraceParent); len(tp) > 0 {
+			carrier := propagation.MapCarrier{headerTraceParent: tp[0]}
+			if ts := metadata.ValueFromIncomingContext(ctx, headerTraceState); len(ts) > 0 {
+				carrier[headerTraceState] = ts[0]
+			}
+			ctx = s.a.ExtractTrace(ctx, carrier)
+		}
+	}
 	r := envoyRequest(req)
 	d := s.a.Check(ctx, &r)
 	switch {
 	case d.Kind == authz.Unavailable:
 		return nil, status.Error(codes.Unavailable, "authorization unavailable")
 	case d.Kind == authz.Allow && d.Key != nil:
-		return s.allow.Get(&d), nil
+		resp := s.allow.Get(&d)
+		if d.Limited() && d.ShowLimit {
+			return withLimitHeaders(resp, &d), nil
+		}
+		return resp, nil
 	}
 	return Response(&d), nil
+}
+
+// W3C trace-context headers, read from the checked request for its span's
+// parent when the call's metadata has none.
+const (
+	headerTraceParent = "traceparent"
+	headerTraceState  = "tracestate"
+)
+
+// withLimitHeaders returns the cached allow response resp with d's
+// RateLimit fields added to the client's response. A pre-encoded response
+// gets the encoding of an ok_response holding only
+// response_headers_to_add appended: protobuf decoders merge the two
+// occurrences of the message field, so Envoy reads one ok_response with
+// the cached headers and these.
+func withLimitHeaders(resp *authv3.CheckResponse, d *authz.Decision) *authv3.CheckResponse {
+	pre := resp.ProtoReflect().GetUnknown()
+	if len(pre) == 0 {
+		return Response(d)
+	}
+	extra, err := proto.Marshal(&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+		ResponseHeadersToAdd: limitHeaders(d),
+	}}})
+	if err != nil {
+		return Response(d)
+	}
+	out := &authv3.CheckResponse{}
+	out.ProtoReflect().SetUnknown(append(append(make([]byte, 0, len(pre)+len(extra)), pre...), extra...))
+	return out
+}
+
+// limitHeaders are d's RateLimit-Policy and RateLimit fields.
+func limitHeaders(d *authz.Decision) []*corev3.HeaderValueOption {
+	return []*corev3.HeaderValueOption{
+		header(authz.HeaderRateLimitPolicy, d.RateLimitPolicyValue()),
+		header(authz.HeaderRateLimit, d.RateLimitValue()),
+	}
+}
+
+// rateLimitUnits are the Envoy rate-limit units (RateLimitUnit of
+// envoy.service.ratelimit.v3) of the durations that are exactly one unit.
+var rateLimitUnits = map[time.Duration]string{
+	time.Second:    "SECOND",
+	time.Minute:    "MINUTE",
+	time.Hour:      "HOUR",
+	24 * time.Hour: "DAY",
+}
+
+// rateLimitMetadata is the key's limit in the shape Envoy's rate-limit
+// override (RateLimit.Override.DynamicMetadata, which Envoy Gateway's
+// limit.fromMetadata configures) reads: {requests_per_unit, unit}. It is
+// nil for a limit whose duration is not one unit.
+func rateLimitMetadata(l keystore.RateLimit) *structpb.Value {
+	unit, ok := rateLimitUnits[l.Duration]
+	if !ok {
+		return nil
+	}
+	return structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"requests_per_unit": structpb.NewNumberValue(float64(l.Limit)),
+		"unit":              structpb.NewStringValue(unit),
+	}})
 }
 
 func envoyRequest(req *authv3.CheckRequest) authz.Request {
@@ -154,6 +239,10 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 				}
 			case authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2]:
 				r.MethodOverride = true
+			case headerTraceParent:
+				r.TraceParent = v
+			case headerTraceState:
+				r.TraceState = v
 			}
 		}
 		return r
@@ -171,6 +260,7 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 			r.MethodOverride = true
 		}
 	}
+	r.TraceParent, r.TraceState = hdr[headerTraceParent], hdr[headerTraceState]
 	if r.Method == "" {
 		r.Method = hdr[":method"]
 	}
@@ -224,6 +314,14 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		if d.Key.UserID != "" {
 			meta["user_id"] = structpb.NewStringValue(d.Key.UserID)
 		}
+		if d.Limited() {
+			if v := rateLimitMetadata(d.Limit.RateLimit); v != nil {
+				meta["rate_limit"] = v
+			}
+			if d.ShowLimit {
+				ok.ResponseHeadersToAdd = limitHeaders(d)
+			}
+		}
 		resp.DynamicMetadata = &structpb.Struct{Fields: meta}
 		return resp
 	}
@@ -240,6 +338,12 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 	headers := []*corev3.HeaderValueOption{header("content-type", "application/json")}
 	if d.WWWAuthenticate != "" {
 		headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
+	}
+	if d.Kind == authz.RateLimited {
+		headers = append(headers, header(authz.HeaderRetryAfter, d.RetryAfterValue()))
+		if d.ShowLimit {
+			headers = append(headers, limitHeaders(d)...)
+		}
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code)},

@@ -198,7 +198,16 @@ var (
 	cacheControl       = []byte("Cache-Control")
 	noStore            = []byte("no-store")
 	wwwAuthenticate    = []byte("Www-Authenticate")
+	retryAfter         = []byte(http.CanonicalHeaderKey(authz.HeaderRetryAfter))
+	rateLimitPolicy    = []byte(http.CanonicalHeaderKey(authz.HeaderRateLimitPolicy))
+	rateLimit          = []byte(http.CanonicalHeaderKey(authz.HeaderRateLimit))
 )
+
+// setLimitHeaders sets d's RateLimit-Policy and RateLimit fields.
+func setLimitHeaders(h *fasthttp.ResponseHeader, d *authz.Decision) {
+	h.SetCanonical(rateLimitPolicy, []byte(d.RateLimitPolicyValue()))
+	h.SetCanonical(rateLimit, []byte(d.RateLimitValue()))
+}
 
 // Serve answers one request to the door.
 func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
@@ -214,6 +223,9 @@ func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
 			for _, hf := range f.allow.Get(&d).header {
 				h.SetCanonical(hf.name, hf.value)
 			}
+			if d.Limited() && d.ShowLimit {
+				setLimitHeaders(h, &d)
+			}
 		}
 		ctx.SetStatusCode(http.StatusOK)
 		return
@@ -222,6 +234,12 @@ func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
 	h.SetCanonical(cacheControl, noStore)
 	if d.WWWAuthenticate != "" {
 		h.SetBytesKV(wwwAuthenticate, []byte(d.WWWAuthenticate))
+	}
+	if d.Kind == authz.RateLimited {
+		h.SetCanonical(retryAfter, []byte(d.RetryAfterValue()))
+		if d.ShowLimit {
+			setLimitHeaders(h, &d)
+		}
 	}
 	ctx.SetStatusCode(d.Status)
 	ctx.SetBody(d.Body)
@@ -340,6 +358,9 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 		RequestID:     string(hd.Peek("X-Request-Id")),
 		APIKey:        values(hd, "X-Api-Key"),
 		Authorization: values(hd, "Authorization"),
+	}
+	if f.a.Tracing() {
+		r.TraceParent, r.TraceState = string(hd.Peek("Traceparent")), string(hd.Peek("Tracestate"))
 	}
 	sub := strings.TrimPrefix(string(hd.RequestURI()), Path)
 	if sub != "" && sub[0] == '?' {

@@ -14,6 +14,10 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/extauthz/extauthz/admin"
+	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/tlsfiles"
 )
 
 // The "keys" and "users" commands are clients of the admin API
@@ -28,15 +32,17 @@ const cliRequestTimeout = 30 * time.Second
 const keysUsage = `Usage: extauthz keys <command> [flags] [args]
 
 Commands:
-  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID]
+  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID] [--rate-limit 100/1m]
   list [--user-id ID] [--project-id ID]   live (not revoked) keys
   get ID
+  update ID --rate-limit 100/1m|none       change or remove the key's rate limit
   revoke ID
   rotate ID [--grace-period 24h]           new key; the old one expires after the grace period
   import FILE|-                            NDJSON of existing key hashes (- reads stdin)
 
 Common flags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):
   --admin-url URL          admin API base URL (default ` + defaultAdminURL + `)
+  --admin-ca-file FILE     PEM CAs of the admin's certificate (default: the system roots)
   --admin-token TOKEN      operator token (EXTAUTHZ_ADMIN_TOKEN); prefer the file
   --admin-token-file FILE  file holding the operator token
   -o, --output table|json  output format (default table)
@@ -87,10 +93,7 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	var out struct {
-		ID     string `json:"id"`
-		Active bool   `json:"active"`
-	}
+	var out admin.UserResponse
 	raw, err := cli.call(ctx, http.MethodPut, "/api/v1/users/"+url.PathEscape(id), nil, jsonBody(map[string]bool{"active": active}), &out)
 	if err != nil {
 		return err
@@ -124,6 +127,8 @@ func runKeysIO(ctx context.Context, args []string, getenv func(string) string, s
 		return keysGet(ctx, rest, getenv, stdout, stderr)
 	case "revoke":
 		return keysRevoke(ctx, rest, getenv, stdout, stderr)
+	case "update":
+		return keysUpdate(ctx, rest, getenv, stdout, stderr)
 	case "rotate":
 		return keysRotate(ctx, rest, getenv, stdout, stderr)
 	case "import":
@@ -141,24 +146,36 @@ func isHelp(s string) bool {
 	return false
 }
 
-// cliKey is a key record as the Nexgent routes return it: created or
-// rotated (with key) and listed or fetched (with lastUsedAt). The admin
-// package does not export its response types, so the CLI has its own
-// copies, here and in runUsers and keysImport.
-type cliKey struct {
-	ID         string   `json:"id"`
-	Name       string   `json:"name"`
-	Key        string   `json:"key,omitempty"`
-	Prefix     string   `json:"prefix"`
-	Scopes     []string `json:"scopes"`
-	LastUsedAt *string  `json:"lastUsedAt,omitempty"`
-	CreatedAt  string   `json:"createdAt"`
-	ExpiresAt  *string  `json:"expiresAt,omitempty"`
+// rateLimit shows l as the CLI takes it, "100/1m", or "-".
+func rateLimit(l *admin.RateLimitView) string {
+	if l == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%s", l.Limit, l.Duration)
+}
+
+// asRecord is a created or rotated key shown like a record.
+func asRecord(c admin.NexgentCreated) admin.NexgentKey {
+	return admin.NexgentKey{ID: c.ID, Name: c.Name, Prefix: c.Prefix, Scopes: c.Scopes, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, RateLimit: c.RateLimit}
+}
+
+// rateLimitBody parses a --rate-limit value ("100/1m") into the API's
+// {"limit", "duration"}; "none" is null (no limit).
+func rateLimitBody(s string) (any, error) {
+	if s == "none" {
+		return nil, nil
+	}
+	l, err := keystore.ParseRateLimit(s)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"limit": l.Limit, "duration": keystore.FormatDuration(l.Duration)}, nil
 }
 
 func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var name, scopes, expiresAt, userID, projectID string
+	var name, scopes, expiresAt, userID, projectID, rateLimit string
 	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flag.FlagSet) {
+		f.StringVar(&rateLimit, "rate-limit", "", "at most N requests per duration, e.g. 100/1m (default: the policy's)")
 		f.StringVar(&name, "name", "", "name of the key (required)")
 		f.StringVar(&scopes, "scopes", "", "comma-separated scopes (required)")
 		f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339, e.g. 2026-06-01T00:00:00Z (default: never)")
@@ -182,7 +199,15 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 	if projectID != "" {
 		body["projectId"] = projectID
 	}
-	var k cliKey
+	if rateLimit != "" {
+		rl, err := rateLimitBody(rateLimit)
+		if err != nil || rl == nil {
+			fmt.Fprintf(stderr, "extauthz keys create: --rate-limit: %v\n", cmpOr(err, "must be <limit>/<duration> such as 100/1m"))
+			return errUsage
+		}
+		body["rateLimit"] = rl
+	}
+	var k admin.NexgentCreated
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys", nil, jsonBody(body), &k)
 	if err != nil {
 		return err
@@ -192,15 +217,17 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 
 // printNewKey shows a created or rotated key, the only time its raw value
 // is available.
-func printNewKey(cli *adminClient, stdout, stderr io.Writer, raw []byte, k cliKey) error {
+func printNewKey(cli *adminClient, stdout, stderr io.Writer, raw []byte, k admin.NexgentCreated) error {
 	fmt.Fprintln(stderr, "The key below is shown only once: store it now, it cannot be retrieved later.")
 	if cli.json {
 		return writeIndented(stdout, raw)
 	}
-	return printRecord(stdout, k)
+	return printRecord(stdout, asRecord(k), k.Key)
 }
 
-func printRecord(w io.Writer, k cliKey) error {
+// printRecord shows a key record; with the raw key (just created) instead
+// of its last use.
+func printRecord(w io.Writer, k admin.NexgentKey, key string) error {
 	tw := newTable(w)
 	fmt.Fprintf(tw, "ID\t%s\n", k.ID)
 	fmt.Fprintf(tw, "NAME\t%s\n", k.Name)
@@ -208,10 +235,11 @@ func printRecord(w io.Writer, k cliKey) error {
 	fmt.Fprintf(tw, "SCOPES\t%s\n", strings.Join(k.Scopes, ","))
 	fmt.Fprintf(tw, "CREATED\t%s\n", k.CreatedAt)
 	fmt.Fprintf(tw, "EXPIRES\t%s\n", orDash(k.ExpiresAt))
-	if k.Key == "" {
+	fmt.Fprintf(tw, "RATE LIMIT\t%s\n", rateLimit(k.RateLimit))
+	if key == "" {
 		fmt.Fprintf(tw, "LAST USED\t%s\n", orDash(k.LastUsedAt))
 	} else {
-		fmt.Fprintf(tw, "KEY\t%s\n", k.Key)
+		fmt.Fprintf(tw, "KEY\t%s\n", key)
 	}
 	return tw.Flush()
 }
@@ -236,7 +264,7 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 	if projectID != "" {
 		q.Set("projectId", projectID)
 	}
-	var keys []cliKey
+	var keys []admin.NexgentKey
 	raw, err := cli.call(ctx, http.MethodGet, "/api/v1/api-keys", q, nil, &keys)
 	if err != nil {
 		return err
@@ -245,9 +273,9 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 		return writeIndented(stdout, raw)
 	}
 	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES")
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), rateLimit(k.RateLimit))
 	}
 	return tw.Flush()
 }
@@ -261,7 +289,7 @@ func keysGet(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	var k cliKey
+	var k admin.NexgentKey
 	raw, err := cli.call(ctx, http.MethodGet, "/api/v1/api-keys/"+url.PathEscape(id), nil, nil, &k)
 	if err != nil {
 		return err
@@ -269,7 +297,7 @@ func keysGet(ctx context.Context, args []string, getenv func(string) string, std
 	if cli.json {
 		return writeIndented(stdout, raw)
 	}
-	return printRecord(stdout, k)
+	return printRecord(stdout, k, "")
 }
 
 func keysRevoke(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -292,6 +320,46 @@ func keysRevoke(ctx context.Context, args []string, getenv func(string) string, 
 	return err
 }
 
+func keysUpdate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var rateLimit string
+	cli, pos, err := parseCLI("keys update", "ID", args, getenv, stderr, func(f *flag.FlagSet) {
+		f.StringVar(&rateLimit, "rate-limit", "", `at most N requests per duration, e.g. 100/1m; "none" removes the limit (required)`)
+	})
+	if err != nil {
+		return err
+	}
+	id, err := oneArg("keys update", pos, "ID", stderr)
+	if err != nil {
+		return err
+	}
+	if rateLimit == "" {
+		fmt.Fprintln(stderr, "extauthz keys update: --rate-limit is required")
+		return errUsage
+	}
+	rl, err := rateLimitBody(rateLimit)
+	if err != nil {
+		fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
+		return errUsage
+	}
+	var k admin.NexgentKey
+	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(map[string]any{"rateLimit": rl}), &k)
+	if err != nil {
+		return err
+	}
+	if cli.json {
+		return writeIndented(stdout, raw)
+	}
+	return printRecord(stdout, k, "")
+}
+
+// cmpOr returns err's message, or msg when err is nil.
+func cmpOr(err error, msg string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return msg
+}
+
 func keysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var grace string
 	cli, pos, err := parseCLI("keys rotate", "ID", args, getenv, stderr, func(f *flag.FlagSet) {
@@ -304,7 +372,7 @@ func keysRotate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	var k cliKey
+	var k admin.NexgentCreated
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys/"+url.PathEscape(id)+"/rotate", nil, jsonBody(map[string]string{"gracePeriod": grace}), &k)
 	if err != nil {
 		return err
@@ -330,15 +398,7 @@ func keysImport(ctx context.Context, args []string, getenv func(string) string, 
 		defer f.Close()
 		in = f
 	}
-	var res struct {
-		Imported      int `json:"imported"`
-		Skipped       int `json:"skipped"`
-		ErrorsOmitted int `json:"errorsOmitted"`
-		Errors        []struct {
-			Line  int    `json:"line"`
-			Error string `json:"error"`
-		} `json:"errors"`
-	}
+	var res admin.ImportResponse
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys/import", nil, &requestBody{in, "application/x-ndjson", true}, &res)
 	if err != nil {
 		return err
@@ -447,8 +507,9 @@ func (c *adminClient) call(ctx context.Context, method, path string, q url.Value
 // flag.ErrHelp after --help printed the usage.
 func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*adminClient, []string, error) {
 	f := newFlagSet(name, argsUsage, stderr)
-	var adminURL, token, tokenFile, output string
+	var adminURL, caFile, token, tokenFile, output string
 	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL")
+	f.StringVar(&caFile, "admin-ca-file", "", "PEM CAs that sign the admin's certificate, for an https:// --admin-url (empty: the system roots)")
 	f.StringVar(&token, "admin-token", "", "operator token; prefer --admin-token-file")
 	f.StringVar(&tokenFile, "admin-token-file", "", "file holding the operator token (surrounding whitespace trimmed)")
 	f.StringVar(&output, "output", "table", "output format: table or json")
@@ -471,6 +532,18 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 	u, err := url.Parse(adminURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL", adminURL))
+	} else if err := checkAdminURLTLS(adminURL, caFile, ""); err != nil {
+		problems = append(problems, err)
+	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		fmt.Fprintf(stderr, "warning: %s is plain HTTP to another host: the operator token crosses the network in clear; use https://\n", u.Redacted())
+	}
+	var tr http.RoundTripper = http.DefaultTransport
+	if caFile != "" {
+		t, err := tlsfiles.NewTransport(http.DefaultTransport.(*http.Transport), tlsfiles.ClientOptions{CAFile: caFile})
+		if err != nil {
+			problems = append(problems, fmt.Errorf("--admin-ca-file: %w", err))
+		}
+		tr = t
 	}
 	// Precedence: --admin-token, --admin-token-file, then their variables
 	// (which applyEnv put into token and tokenFile).
@@ -495,7 +568,7 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 		base:  strings.TrimRight(adminURL, "/"),
 		token: token,
 		json:  output == "json",
-		http:  &http.Client{},
+		http:  &http.Client{Transport: tr},
 	}, pos, nil
 }
 

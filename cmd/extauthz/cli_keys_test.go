@@ -36,7 +36,7 @@ var nexKey = regexp.MustCompile(`nex_[A-Za-z0-9]{32}`)
 // startAdmin runs a real admin API over a real store on loopback.
 func startAdmin(t *testing.T) (*httptest.Server, *keystore.Store) {
 	t.Helper()
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{Authority: true})
+	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

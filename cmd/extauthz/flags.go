@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/extauthz/extauthz/admin"
 )
 
 // errUsage is returned after usage text was printed for a bad command line.
@@ -166,4 +168,58 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("secret file %s is empty", path)
 	}
 	return s, nil
+}
+
+// minSecretBytes is the shortest secret a serving process accepts from a
+// file: 16 bytes (128 bits) of an "openssl rand -hex 32" token.
+const minSecretBytes = 16
+
+// readServerSecret is readSecretFile for the serving commands, which also
+// refuse a file any user of the machine may read (checkPrivateFile) and a
+// secret shorter than minSecretBytes.
+func readServerSecret(path string) (string, error) {
+	if err := checkPrivateFile(path); err != nil {
+		return "", err
+	}
+	s, err := readSecretFile(path)
+	if err != nil {
+		return "", err
+	}
+	if len(s) < minSecretBytes {
+		return "", fmt.Errorf("secret file %s holds %d bytes: at least %d are required (e.g. openssl rand -hex 32)", path, len(s), minSecretBytes)
+	}
+	return s, nil
+}
+
+// checkPrivateFile refuses a secret file that every user of the machine
+// may read. Group read is allowed: Kubernetes mounts Secret files for the
+// pod's fsGroup (defaultMode 0440).
+func checkPrivateFile(path string) error {
+	fi, err := os.Stat(path) // through the symlinks of a Secret volume
+	if err != nil {
+		return fmt.Errorf("read secret file: %w", err)
+	}
+	if mode := fi.Mode().Perm(); mode&0o004 != 0 {
+		return fmt.Errorf("secret file %s is readable by every user (mode %04o): make it 0600, 0400 or 0440 (Kubernetes: defaultMode: 0440 on the Secret volume)", path, mode)
+	}
+	return nil
+}
+
+// rateFlag is a flag.Value of an admin rate limit, "N/DURATION" or "0".
+type rateFlag struct{ r *admin.Rate }
+
+func (f rateFlag) String() string {
+	if f.r == nil {
+		return ""
+	}
+	return f.r.String()
+}
+
+func (f rateFlag) Set(s string) error {
+	r, err := admin.ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*f.r = r
+	return nil
 }

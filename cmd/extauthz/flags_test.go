@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/admin"
 )
 
 func TestEnvName(t *testing.T) {
@@ -36,6 +38,7 @@ func TestServeFlagsEnvironment(t *testing.T) {
 		"EXTAUTHZ_DATA_DIR":               "",
 		"EXTAUTHZ_ADMIN_TOKEN_FILE":       "/env/admin-token",
 		"EXTAUTHZ_REPLICATION_TOKEN_FILE": "/env/replication-token",
+		"EXTAUTHZ_ADMIN_RATE_LIMIT":       "5/1m",
 	}
 	var out bytes.Buffer
 	c, err := parseServeFlags(roleStandalone, []string{"--log-level", "warn", "--admin-token-file", "/flag/admin-token"}, func(k string) string { return env[k] }, &out)
@@ -55,6 +58,9 @@ func TestServeFlagsEnvironment(t *testing.T) {
 		{"admin-token-file (flag wins)", c.adminTokenFile, "/flag/admin-token"},
 		{"data-dir (empty variable: default)", c.dataDir, "./data"},
 		{"drain-delay (default)", c.drainDelay, time.Duration(0)},
+		{"admin-rate-limit (variable)", c.principalRate, admin.Rate{N: 5, Per: time.Minute}},
+		{"public-project-create-rate-limit (default)", c.publicCreateRate, admin.DefaultPublicCreateRate},
+		{"operator-rate-limit (default: none)", c.operatorRate, admin.Rate{}},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -71,6 +77,7 @@ func TestServeFlagsBadEnvironment(t *testing.T) {
 		"EXTAUTHZ_CHANGELOG_RETENTION":   "many",
 		"EXTAUTHZ_PUBLIC_PROJECT_CREATE": "sure",
 		"EXTAUTHZ_HEARTBEAT":             "often",
+		"EXTAUTHZ_ADMIN_RATE_LIMIT":      "lots",
 	}
 	_, err := parseServeFlags(roleStandalone, []string{"--heartbeat", "1s"}, func(k string) string { return env[k] }, &bytes.Buffer{})
 	if err == nil || errors.Is(err, errUsage) {
@@ -79,7 +86,7 @@ func TestServeFlagsBadEnvironment(t *testing.T) {
 	if code := exitCode(err); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
-	for _, want := range []string{`"forever" for EXTAUTHZ_SHUTDOWN_TIMEOUT`, `"many" for EXTAUTHZ_CHANGELOG_RETENTION`, `"sure" for EXTAUTHZ_PUBLIC_PROJECT_CREATE`} {
+	for _, want := range []string{`"forever" for EXTAUTHZ_SHUTDOWN_TIMEOUT`, `"many" for EXTAUTHZ_CHANGELOG_RETENTION`, `"sure" for EXTAUTHZ_PUBLIC_PROJECT_CREATE`, `"lots" for EXTAUTHZ_ADMIN_RATE_LIMIT`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("err %q lacks %q", err, want)
 		}

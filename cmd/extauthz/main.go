@@ -47,6 +47,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runUsers(ctx, rest, getenv, stdout, stderr)
 	case "policy":
 		return runPolicy(rest, stdout, stderr)
+	case "backup":
+		return runBackup(ctx, rest, getenv, stdout, stderr)
+	case "restore":
+		return runRestore(rest, getenv, os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "extauthz %s (commit %s, %s)\n", version, commit, goVersion())
 		return nil
@@ -69,6 +73,8 @@ Commands:
   keys             create|list|get|revoke|rotate|import keys through the admin API
   users            disable|enable ID through the admin API
   policy check F   validate a policy file; exit 1 listing every problem
+  backup           write a consistent online backup of the admin's store (--out FILE)
+  restore          put a backup in place of a stopped admin's store, as a new history
   version          print version, commit and Go version
 
 Every flag also reads EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins over its

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/metrics"
 )
 
 // keysCollector exports extauthz_keys{state}. Counting walks every
@@ -20,8 +21,8 @@ type keysCollector struct {
 	stats keystore.Stats
 }
 
-func registerStoreGauges(reg prometheus.Registerer, s *keystore.Store) {
-	reg.MustRegister(&keysCollector{
+func registerStoreGauges(reg prometheus.Registerer, s *keystore.Store) error {
+	return metrics.Register(reg, "store", &keysCollector{
 		store: s,
 		desc:  prometheus.NewDesc("extauthz_keys", "Keys in the store by state (refreshed at most once a minute).", []string{"state"}, nil),
 	})

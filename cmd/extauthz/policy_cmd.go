@@ -30,6 +30,9 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d formats, %d scopes, %d routes, unmatched: %s)\n", args[1], len(p.Keys.Formats), len(p.Scopes), len(p.Routes), p.Unmatched)
+	if l := p.DefaultRateLimit(); l != nil {
+		fmt.Fprintf(stdout, "  rate limit of keys without their own: %s (per sidecar)\n", l)
+	}
 	for _, iso := range p.Isolations() {
 		fmt.Fprintf(stdout, "  project-isolated: %s (every route matching there admits only keys of the project it names)\n", iso)
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -23,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -32,7 +36,10 @@ import (
 	"github.com/extauthz/extauthz/authz/envoy"
 	"github.com/extauthz/extauthz/authz/forwardauth"
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/metrics"
 	"github.com/extauthz/extauthz/replication"
+	"github.com/extauthz/extauthz/tracing"
+	keyusage "github.com/extauthz/extauthz/usage"
 )
 
 type role string
@@ -48,32 +55,49 @@ func (r role) administers() bool { return r != roleSidecar }
 
 // serveConfig is every flag of the serving commands.
 type serveConfig struct {
-	grpcAddr, httpAddr, adminAddr string
-	dataDir, policyFile           string
-	logLevel, logFormat           string
-	adminTokenFile                string
-	replicationTokenFile          string
-	jwtSecretFile, jwtJWKSFile    string
-	jwtIssuer, jwtAudience        string
-	publicProjectCreate           bool
-	trustForward                  string
-	forwardHeaders                string
-	shutdownTimeout, drainDelay   time.Duration
-	policyPoll                    time.Duration
-	usageFlush                    time.Duration
-	releaseEvery                  time.Duration
-	pprofAddr                     string
+	principalRate, operatorRate, publicCreateRate admin.Rate
+	grpcAddr, httpAddr, adminAddr                 string
+	dataDir, policyFile                           string
+	logLevel, logFormat                           string
+	adminTokenFile                                string
+	replicationTokenFile                          string
+	jwtSecretFile, jwtJWKSFile                    string
+	jwtIssuer, jwtAudience                        string
+	publicProjectCreate                           bool
+	trustForward                                  string
+	forwardHeaders                                string
+	shutdownTimeout, drainDelay                   time.Duration
+	policyPoll                                    time.Duration
+	usageFlush                                    time.Duration
+	releaseEvery                                  time.Duration
+	pprofAddr                                     string
 	// admin
 	heartbeat      time.Duration
 	retentionCount int
 	retentionAge   time.Duration
+	tlsCertFile    string
+	tlsKeyFile     string
+	// tlsClientCAFile makes replication require a client certificate.
+	tlsClientCAFile string
 	// sidecar
 	adminURL            string
 	maxStaleness        time.Duration
 	reconnectMaxBackoff time.Duration
 	syncInterval        time.Duration
 	node                string
+	adminCAFile         string
+	tlsClientCertFile   string
+	tlsClientKeyFile    string
 }
+
+// adminStoreFile is the authoritative store's file inside --data-dir.
+const adminStoreFile = "extauthz.db"
+
+// loadGCPercent is the GC percentage while a sidecar loads its first
+// snapshot (replication.FollowerOptions.LoadGCPercent): a load allocates
+// much short-lived garbage over a small live heap and nothing is served
+// yet. GOGC, when set, wins.
+const loadGCPercent = 400
 
 // syncInterval maps --replica-sync-interval to FollowerOptions, whose zero
 // means the default: the flag's 0 means at once.
@@ -106,17 +130,27 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required JWT iss (empty: not checked)")
 		f.StringVar(&c.jwtAudience, "jwt-audience", "", "required JWT aud (empty: not checked)")
 		f.BoolVar(&c.publicProjectCreate, "public-project-create", false, "allow unauthenticated POST /api/v1/projects")
+		c.principalRate, c.publicCreateRate = admin.DefaultPrincipalRate, admin.DefaultPublicCreateRate
+		f.Var(rateFlag{&c.principalRate}, "admin-rate-limit", "admin API calls allowed to each JWT user and each project key, `N/DURATION` with bursts of N (0: no limit)")
+		f.Var(rateFlag{&c.operatorRate}, "operator-rate-limit", "admin API calls allowed with the operator token, `N/DURATION` (0: no limit)")
+		f.Var(rateFlag{&c.publicCreateRate}, "public-project-create-rate-limit", "project creations allowed per source address (IPv4, or IPv6 /64) to anyone but the operator, `N/DURATION` (0: no limit)")
 		f.DurationVar(&c.heartbeat, "heartbeat", 5*time.Second, "replication watch heartbeat interval")
 		f.IntVar(&c.retentionCount, "changelog-retention", 100000, "change-log entries kept for watchers (older ones need a snapshot)")
 		f.DurationVar(&c.retentionAge, "changelog-retention-age", 7*24*time.Hour, "maximum age of change-log entries (0: no age bound)")
+		f.StringVar(&c.tlsCertFile, "tls-cert-file", "", "PEM certificate (chain) the admin port serves TLS with, re-read when it changes (empty: plain HTTP)")
+		f.StringVar(&c.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+		f.StringVar(&c.tlsClientCAFile, "tls-client-ca-file", "", "PEM CAs whose client certificates the replication feed requires, besides the replication token (empty: no client certificate needed)")
 	}
 	if r == roleSidecar {
 		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
 		f.DurationVar(&c.reconnectMaxBackoff, "reconnect-max-backoff", 5*time.Second, "cap of the jittered reconnect backoff")
-		f.DurationVar(&c.syncInterval, "replica-sync-interval", replication.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
+		f.DurationVar(&c.syncInterval, "replica-sync-interval", keystore.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
 		host, _ := os.Hostname()
 		f.StringVar(&c.node, "node", host, "node name reported with usage")
+		f.StringVar(&c.adminCAFile, "admin-ca-file", "", "PEM CAs that sign the admin's certificate, for an https:// --admin-url (empty: the system roots)")
+		f.StringVar(&c.tlsClientCertFile, "tls-client-cert-file", "", "PEM client certificate presented to the admin (for an admin with --tls-client-ca-file)")
+		f.StringVar(&c.tlsClientKeyFile, "tls-client-key-file", "", "PEM private key of --tls-client-cert-file")
 	}
 	f.StringVar(&c.dataDir, "data-dir", defaultDir, "directory of the bbolt store")
 	f.StringVar(&c.policyFile, "policy", "", "policy file (YAML); reloaded on change and on SIGHUP (required)")
@@ -151,6 +185,23 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 	if r == roleAdmin && c.replicationTokenFile == "" {
 		problems = append(problems, errors.New("--replication-token-file is required"))
 	}
+	if (c.tlsCertFile == "") != (c.tlsKeyFile == "") {
+		problems = append(problems, errors.New("--tls-cert-file and --tls-key-file go together"))
+	}
+	if c.tlsClientCAFile != "" && c.tlsCertFile == "" {
+		problems = append(problems, errors.New("--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are checked in the TLS handshake"))
+	}
+	if (c.tlsClientCertFile == "") != (c.tlsClientKeyFile == "") {
+		problems = append(problems, errors.New("--tls-client-cert-file and --tls-client-key-file go together"))
+	}
+	if r == roleSidecar && c.adminURL != "" {
+		if err := checkAdminURLTLS(c.adminURL, c.adminCAFile, c.tlsClientCertFile); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if c.jwtJWKSFile != "" && c.jwtAudience == "" {
+		problems = append(problems, errors.New("--jwt-jwks-file needs --jwt-audience: an identity provider signs tokens for many applications, and one issued for another would be accepted here"))
+	}
 	if c.logFormat != "json" && c.logFormat != "console" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want json or console", c.logFormat))
 	}
@@ -178,7 +229,9 @@ func runServe(ctx context.Context, r role, args []string, getenv func(string) st
 	}
 	log := newLogger(c, r, stderr)
 	n := &node{cfg: c, role: r, log: log, reg: prometheus.NewRegistry()}
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := metrics.Register(n.reg, "process", collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
 	defer n.closeAll()
 	if err := n.build(); err != nil {
 		log.Error().Err(err).Msg("startup failed")
@@ -198,7 +251,7 @@ type node struct {
 	store    *keystore.Store
 	follower *replication.Follower
 	authz    *authz.Authorizer
-	usage    *authz.UsageTracker
+	usage    *keyusage.Buffer
 	repl     *replication.Server
 	health   *healthServer
 	grpc     *grpc.Server
@@ -233,38 +286,66 @@ func (n *node) build() error {
 	}
 	var replToken string
 	if c.replicationTokenFile != "" {
-		if replToken, err = readSecretFile(c.replicationTokenFile); err != nil {
+		if replToken, err = readServerSecret(c.replicationTokenFile); err != nil {
 			return fmt.Errorf("--replication-token-file: %w", err)
 		}
 	}
 	if n.role.administers() {
-		n.store, err = keystore.Open(filepath.Join(c.dataDir, "extauthz.db"), keystore.Options{Authority: true})
+		n.store, err = keystore.Open(filepath.Join(c.dataDir, adminStoreFile), keystore.Options{ReleaseMemory: c.releaseEvery > 0})
 		if err != nil {
 			return err
 		}
 		n.closers = append(n.closers, n.store.Close)
-		registerStoreGauges(n.reg, n.store)
+		if err := registerStoreGauges(n.reg, n.store); err != nil {
+			return err
+		}
+	}
+	tp, err := tracing.New(context.Background(), version, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		n.closers = append(n.closers, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return tp.Shutdown(ctx) // export what is left
+		})
+		n.log.Info().Msg("tracing on (OTEL_* environment)")
 	}
 	if n.role.enforces() {
-		n.usage = authz.NewUsageTracker()
+		checks, err := authz.NewMetrics(n.reg)
+		if err != nil {
+			return err
+		}
 		opts := authz.Options{
 			Policy:  n.policy.Current(),
-			Usage:   n.usage,
 			Logger:  n.log.With().Str("component", "authz").Logger(),
-			Metrics: authz.NewMetrics(n.reg),
+			Metrics: checks,
+			// nil with tracing off: no span, no cost.
+			TracerProvider: tp.TracerProvider(),
 		}
+		send := n.recordUsage
 		if n.role == roleSidecar {
+			warnPlainAdminURL(n.log, c.adminURL)
+			client, err := n.replicationClient()
+			if err != nil {
+				return err
+			}
 			n.follower, err = replication.NewFollower(replication.FollowerOptions{
 				AdminURL:     c.adminURL,
+				HTTPClient:   client,
 				Token:        replToken,
 				Dir:          c.dataDir,
 				MaxBackoff:   c.reconnectMaxBackoff,
 				MaxStaleness: c.maxStaleness,
 				SyncInterval: syncInterval(c.syncInterval),
-				UsageFlush:   c.usageFlush,
 				Node:         c.node,
-				Logger:       n.log.With().Str("component", "replica").Logger(),
-				Registerer:   n.reg,
+				// The process-wide settings the library leaves to its
+				// program: see FollowerOptions and docs/design.md.
+				LoadGCPercent: loadGCPercent,
+				ReleaseMemory: c.releaseEvery > 0,
+				Logger:        n.log.With().Str("component", "replica").Logger(),
+				Registerer:    n.reg,
 			})
 			if err != nil {
 				return err
@@ -272,9 +353,20 @@ func (n *node) build() error {
 			n.closers = append(n.closers, n.follower.Close)
 			opts.Keys = n.follower
 			opts.Available = n.follower.Healthy
+			send = n.follower.SendUsage
 		} else {
 			opts.Keys = n.store
 		}
+		n.usage, err = keyusage.New(keyusage.Options{
+			Send:       send,
+			Every:      c.usageFlush,
+			Logger:     n.log.With().Str("component", "usage").Logger(),
+			Registerer: n.reg,
+		})
+		if err != nil {
+			return err
+		}
+		opts.Usage = n.usage
 		n.authz = authz.New(opts)
 		n.policy.OnChange(n.authz.SetPolicy)
 	}
@@ -287,12 +379,23 @@ func (n *node) build() error {
 		if err != nil {
 			return err
 		}
+		n.warnJWT(jwt)
+		serverTLS, err := n.adminServerTLS()
+		if err != nil {
+			return err
+		}
+		if serverTLS == nil && n.role == roleAdmin {
+			n.log.Warn().Str("addr", c.adminAddr).Msg("the admin port serves plain HTTP: tokens, keys and the replication feed cross the network in clear; set --tls-cert-file and --tls-key-file")
+		}
 		adm, err := admin.New(admin.Options{
 			Store:               n.store,
 			Policy:              n.policy.Current,
 			AdminToken:          adminToken,
 			JWT:                 jwt,
 			PublicProjectCreate: c.publicProjectCreate,
+			PrincipalRate:       c.principalRate,
+			OperatorRate:        c.operatorRate,
+			PublicCreateRate:    c.publicCreateRate,
 			Logger:              n.log.With().Str("component", "admin").Logger(),
 			Registerer:          n.reg,
 		})
@@ -301,18 +404,33 @@ func (n *node) build() error {
 		}
 		mux := http.NewServeMux()
 		if replToken != "" {
-			n.repl = replication.NewServer(replication.ServerOptions{
+			n.repl, err = replication.NewServer(replication.ServerOptions{
 				Store:      n.store,
 				Token:      replToken,
 				Heartbeat:  c.heartbeat,
 				Logger:     n.log.With().Str("component", "replication").Logger(),
 				Registerer: n.reg,
 			})
-			mux.Handle("/replication/", n.repl)
+			if err != nil {
+				return err
+			}
+			var feed http.Handler = n.repl
+			if c.tlsClientCAFile != "" {
+				feed = requireClientCert(feed)
+			}
+			mux.Handle("/replication/", feed)
 		}
 		n.probes(mux)
 		mux.Handle("/", adm)
-		n.addHTTP("admin", c.adminAddr, mux)
+		var h http.Handler = mux
+		if tp != nil {
+			// A span per admin API and replication request, child of the
+			// caller's traceparent.
+			h = otelhttp.NewHandler(mux, "admin", otelhttp.WithTracerProvider(tp.TracerProvider()), otelhttp.WithPropagators(propagation.TraceContext{}),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + spanRoute(r.URL.Path) }))
+		}
+		n.addHTTP("admin", c.adminAddr, h)
+		n.servers[len(n.servers)-1].tls = serverTLS
 	}
 	if c.pprofAddr != "" {
 		mux := http.NewServeMux()
@@ -336,7 +454,7 @@ func (n *node) build() error {
 		mux := http.NewServeMux()
 		n.probes(mux)
 		srv := forwardauth.NewHTTPServer(fa.Handler(mux), n.log.With().Str("server", "http").Logger())
-		n.servers = append(n.servers, namedServer{"http", c.httpAddr, srv})
+		n.servers = append(n.servers, namedServer{name: "http", addr: c.httpAddr, httpServer: srv})
 
 		n.health = newHealthServer()
 		door := envoy.NewServer(n.authz)
@@ -367,6 +485,7 @@ func (n *node) build() error {
 type namedServer struct {
 	name, addr string
 	httpServer
+	tls *tls.Config // nil: plain HTTP
 }
 
 // httpServer is what serve and shutdown need of an HTTP server: Serve
@@ -380,13 +499,25 @@ type httpServer interface {
 // addHTTP adds a net/http server (admin, pprof) with timeouts that bound
 // slow clients.
 func (n *node) addHTTP(name, addr string, h http.Handler) {
-	n.servers = append(n.servers, namedServer{name, addr, &http.Server{
+	n.servers = append(n.servers, namedServer{name: name, addr: addr, httpServer: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    256 << 10,
+		// net/http's own messages (refused TLS handshakes, mostly) at
+		// debug: a scanner must not flood the log.
+		ErrorLog: stdlog.New(debugWriter{n.log.With().Str("server", name).Logger()}, "", 0),
 	}})
+}
+
+// debugWriter writes each line of a standard library logger as a debug
+// line of a zerolog logger.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // probes mounts /healthz, /readyz and /metrics.
@@ -438,14 +569,14 @@ func (n *node) setServing(ok bool) {
 func (n *node) adminToken() (string, error) {
 	c := n.cfg
 	if c.adminTokenFile != "" {
-		t, err := readSecretFile(c.adminTokenFile)
+		t, err := readServerSecret(c.adminTokenFile)
 		if err != nil {
 			return "", fmt.Errorf("--admin-token-file: %w", err)
 		}
 		return t, nil
 	}
 	path := filepath.Join(c.dataDir, "admin-token")
-	if t, err := readSecretFile(path); err == nil {
+	if t, err := readServerSecret(path); err == nil {
 		n.log.Info().Str("path", path).Msg("using the admin token from the data dir")
 		return t, nil
 	}
@@ -473,8 +604,11 @@ func (n *node) serve(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", s.addr, err)
 		}
+		if s.tls != nil {
+			ln = tls.NewListener(ln, s.tls)
+		}
 		listeners = append(listeners, ln)
-		n.log.Info().Str("server", s.name).Str("addr", ln.Addr().String()).Msg("listening")
+		n.log.Info().Str("server", s.name).Str("addr", ln.Addr().String()).Bool("tls", s.tls != nil).Msg("listening")
 	}
 	var grpcLn net.Listener
 	if n.grpc != nil {
@@ -512,7 +646,6 @@ func (n *node) serve(ctx context.Context) error {
 	n.shutdown()
 	cancel()
 	n.bg.Wait()
-	n.flushUsage()
 	return runErr
 }
 
@@ -556,7 +689,9 @@ func (n *node) background(ctx context.Context) {
 		})
 	}
 	if n.usage != nil {
-		run(func() { every(ctx, n.cfg.usageFlush, n.flushUsage) })
+		// Flushes every --usage-flush, and once more when ctx ends: after
+		// shutdown drained the doors, so no recorded use is left behind.
+		run(func() { n.usage.Run(ctx) })
 	}
 	if n.health != nil {
 		run(func() { n.followReadiness(ctx) })
@@ -604,21 +739,14 @@ func (n *node) followReadiness(ctx context.Context) {
 	}
 }
 
-func (n *node) flushUsage() {
-	if n.usage == nil {
-		return
-	}
-	batch := n.usage.Drain()
-	if len(batch) == 0 {
-		return
-	}
-	if n.follower != nil {
-		n.follower.ReportUsage(batch)
-		return
-	}
+// recordUsage is the usage buffer's Send of a standalone process: its own
+// store keeps the usage. A batch the store could not write is kept for the
+// next flush.
+func (n *node) recordUsage(_ context.Context, batch []keystore.Usage) ([]keystore.Usage, error) {
 	if err := n.store.RecordUsage(batch); err != nil {
-		n.log.Warn().Err(err).Msg("record usage")
+		return batch, fmt.Errorf("record usage: %w", err)
 	}
+	return nil, nil
 }
 
 // shutdown turns not-ready, waits drain-delay, then drains every server
@@ -666,6 +794,18 @@ func (n *node) shutdown() {
 	n.log.Info().Msg("drained")
 }
 
+// spanRoute names an admin port path for a span without its ids: the API
+// and the replication feed, not each key.
+func spanRoute(p string) string {
+	switch {
+	case strings.HasPrefix(p, "/replication/"):
+		return "/replication"
+	case strings.HasPrefix(p, "/api/"):
+		return "/api"
+	}
+	return "other"
+}
+
 // every calls fn every d until ctx ends.
 func every(ctx context.Context, d time.Duration, fn func()) {
 	t := time.NewTicker(d)
@@ -684,13 +824,33 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 func jwtConfig(c *serveConfig) (admin.JWTOptions, error) {
 	j := admin.JWTOptions{JWKSFile: c.jwtJWKSFile, Issuer: c.jwtIssuer, Audience: c.jwtAudience}
 	if c.jwtSecretFile != "" {
-		s, err := readSecretFile(c.jwtSecretFile)
+		s, err := readServerSecret(c.jwtSecretFile)
 		if err != nil {
 			return j, fmt.Errorf("--jwt-hs256-secret-file: %w", err)
 		}
 		j.HS256Secret = []byte(s)
 	}
 	return j, nil
+}
+
+// warnJWT warns when user JWTs are accepted whatever their audience or
+// issuer: any token signed with the same secret, for another application
+// or by another issuer, is then accepted. (A JWKS without an audience is
+// refused with the flags.)
+func (n *node) warnJWT(j admin.JWTOptions) {
+	if len(j.HS256Secret) == 0 && j.JWKSFile == "" {
+		return
+	}
+	var missing []string
+	if j.Audience == "" {
+		missing = append(missing, "--jwt-audience")
+	}
+	if j.Issuer == "" {
+		missing = append(missing, "--jwt-issuer")
+	}
+	if len(missing) > 0 {
+		n.log.Warn().Strs("unset", missing).Msg("user JWTs are accepted without an audience or issuer check: any token signed with the same key is accepted, whoever it was issued for; set --jwt-audience and --jwt-issuer")
+	}
 }
 
 // streamWorkers is the number of long-lived goroutines grpc serves streams

@@ -104,7 +104,7 @@ type keySet struct {
 // chunks of importChunk with fsync off, synced once at the end. The raw
 // form of a random sample of `sample` keys is kept for the load.
 func (c *cluster) prefillAdmin(dir string, n, sample int) (*keySet, error) {
-	st, err := keystore.Open(filepath.Join(dir, adminStoreFile), keystore.Options{Authority: true, NoSync: true})
+	st, err := keystore.Open(filepath.Join(dir, adminStoreFile), keystore.Options{NoSync: true})
 	if err != nil {
 		return nil, err
 	}

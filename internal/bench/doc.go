@@ -8,9 +8,10 @@
 // following it over the replication feed, and do-nothing gRPC and HTTP
 // servers (this program re-executed with a hidden -serve-noop-grpc /
 // -serve-noop-http flag), which are the machine's ceiling: the gRPC one on
-// the same grpc-go and go-control-plane as extauthz, the HTTP one a plain
-// net/http handler (extauthz's HTTP port runs on fasthttp). Every figure is printed beside a
-// baseline measured in the same run; nothing is typed in by hand.
+// the same grpc-go and go-control-plane as extauthz, the HTTP one a
+// do-nothing handler on the HTTP port's own fasthttp server. Every figure
+// is printed beside a baseline measured in the same run; nothing is typed
+// in by hand.
 //
 // What is measured:
 //
@@ -53,6 +54,17 @@
 // profile_test.go rebuilds the check path in-process for CPU profiles and
 // can profile real sidecar, admin and do-nothing processes under this load
 // (see its comments).
+//
+// -door-e2e prints another table instead (door.go): requests/s through a
+// real nginx running examples/nginx/extauthz.conf in front of a sidecar,
+// beside the same nginx without auth, and the sidecar's CPU per request
+// (-nginx-keepalive: nginx keeps its connections to the sidecar open).
+//
+// -tracing and -limits are A/B runs of gRPC Check in the same way
+// (arms.go): a sidecar with tracing off beside one tracing 1 % of checks
+// to a do-nothing OTLP endpoint, and a sidecar without rate limits beside
+// one whose policy limits every key (never refusing), each with its CPU
+// per check and RSS.
 //
 // -quick shrinks everything (2 s points, 20,000 large keys, 1 and 3
 // sidecars) for a smoke test.

@@ -246,14 +246,18 @@ type httpLoad struct {
 }
 
 func newHTTPLoad(addr string, concurrency int, valid, invalid []string, check bool) *httpLoad {
-	tr := &http.Transport{
+	return &httpLoad{client: keepAliveClient(concurrency), url: "http://" + addr + "/auth", valid: valid, invalid: invalid, check: check}
+}
+
+// keepAliveClient is an HTTP client that keeps a connection per caller.
+func keepAliveClient(concurrency int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        concurrency * 2,
 		MaxIdleConnsPerHost: concurrency * 2,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-	}
-	return &httpLoad{client: &http.Client{Transport: tr}, url: "http://" + addr + "/auth", valid: valid, invalid: invalid, check: check}
+	}}
 }
 
 func (h *httpLoad) Close() { h.client.CloseIdleConnections() }

@@ -17,22 +17,26 @@ import (
 
 // options are the command-line flags.
 type options struct {
-	bin         string
-	policy      string
-	duration    time.Duration
-	warmup      time.Duration
-	keysSmall   int
-	keysLarge   int
-	sample      int
-	concurrency []int
-	conns       int
-	sidecars    []int
-	revocations int
-	revokePoll  time.Duration
-	revokeProbe int
-	admins      int
-	rounds      int
-	quick       bool
+	bin            string
+	policy         string
+	duration       time.Duration
+	warmup         time.Duration
+	keysSmall      int
+	keysLarge      int
+	sample         int
+	concurrency    []int
+	conns          int
+	sidecars       []int
+	revocations    int
+	revokePoll     time.Duration
+	revokeProbe    int
+	admins         int
+	rounds         int
+	quick          bool
+	doorE2E        bool
+	nginxKeepalive bool
+	tracing        bool
+	limits         bool
 }
 
 func main() {
@@ -68,7 +72,16 @@ func runMain(opts *options) int {
 	defer os.RemoveAll(root)
 	defer childproc.StopAll()
 	b := &bench{opts: opts, root: root, began: time.Now()}
-	if err := b.run(ctx); err != nil {
+	run := b.run
+	switch {
+	case opts.doorE2E:
+		run = b.doorE2E
+	case opts.tracing:
+		run = b.tracing
+	case opts.limits:
+		run = b.limits
+	}
+	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
@@ -98,6 +111,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.revokeProbe, "revoke-probe", 10, "above this many sidecars, also measure with only this many, drawn at random, polled per revocation (0: never)")
 	fs.IntVar(&o.admins, "admin-clients", 16, "concurrent clients creating keys on the admin")
 	fs.BoolVar(&o.quick, "quick", false, "smoke test: 2s points, 20,000 large keys, sidecars 1,3, 5 revocations (flags given explicitly still win)")
+	fs.BoolVar(&o.doorE2E, "door-e2e", false, "instead of the table: requests/s through nginx auth_request (examples/nginx/extauthz.conf) beside nginx without auth, and the sidecar's CPU per request")
+	fs.BoolVar(&o.tracing, "tracing", false, "instead of the table: gRPC Check with tracing off beside tracing on at 1 % sampling (OTLP to a do-nothing server), and each sidecar's CPU per check")
+	fs.BoolVar(&o.limits, "limits", false, "instead of the table: gRPC Check with every key under a never-refusing rate limit beside no limits, -sample active keys")
+	fs.BoolVar(&o.nginxKeepalive, "nginx-keepalive", false, "-door-e2e: nginx keeps connections to the sidecars open (upstream keepalive) instead of one per check as the shipped example does")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -16,12 +16,17 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/extauthz/extauthz/authz/forwardauth"
 )
 
 // The do-nothing servers are the baselines: the same grpc-go and
-// go-control-plane as extauthz, and a plain net/http handler (the forwardAuth
-// target is stated against net/http, though extauthz's HTTP port runs on
-// fasthttp). Each runs as a separate process (the bench binary re-executed
+// go-control-plane as extauthz, and a do-nothing handler on the HTTP port's
+// own fasthttp server (forwardauth.NewHTTPServer), the ceiling of the
+// door's HTTP stack. Each runs as a separate process (the bench binary re-executed
 // with a hidden flag) so that it competes for the CPU exactly as a sidecar
 // does. They log the same "listening" and "started" lines as extauthz, so
 // childproc.Start handles both alike.
@@ -75,18 +80,12 @@ func serveNoop(kind, addr string) error {
 		logLine(map[string]string{"message": "started"})
 		return srv.Serve(ln)
 	case flagNoopHTTP:
-		mux := http.NewServeMux()
-		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-		// Plain net/http timeouts; the door's own fasthttp server reads
-		// a request within 10 s and limits headers to 64 KiB.
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 256 << 10}
+		// The door's own server, with its limits, answering 200 to all.
+		srv := forwardauth.NewHTTPServer(func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(http.StatusOK) }, zerolog.Nop())
 		logLine(map[string]string{"message": "listening", "server": "http", "addr": ln.Addr().String()})
-		go func() { <-ctx.Done(); _ = srv.Close() }()
+		go func() { <-ctx.Done(); _ = srv.Shutdown(context.Background()) }()
 		logLine(map[string]string{"message": "started"})
-		if err := srv.Serve(ln); err != http.ErrServerClosed {
-			return err
-		}
-		return nil
+		return srv.Serve(ln)
 	}
 	return fmt.Errorf("unknown server kind %q", kind)
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/extauthz/extauthz/internal/childproc"
 	"github.com/extauthz/extauthz/policy"
 	"github.com/extauthz/extauthz/replication"
+	"github.com/extauthz/extauthz/usage"
 )
 
 // checkFixture is a sidecar's check path over a prefilled replica.
@@ -94,8 +95,8 @@ func newCheckFixture(b *testing.B) *checkFixture {
 		b.Fatal(err)
 	}
 	a := authz.New(authz.Options{
-		Keys: f, Available: f.Healthy, Policy: pol, Usage: authz.NewUsageTracker(),
-		Logger: log.With().Str("component", "authz").Logger(), Metrics: authz.NewMetrics(reg),
+		Keys: f, Available: f.Healthy, Policy: pol, Usage: usage.NewDiscard(),
+		Logger: log.With().Str("component", "authz").Logger(), Metrics: checkMetrics(b, reg),
 	})
 	trusted, err := forwardauth.ParseTrustedProxies(forwardauth.DefaultTrustedProxies)
 	if err != nil {
@@ -470,4 +471,13 @@ func TestProfileColdStart(t *testing.T) {
 	if m, err := sc.Memory(); err == nil {
 		t.Logf("sidecar memory: %+v MiB", []int64{m.RSS >> 20, m.Anon >> 20, m.File >> 20})
 	}
+}
+
+// checkMetrics returns the check metrics registered with reg.
+func checkMetrics(tb testing.TB, reg prometheus.Registerer) *authz.Metrics {
+	m, err := authz.NewMetrics(reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }

@@ -45,7 +45,7 @@ func (b *bench) print(w io.Writer) {
 		grpc       bool
 	}{
 		{"Check (gRPC)", "do-nothing grpc-go Check server", &r.grpc, true},
-		{"forwardAuth (HTTP)", "do-nothing net/http handler", &r.http, false},
+		{"forwardAuth (HTTP)", "do-nothing handler on the same fasthttp server", &r.http, false},
 	} {
 		for _, tk := range []targetKind{targetSmall, targetLarge} {
 			for _, c := range o.concurrency {

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 // superScope is the Nexgent policy's super scope.
@@ -195,6 +197,11 @@ func (c *churner) create(ctx context.Context) {
 			body["userId"] = owner.id
 		}
 	}
+	var limit *keystore.RateLimit
+	if c.rng.IntN(5) == 0 { // small enough for the load to reach it
+		limit = &keystore.RateLimit{Limit: int64(1 + c.rng.IntN(3)), Duration: time.Second}
+		body["rateLimit"] = map[string]any{"limit": limit.Limit, "duration": "1s"}
+	}
 	var expAt time.Time
 	if c.rng.IntN(10) == 0 {
 		expAt = time.Now().Add(time.Duration(3000+c.rng.IntN(5000)) * time.Millisecond).Truncate(time.Millisecond)
@@ -211,7 +218,7 @@ func (c *churner) create(ctx context.Context) {
 		c.problem(err != nil || code >= 500 || code/100 == 2, "create", code, err, data)
 		return
 	}
-	k := &key{n: n, id: out.ID, raw: out.Key, scopes: scopes, owner: owner, expiring: !expAt.IsZero(),
+	k := &key{n: n, id: out.ID, raw: out.Key, scopes: scopes, owner: owner, expiring: !expAt.IsZero(), limit: limit,
 		events: []keyEvent{{kind: evCreate, send: send, ack: ack, expAt: expAt}}}
 	c.o.mu.Lock()
 	c.o.keys = append(c.o.keys, k)
@@ -311,7 +318,7 @@ func (c *churner) rotate(ctx context.Context, grace time.Duration) {
 		return
 	}
 	c.acked(old, i, ack)
-	k := &key{n: n, id: out.ID, raw: out.Key, scopes: old.scopes, owner: old.owner,
+	k := &key{n: n, id: out.ID, raw: out.Key, scopes: old.scopes, owner: old.owner, limit: old.limit, // rotation keeps the limit
 		events: []keyEvent{{kind: evCreate, send: send, ack: ack}}}
 	c.o.mu.Lock()
 	c.o.keys = append(c.o.keys, k)

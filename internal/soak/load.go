@@ -38,12 +38,13 @@ const (
 	outAllow   outcome = iota // 200 / OK
 	outDeny401                // 401 / UNAUTHENTICATED
 	outDeny403                // 403 / PERMISSION_DENIED
-	outOther                  // any other decision (a wrong one: no rate limits are configured)
+	outLimited                // 429 / RESOURCE_EXHAUSTED: the key's rate limit
+	outOther                  // any other decision (always a wrong one)
 	outError                  // transport error, gRPC error, HTTP 5xx
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"allow", "401", "403", "other", "error"}
+var outcomeNames = [numOutcomes]string{"allow", "401", "403", "429", "other", "error"}
 
 // class is the verdict on one answer.
 type class uint8
@@ -149,6 +150,7 @@ func (l *loader) one(ctx context.Context, rng *rand.Rand) {
 	bearer := rng.IntN(4) == 0
 
 	s := time.Now()
+	tk := l.o.takes.begin(t.name, k, s)
 	var out outcome
 	var keyID, detail string
 	if fe == feHTTP {
@@ -165,13 +167,30 @@ func (l *loader) one(ctx context.Context, rng *rand.Rand) {
 	var want []outcome
 	if canValid {
 		if k.grants(rt.scope) {
-			want = append(want, outAllow)
+			canAllow, canLimit := true, false
+			if tk != nil {
+				canAllow, canLimit = l.o.takes.verdict(t.name, k, tk, e)
+			}
+			if canAllow {
+				want = append(want, outAllow)
+			}
+			if canLimit {
+				want = append(want, outLimited)
+			}
 		} else {
 			want = append(want, outDeny403)
 		}
 	}
 	if canInvalid {
 		want = append(want, outDeny401)
+	}
+	switch out {
+	case outAllow:
+		l.o.takes.finish(tk, e, takeAllowed)
+	case outError:
+		l.o.takes.finish(tk, time.Time{}, takePending) // may have taken a token
+	default:
+		l.o.takes.finish(tk, e, takeNone)
 	}
 	cl := classWrong
 	switch {
@@ -264,6 +283,8 @@ func (l *loader) forwardAuth(ctx context.Context, t *target, rt route, raw strin
 		return outDeny401, "", ""
 	case c == http.StatusForbidden:
 		return outDeny403, "", ""
+	case c == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "":
+		return outLimited, "", ""
 	case c >= 500:
 		return outError, "", fmt.Sprintf("HTTP %d", c)
 	default:
@@ -319,6 +340,8 @@ func (l *loader) check(ctx context.Context, t *target, rt route, raw string, bea
 		return outDeny401, "", ""
 	case code == 7 && denied == http.StatusForbidden:
 		return outDeny403, "", ""
+	case code == 8 && denied == http.StatusTooManyRequests:
+		return outLimited, "", ""
 	default:
 		return outOther, "", fmt.Sprintf("status %d, denied_response %d", code, denied)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/extauthz/extauthz/keystore"
 )
 
 // The oracle knows, for every key the churn driver made, every change the
@@ -196,6 +198,7 @@ type key struct {
 	scopes []string
 	owner  *user
 	events []keyEvent
+	limit  *keystore.RateLimit // the key's rate limit, set at creation; nil: none
 
 	// latest intent
 	revoked  bool
@@ -228,6 +231,8 @@ type oracle struct {
 	users   []*user
 	pools   [numCategories][]*key
 	unknown []string
+
+	takes takes // the checks of limited keys, per sidecar
 }
 
 func newOracle(bound, slack time.Duration, t0 time.Time, users int) *oracle {
@@ -327,6 +332,9 @@ func (o *oracle) history(k *key) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "key #%d id=%s prefix=%s scopes=%v", k.n, k.id, k.raw[:8], k.scopes)
+	if k.limit != nil {
+		fmt.Fprintf(&b, " rate limit %s", k.limit)
+	}
 	for _, ev := range k.events {
 		switch ev.kind {
 		case evCreate:
