@@ -326,6 +326,11 @@ var alertCases = map[string][]alertCase{
   extauthz_checks_total{namespace="a",decision="forbidden",reason="missing_scope"} 0+60x30
   extauthz_checks_total{namespace="a",decision="allow",reason="ok"} 0+6000x30`, 20 * time.Minute, false},
 	},
+	"ExtauthzAdminCertificateRefused": {
+		{"a replica refuses the admin's certificate", `extauthz_replication_tls_errors_total{namespace="a",pod="p1",reason="unknown_authority"} 0+2x30`, 10 * time.Minute, true},
+		{"no refusal", `extauthz_replication_tls_errors_total{namespace="a",pod="p1",reason="unknown_authority"} 0x30`, 10 * time.Minute, false},
+		{"one refusal long ago", `extauthz_replication_tls_errors_total{namespace="a",pod="p1",reason="wrong_name"} 0 1x30`, 30 * time.Minute, false},
+	},
 	"ExtauthzCertificateExpiresSoon": {
 		{"expires in 7 days", `extauthz_tls_certificate_expiry_timestamp_seconds{namespace="a",pod="p1",listener="grpc"} 604800x120`, 90 * time.Minute, true},
 		{"expires in 30 days", `extauthz_tls_certificate_expiry_timestamp_seconds{namespace="a",pod="p1",listener="grpc"} 2592000x120`, 90 * time.Minute, false},

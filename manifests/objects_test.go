@@ -212,16 +212,16 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &middleware{}, true
 	case "traefik.io/v1alpha1 IngressRoute":
 		return &ingressRoute{}, true
-	case "monitoring.coreos.com/v1 ServiceMonitor":
-		return &monitoringv1.ServiceMonitor{}, true
-	case "monitoring.coreos.com/v1 PrometheusRule":
-		return &monitoringv1.PrometheusRule{}, true
 	case "traefik.io/v1alpha1 ServersTransport":
 		return &serversTransport{}, true
 	case "cert-manager.io/v1 Certificate":
 		return &certificate{}, true
 	case "cert-manager.io/v1 Issuer":
 		return &issuer{}, true
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		return &monitoringv1.ServiceMonitor{}, true
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		return &monitoringv1.PrometheusRule{}, true
 	}
 	return nil, false
 }
