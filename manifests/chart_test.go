@@ -18,6 +18,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -153,6 +154,24 @@ func TestChartContent(t *testing.T) {
 	}
 	// The PrometheusRule carries the tested rule file unchanged.
 	gw := renderedChart(t, "gateway")
+	// monitoring.allowFrom admits Prometheus to each /metrics port, and only to it.
+	for name, port := range map[string]int32{"extauthz-admin": 8181, "extauthz-auth": 9192} {
+		np := gw.get("NetworkPolicy", "extauthz", name)
+		if np == nil {
+			t.Fatalf("gateway: no NetworkPolicy %s", name)
+		}
+		var scraped bool
+		for _, r := range np.Obj.(*networkingv1.NetworkPolicy).Spec.Ingress {
+			for _, f := range r.From {
+				if f.NamespaceSelector != nil && f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "monitoring" {
+					scraped = len(r.Ports) == 1 && r.Ports[0].Port.IntVal == port
+				}
+			}
+		}
+		if !scraped {
+			t.Errorf("gateway: NetworkPolicy %s does not admit the monitoring namespace to :%d alone", name, port)
+		}
+	}
 	if pr := gw.byKind("PrometheusRule"); len(pr) == 1 {
 		b, _ := json.Marshal(pr[0].Obj)
 		for _, a := range []string{"ExtauthzReplicaStale", "ExtauthzAdminUnreachable", "{{ $labels.pod }}"} {

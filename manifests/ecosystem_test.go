@@ -30,6 +30,8 @@ const (
 	authPathPrefix = "/auth"
 	// The ext_authz filter's dynamic metadata namespace, where extauthz writes the key's limit.
 	extAuthzMetadata = "envoy.filters.http.ext_authz"
+	// The key under it holding {requests_per_unit, unit} (authz/envoy's Check response).
+	rateLimitMetadataKey = "rate_limit"
 )
 
 // checkHeaders are the request headers an HTTP-mode proxy must send to extauthz: the key in
@@ -286,6 +288,8 @@ func checkGateways(g *gatewayExamples, want ports) []string {
 		for i, r := range rl.Global.Rules {
 			if fm := r.Limit.FromMetadata; fm == nil || fm.Namespace != extAuthzMetadata {
 				p.add("BackendTrafficPolicy %s: rule %d does not read its limit from %s metadata", g.rateLimit.Name, i, extAuthzMetadata)
+			} else if fm.Key != rateLimitMetadataKey {
+				p.add("BackendTrafficPolicy %s: rule %d reads metadata key %q, extauthz writes %q", g.rateLimit.Name, i, fm.Key, rateLimitMetadataKey)
 			}
 		}
 	}
@@ -441,6 +445,9 @@ func TestEcosystemExamplesCatchMistakes(t *testing.T) {
 		{"rate limit from elsewhere", gatewayFiles[2], func(m map[string]any) {
 			at(m, "spec", "rateLimit", "global", "rules", 0, "limit", "fromMetadata")["namespace"] = "envoy.filters.http.ext_proc"
 		}, "does not read its limit"},
+		{"rate limit from another key", gatewayFiles[2], func(m map[string]any) {
+			at(m, "spec", "rateLimit", "global", "rules", 0, "limit", "fromMetadata")["key"] = "ratelimit"
+		}, `reads metadata key "ratelimit"`},
 		{"rate limit misspelt field", gatewayFiles[2], func(m map[string]any) {
 			at(m, "spec", "rateLimit", "global", "rules", 0, "limit")["fromMetadta"] = map[string]any{}
 		}, "fromMetadta"},
