@@ -118,7 +118,7 @@ func patchRateLimit(w http.ResponseWriter, r *http.Request, field string) (*keys
 
 // setRateLimit stores k's new limit and answers with show(updated key).
 func (s *Server) setRateLimit(w http.ResponseWriter, r *http.Request, p principal, k *keystore.Key, l *keystore.RateLimit, show func(*keystore.Key) any) error {
-	k, err := s.store.SetKeyRateLimit(k.ID, l, p.actor())
+	k, err := s.writer.SetKeyRateLimit(k.ID, l, p.actor())
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
 		return notFound(msgKeyNotFound)
 	}

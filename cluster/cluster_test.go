@@ -95,6 +95,10 @@ func workload(t *testing.T, nodes []*testNode, tag string, n int) []string {
 		}
 	}
 	write(t, nodes, func(w *Writer) error { _, err := w.RevokeKey(tag+"-0", "op"); return err })
+	write(t, nodes, func(w *Writer) error {
+		_, err := w.SetKeyRateLimit(tag+"-2", &keystore.RateLimit{Limit: 5, Duration: time.Minute}, "op")
+		return err
+	})
 	rawNext, next := newKey(t, tag+"-next", "u1")
 	raws = append(raws, rawNext)
 	write(t, nodes, func(w *Writer) error { _, err := w.RotateKey(tag+"-1", next, time.Hour, "op"); return err })
@@ -176,6 +180,11 @@ func TestThreeMembersHoldTheSameStore(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(state), []byte(`"k-9"`)) {
 		t.Fatal("the state does not hold the created keys")
+	}
+	for _, tn := range nodes {
+		if k, err := tn.store.GetKey("k-2"); err != nil || k.RateLimit == nil || k.RateLimit.Limit != 5 {
+			t.Fatalf("%s: k-2's rate limit did not replicate: %+v, %v", tn.id, k, err)
+		}
 	}
 	// A follower forwards writes to the leader: the answer is the
 	// leader's, the store's errors arrive as the same sentinels, and after

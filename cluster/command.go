@@ -19,6 +19,7 @@ const (
 	OpImportKeys    Op = "key.import"
 	OpRevokeKey     Op = "key.revoke"
 	OpRotateKey     Op = "key.rotate"
+	OpSetRateLimit  Op = "key.set_rate_limit"
 	OpSetUserActive Op = "user.set_active"
 	OpCreateProject Op = "project.create"
 	OpRecordUsage   Op = "usage.record"
@@ -41,6 +42,8 @@ type Command struct {
 	Project *keystore.Project `json:"project,omitempty"`
 	Usage   []keystore.Usage  `json:"usage,omitempty"`
 	StoreID string            `json:"store_id,omitempty"`
+	// RateLimit is set_rate_limit's new limit (nil removes the key's own).
+	RateLimit *keystore.RateLimit `json:"rate_limit,omitempty"`
 }
 
 // commandVersion is the first byte of an encoded command. A member that
@@ -112,7 +115,7 @@ func (c *Command) validate() error {
 				missing = "keys entry"
 			}
 		}
-	case OpRevokeKey, OpSetUserActive:
+	case OpRevokeKey, OpSetUserActive, OpSetRateLimit:
 		if c.ID == "" {
 			missing = "id"
 		}

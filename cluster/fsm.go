@@ -68,6 +68,8 @@ func apply(st *keystore.Store, c *Command) *Result {
 	case OpRotateKey:
 		r.Key, r.Err = st.RotateKey(c.ID, c.Key, c.Grace, c.Actor)
 		r.New = c.Key
+	case OpSetRateLimit:
+		r.Key, r.Err = st.SetKeyRateLimit(c.ID, c.RateLimit, c.Actor)
 	case OpSetUserActive:
 		r.User, r.Err = st.SetUserActive(c.ID, c.Active, c.Actor)
 	case OpCreateProject:

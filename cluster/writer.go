@@ -75,6 +75,15 @@ func (w *Writer) RotateKey(oldID string, next *keystore.Key, grace time.Duration
 	return r.Key, err
 }
 
+// SetKeyRateLimit is keystore.Store.SetKeyRateLimit through raft.
+func (w *Writer) SetKeyRateLimit(id string, limit *keystore.RateLimit, actor string) (*keystore.Key, error) {
+	r, err := w.propose(&Command{Op: OpSetRateLimit, Actor: actor, ID: id, RateLimit: limit})
+	if r == nil {
+		return nil, err
+	}
+	return r.Key, err
+}
+
 // SetUserActive is keystore.Store.SetUserActive through raft.
 func (w *Writer) SetUserActive(id string, active bool, actor string) (keystore.User, error) {
 	r, err := w.propose(&Command{Op: OpSetUserActive, Actor: actor, ID: id, Active: active})
