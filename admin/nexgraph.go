@@ -237,15 +237,25 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	return nil
 }
 
+// projectKey returns the live key {kid} of project pid, or a 404: another
+// project's key is reported exactly like an unknown one.
+func (s *Server) projectKey(r *http.Request, pid string) (*keystore.Key, error) {
+	k, err := s.store.GetKey(r.PathValue("kid"))
+	if errors.Is(err, keystore.ErrNotFound) || (err == nil && (k.ProjectID != pid || k.Revoked())) {
+		return nil, notFound(msgKeyNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
 func (s *Server) revokeProjectKey(w http.ResponseWriter, r *http.Request, p principal) error {
 	pid, err := s.projectID(r, p, permWrite)
 	if err != nil {
 		return err
 	}
-	k, err := s.store.GetKey(r.PathValue("kid"))
-	if errors.Is(err, keystore.ErrNotFound) || (err == nil && (k.ProjectID != pid || k.Revoked())) {
-		return notFound(msgKeyNotFound)
-	}
+	k, err := s.projectKey(r, pid)
 	if err != nil {
 		return err
 	}

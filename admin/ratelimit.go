@@ -157,10 +157,7 @@ func (s *Server) updateProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	if err != nil {
 		return err
 	}
-	k, err := s.store.GetKey(r.PathValue("kid"))
-	if errors.Is(err, keystore.ErrNotFound) || (err == nil && (k.ProjectID != pid || k.Revoked())) {
-		return notFound(msgKeyNotFound)
-	}
+	k, err := s.projectKey(r, pid)
 	if err != nil {
 		return err
 	}
