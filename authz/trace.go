@@ -41,12 +41,21 @@ func (a *Authorizer) ExtractTrace(ctx context.Context, carrier propagation.TextM
 	return a.trace.propagator.Extract(ctx, carrier)
 }
 
+// MaxTraceState bounds the tracestate a check's span takes from a
+// request: the W3C limit is 32 members of up to 256 bytes, and a longer
+// one, from a client, would be copied into every exported span.
+const MaxTraceState = 512
+
 // startSpan starts the check's span: a child of the span ctx holds (the
 // transport's trace context, which a door put there), else of r's
 // traceparent header, else a new trace.
 func (a *Authorizer) startSpan(ctx context.Context, r *Request) (context.Context, trace.Span) {
 	if !trace.SpanContextFromContext(ctx).IsValid() && r.TraceParent != "" {
-		ctx = a.trace.propagator.Extract(ctx, propagation.MapCarrier{"traceparent": r.TraceParent, "tracestate": r.TraceState})
+		carrier := propagation.MapCarrier{"traceparent": r.TraceParent}
+		if len(r.TraceState) <= MaxTraceState {
+			carrier["tracestate"] = r.TraceState
+		}
+		ctx = a.trace.propagator.Extract(ctx, carrier)
 	}
 	return a.trace.tracer.Start(ctx, SpanName, serverSpan)
 }

@@ -137,7 +137,8 @@ func (bk *bucket) remake(l keystore.RateLimit, now time.Time) {
 	if now.Before(bk.last) {
 		now = bk.last
 	}
-	used := math.Round(float64(bk.limit.Limit) - bk.lim.TokensAt(now))
+	// Rounded up: a partly refilled token is not credited as a whole one.
+	used := math.Ceil(float64(bk.limit.Limit) - bk.lim.TokensAt(now))
 	next := newBucket(l, now)
 	if used = min(used, float64(l.Limit)); used > 0 {
 		next.lim.AllowN(now, int(used))

@@ -144,6 +144,14 @@ func TestChangedLimitKeepsWhatWasUsed(t *testing.T) {
 	if r := b.Take("j", lim(2, time.Minute), 1, t0); r.Allowed || r.Remaining != 0 {
 		t.Fatalf("3 used, lowered to 2: %+v; want refused", r)
 	}
+	// A partly refilled token is not credited whole by a change: 2/10s
+	// drained, 2.8 s later (0.56 token back), tightened to 2/11s.
+	for range 2 {
+		b.Take("h", lim(2, 10*time.Second), 1, t0)
+	}
+	if r := b.Take("h", lim(2, 11*time.Second), 1, t0.Add(2800*time.Millisecond)); r.Allowed {
+		t.Fatalf("a tightened limit credited a partial token: %+v", r)
+	}
 }
 
 // TestBucketsStayBounded: a million distinct keys leave at most the bound

@@ -71,7 +71,25 @@ func New(ctx context.Context, version string, getenv func(string) string) (*Prov
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("tracing: resource: %w", err)
 	}
-	return &Provider{sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))}, nil
+	return &Provider{sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithRawSpanLimits(spanLimits()))}, nil
+}
+
+// MaxAttributeLength bounds every span attribute value unless
+// OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT (or the span-specific variable) says
+// otherwise: the SDK's default is unlimited, and a client's User-Agent or
+// path is copied into a span, so every queued span could hold a request's
+// whole header block.
+const MaxAttributeLength = 256
+
+// spanLimits are the SDK's limits from the environment, with attribute
+// values bounded by MaxAttributeLength when the environment does not set
+// a bound.
+func spanLimits() sdktrace.SpanLimits {
+	l := sdktrace.NewSpanLimits()
+	if l.AttributeValueLengthLimit < 0 {
+		l.AttributeValueLengthLimit = MaxAttributeLength
+	}
+	return l
 }
 
 // TracerProvider returns p as a trace.TracerProvider, nil when p is nil

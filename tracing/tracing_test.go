@@ -37,3 +37,17 @@ func TestNewOffIsNil(t *testing.T) {
 		t.Error("an unknown OTLP protocol was accepted")
 	}
 }
+
+// TestSpanLimitsBoundAttributes: attribute values are bounded unless the
+// environment sets its own bound (the SDK's default is unlimited).
+func TestSpanLimitsBoundAttributes(t *testing.T) {
+	t.Setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "")
+	t.Setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "")
+	if got := spanLimits().AttributeValueLengthLimit; got != MaxAttributeLength {
+		t.Errorf("default attribute length limit %d; want %d", got, MaxAttributeLength)
+	}
+	t.Setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1000")
+	if got := spanLimits().AttributeValueLengthLimit; got != 1000 {
+		t.Errorf("with OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=1000: %d", got)
+	}
+}

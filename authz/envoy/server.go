@@ -119,7 +119,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// (ValueFromIncomingContext reads without copying the metadata.)
 		if tp := metadata.ValueFromIncomingContext(ctx, headerTraceParent); len(tp) > 0 {
 			carrier := propagation.MapCarrier{headerTraceParent: tp[0]}
-			if ts := metadata.ValueFromIncomingContext(ctx, headerTraceState); len(ts) > 0 {
+			if ts := metadata.ValueFromIncomingContext(ctx, headerTraceState); len(ts) > 0 && len(ts[0]) <= authz.MaxTraceState {
 				carrier[headerTraceState] = ts[0]
 			}
 			ctx = s.a.ExtractTrace(ctx, carrier)

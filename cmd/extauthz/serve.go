@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
@@ -332,6 +333,10 @@ func (n *node) build() error {
 			return tp.Shutdown(ctx) // export what is left
 		})
 		n.log.Info().Msg("tracing on (OTEL_* environment)")
+		// The SDK's own errors (an export that failed) as log lines, not
+		// plain text on stderr.
+		otellog := n.log.With().Str("component", "tracing").Logger()
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { otellog.Warn().Err(err).Msg("tracing error") }))
 	}
 	if n.role.enforces() {
 		checks, err := authz.NewMetrics(n.reg)
@@ -455,8 +460,13 @@ func (n *node) build() error {
 		if tp != nil {
 			// A span per admin API and replication request, child of the
 			// caller's traceparent.
+			// The port is reachable by anyone who can reach the API: the
+			// caller's trace context is a link, not the parent (a client
+			// cannot make its requests sampled), and span names come from a
+			// fixed set.
 			h = otelhttp.NewHandler(mux, "admin", otelhttp.WithTracerProvider(tp.TracerProvider()), otelhttp.WithPropagators(propagation.TraceContext{}),
-				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + spanRoute(r.URL.Path) }))
+				otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return spanMethod(r.Method) + " " + spanRoute(r.URL.Path) }))
 		}
 		n.addHTTP("admin", c.adminAddr, h)
 		n.servers[len(n.servers)-1].tls = serverTLS
@@ -826,6 +836,16 @@ func (n *node) shutdown() {
 	}
 	wg.Wait()
 	n.log.Info().Msg("drained")
+}
+
+// spanMethod is r's method for a span name: one of the methods the admin
+// routes, else OTHER.
+func spanMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return m
+	}
+	return "OTHER"
 }
 
 // spanRoute names an admin port path for a span without its ids: the API

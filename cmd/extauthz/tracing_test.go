@@ -56,6 +56,18 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
+// named returns an exported span named name, if any.
+func (o *otlpReceiver) named(name string) *tracev1.Span {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, s := range o.spans {
+		if s.GetName() == name {
+			return s
+		}
+	}
+	return nil
+}
+
 // span returns the span whose parent is parentSpanID (hex), if exported.
 func (o *otlpReceiver) span(parentSpanID string) *tracev1.Span {
 	o.mu.Lock()
@@ -115,6 +127,29 @@ func TestTracingEndToEnd(t *testing.T) {
 		}
 		if attrs["extauthz.frontend"] != c.frontend || attrs["extauthz.decision"] != c.decision || attrs["extauthz.reason"] != c.reason || attrs["extauthz.key_id"] != k.ID {
 			t.Errorf("%s span attributes %v", c.frontend, attrs)
+		}
+	}
+	// The admin port is public: a caller's trace context is a link, not the
+	// parent (it cannot make its requests sampled), and attribute values
+	// are bounded (a client's User-Agent is copied into the span).
+	const adminParent = "a3ce929d0e0e4736"
+	req, _ := http.NewRequest("GET", p.url("admin")+"/api/v1/api-keys", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4799-"+adminParent+"-01")
+	req.Header.Set("User-Agent", strings.Repeat("U", 5000))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var admin *tracev1.Span
+	eventually(t, "the admin span exported", func() bool { admin = recv.named("GET /api"); return admin != nil })
+	if len(admin.GetParentSpanId()) != 0 || len(admin.GetLinks()) != 1 || hex.EncodeToString(admin.GetLinks()[0].GetSpanId()) != adminParent {
+		t.Errorf("admin span: parent %x, links %v; want no parent and a link to the caller's span", admin.GetParentSpanId(), admin.GetLinks())
+	}
+	for _, kv := range admin.GetAttributes() {
+		if n := len(kv.GetValue().GetStringValue()); n > 256 {
+			t.Errorf("admin span attribute %s holds %d bytes; want at most 256", kv.GetKey(), n)
 		}
 	}
 	p.stop(t, 15)
