@@ -55,7 +55,9 @@ func loadPolicy(t testing.TB, name string) *policy.Policy {
 	return p
 }
 
-func newEnv(t *testing.T, policyFile string) *env {
+// newEnv starts the env over the example policy policyFile; each of with
+// may change the Authorizer's options.
+func newEnv(t *testing.T, policyFile string, with ...func(*authz.Options)) *env {
 	t.Helper()
 	e := &env{t: t, clock: keystoretest.NewClock(time.Date(2026, 1, 15, 10, 30, 0, 0, time.UTC)), logs: &keystoretest.LogBuffer{}}
 	var err error
@@ -65,7 +67,7 @@ func newEnv(t *testing.T, policyFile string) *env {
 	}
 	t.Cleanup(func() { e.store.Close() })
 	e.pol = loadPolicy(t, policyFile)
-	e.a = authz.New(authz.Options{
+	opts := authz.Options{
 		Keys:   e.store,
 		Policy: e.pol,
 		Now:    e.clock.Now,
@@ -77,7 +79,11 @@ func newEnv(t *testing.T, policyFile string) *env {
 			return e.unavailable
 		},
 		Metrics: mustMetrics(t),
-	})
+	}
+	for _, f := range with {
+		f(&opts)
+	}
+	e.a = authz.New(opts)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2,26 +2,18 @@ package authz_test
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/google/uuid"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/extauthz/extauthz/authz"
-	"github.com/extauthz/extauthz/authz/envoy"
-	"github.com/extauthz/extauthz/authz/forwardauth"
-	"github.com/extauthz/extauthz/keystore"
 )
 
 // Trace contexts a proxy would send: Envoy in the call's metadata, the
@@ -38,36 +30,9 @@ const (
 func TestCheckSpans(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "keys.db"), keystore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	pol := loadPolicy(t, "nexgent.yaml")
-	f := pol.MintFormat()
-	raw, _ := keystore.Mint(f.Prefix, f.Alphabet(), f.Length)
-	k := &keystore.Key{ID: uuid.NewString(), Hash: keystore.HashKey(raw), Prefix: keystore.DisplayPrefix(raw), Name: "t", Scopes: []string{"signals"}}
-	if err := st.CreateKey(k, "test"); err != nil {
-		t.Fatal(err)
-	}
-	a := authz.New(authz.Options{Keys: st, Policy: pol, TracerProvider: tp})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	door := envoy.NewServer(a)
-	gs := grpc.NewServer(grpc.ForceServerCodecV2(door.Codec()))
-	authv3.RegisterAuthorizationServer(gs, door)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := authv3.NewAuthorizationClient(conn)
-	trusted, _ := forwardauth.ParseTrustedProxies([]string{"127.0.0.0/8"})
-	httpURL := serveHTTP(t, forwardauth.New(a, trusted, forwardauth.FamilyAuto).Handler(http.NotFoundHandler()))
+	e := newEnv(t, "nexgent.yaml", func(o *authz.Options) { o.TracerProvider = tp })
+	raw, k := e.mint(keyOpts{scopes: []string{"signals"}})
+	client, httpURL := e.grpc, e.httpURL
 
 	check := func(md metadata.MD, hdr map[string]string) {
 		t.Helper()

@@ -91,6 +91,16 @@ func (s *Store) ImportKeys(keys []*Key, actor string) (ImportResult, error) {
 // RevokeKey soft-deletes the key: the record stays, with RevokedAt set.
 // It fails with ErrRevoked when the key was already revoked.
 func (s *Store) RevokeKey(id, actor string) (*Key, error) {
+	return s.updateLiveKey(id, actor, "key.revoke", func(w *wtx, k *Key) {
+		t := w.now
+		k.RevokedAt, k.RevokedBy = &t, actor
+	})
+}
+
+// updateLiveKey applies change to the live key id in one transaction and
+// saves it with the audit action; it fails with ErrRevoked for a revoked
+// key. It returns the updated record.
+func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key)) (*Key, error) {
 	var out *Key
 	err := s.update(func(w *wtx) error {
 		k, err := getKeyByID(w.tx, id)
@@ -100,10 +110,9 @@ func (s *Store) RevokeKey(id, actor string) (*Key, error) {
 		if k.Revoked() {
 			return ErrRevoked
 		}
-		t := w.now
-		k.RevokedAt, k.RevokedBy = &t, actor
+		change(w, k)
 		out = k
-		return w.saveKey(k, actor, "key.revoke")
+		return w.saveKey(k, actor, action)
 	})
 	return out, err
 }
@@ -147,20 +156,7 @@ func (s *Store) SetKeyRateLimit(id string, limit *RateLimit, actor string) (*Key
 		l := *limit
 		limit = &l
 	}
-	var out *Key
-	err := s.update(func(w *wtx) error {
-		k, err := getKeyByID(w.tx, id)
-		if err != nil {
-			return err
-		}
-		if k.Revoked() {
-			return ErrRevoked
-		}
-		k.RateLimit = limit
-		out = k
-		return w.saveKey(k, actor, "key.update")
-	})
-	return out, err
+	return s.updateLiveKey(id, actor, "key.update", func(_ *wtx, k *Key) { k.RateLimit = limit })
 }
 
 // SetUserActive activates or deactivates a user. Deactivation stops every
