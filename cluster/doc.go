@@ -21,7 +21,10 @@
 //
 // Raft traffic is mutual TLS (StreamLayer): a peer must present a
 // certificate signed by the cluster's CA, or its connection is refused
-// before any raft message is read.
+// before any raft message is read. LoadTLS re-reads the certificate, key
+// and CA files (package tlsfiles) for every new connection, so a rotation
+// needs no restart. A member bound to an IP address dials its peers from
+// it, so a peer (or a proxy between members) sees its own address.
 //
 // The first leader proposes its store id; every member adopts the first
 // such entry (keystore.Store.AdoptStoreID), so all members report the same

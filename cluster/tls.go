@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/extauthz/extauthz/tlsfiles"
 )
 
 // LoadTLS reads the member's certificate and key and the cluster's CA
@@ -20,29 +21,58 @@ import (
 // against the CA. A member's certificate must name the host of its raft
 // address (a DNS or IP subject alternative name) and allow both server and
 // client authentication.
-func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+//
+// The files are re-read as package tlsfiles does for the other ports: a
+// new connection, accepted or dialled, uses the certificate and CA the
+// files hold then (a rotation needs no restart); a rotation that does not
+// parse keeps the previous pair and is told to onError (nil: ignored).
+func LoadTLS(certFile, keyFile, caFile string, onError func(error)) (*tls.Config, error) {
 	if certFile == "" || keyFile == "" || caFile == "" {
 		return nil, errors.New("cluster: raft needs a certificate, its key and the cluster CA (mutual TLS)")
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	pair, err := tlsfiles.LoadKeyPair(certFile, keyFile, onError)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft certificate: %w", err)
 	}
-	pem, err := os.ReadFile(caFile)
+	cas, err := tlsfiles.LoadCertPool(caFile, onError)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft CA: %w", err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("cluster: raft CA %s holds no PEM certificate", caFile)
+	server := func() *tls.Config {
+		return &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{*pair.Get()},
+			ClientCAs:    cas.Get(),
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+		}
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	}, nil
+	cfg := server()
+	// Accepted connections: the files' current pair and CA.
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return server(), nil }
+	// Dialled connections: crypto/tls verifies against a fixed RootCAs,
+	// so the server's chain and name are verified here instead, against
+	// the CA file's current content (crypto/tls's own verification is
+	// what InsecureSkipVerify turns off; VerifyConnection still runs).
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair.Get(), nil }
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("cluster: raft peer presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			DNSName: cs.ServerName, Roots: cas.Get(), Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		if err != nil {
+			return fmt.Errorf("cluster: raft peer certificate: %w", err)
+		}
+		return nil
+	}
+	return cfg, nil
 }
 
 // streamLayer is raft's network: TLS over TCP in both directions. The
@@ -52,6 +82,11 @@ type streamLayer struct {
 	net.Listener
 	advertise raftAddr
 	tls       *tls.Config
+	// local is the address dialled connections leave from: the bound
+	// IP when the listener is bound to one, so that a peer (or a proxy
+	// between members) sees this member's own address; nil: the
+	// system's choice.
+	local net.Addr
 
 	raftConns chan net.Conn
 	closed    chan struct{}
@@ -156,13 +191,16 @@ func listenTLS(bind, advertise string, cfg *tls.Config) (*streamLayer, error) {
 		return nil, fmt.Errorf("cluster: listen for raft: %w", err)
 	}
 	s := &streamLayer{Listener: ln, advertise: raftAddr(advertise), tls: cfg, raftConns: make(chan net.Conn), closed: make(chan struct{})}
+	if host, _, _ := net.SplitHostPort(bind); net.ParseIP(host) != nil && !net.ParseIP(host).IsUnspecified() {
+		s.local = &net.TCPAddr{IP: net.ParseIP(host)}
+	}
 	return s, nil
 }
 
 // Dial implements raft.StreamLayer; the TLS handshake (which checks the
 // peer's certificate names address's host) is done before it returns.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.tls}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout, LocalAddr: s.local}, Config: s.tls}
 	return d.Dial("tcp", string(address))
 }
 

@@ -1,9 +1,14 @@
 package cluster
 
 import (
+	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -74,10 +79,138 @@ func TestRaftRefusesPeersWithoutAClientCertificateFromTheCA(t *testing.T) {
 }
 
 func TestLoadTLSRequiresAllThreeFiles(t *testing.T) {
-	if _, err := LoadTLS("", "k", "ca"); err == nil {
+	if _, err := LoadTLS("", "k", "ca", nil); err == nil {
 		t.Fatal("no certificate accepted")
 	}
 	if _, err := listenTLS("127.0.0.1:0", "127.0.0.1:1", &tls.Config{}); err == nil {
 		t.Fatal("a listener without mutual TLS accepted")
+	}
+}
+
+// writeMember writes the certificate and key of a member configuration
+// (testCA.member) as PEM files and returns their paths.
+func writeMember(t *testing.T, dir, name string, cfg *tls.Config) (certFile, keyFile string) {
+	t.Helper()
+	kb, err := x509.MarshalECPrivateKey(cfg.Certificates[0].PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	writePEM(t, certFile, pem.Block{Type: "CERTIFICATE", Bytes: cfg.Certificates[0].Certificate[0]})
+	writePEM(t, keyFile, pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	return certFile, keyFile
+}
+
+func writePEM(t *testing.T, file string, blocks ...pem.Block) {
+	t.Helper()
+	var b []byte
+	for _, bl := range blocks {
+		b = append(b, pem.EncodeToMemory(&bl)...)
+	}
+	// A rotation replaces the file, as a Secret volume's update does.
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoadTLSFollowsRotatedFiles: a member's raft TLS configuration
+// re-reads its files. Accepting, it presents the rotated certificate and
+// trusts the rotated CA bundle; dialling, it verifies the peer against
+// the CA file as it is now, and the peer's name too.
+func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
+	dir := t.TempDir()
+	caA, caB := newTestCA(t), newTestCA(t)
+	caFile := filepath.Join(dir, "ca.pem")
+	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caA.cert.Raw})
+	certFile, keyFile := writeMember(t, dir, "member", caA.member(t, "member"))
+	cfg, err := LoadTLS(certFile, keyFile, caFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Write([]byte{1}); c.Close() }()
+		}
+	}()
+	// dial completes a handshake and reads the server's first byte (a
+	// refused client certificate fails there under TLS 1.3); it returns
+	// the server's certificate.
+	dial := func(addr string, client *tls.Config) (*x509.Certificate, error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, client)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			return nil, err
+		}
+		return c.ConnectionState().PeerCertificates[0], nil
+	}
+	addr := ln.Addr().String()
+	peerB := caB.member(t, "peer")
+	peerB.RootCAs = x509.NewCertPool()
+	peerB.RootCAs.AddCert(caA.cert)
+	peerB.RootCAs.AddCert(caB.cert)
+	if _, err := dial(addr, peerB); err == nil {
+		t.Fatal("a peer with a certificate from a CA not (yet) in the CA file was answered")
+	}
+	if _, err := dial(addr, caA.member(t, "peer")); err != nil {
+		t.Fatalf("a peer from the CA: %v", err)
+	}
+
+	// Rotation: a bundle of both CAs, and a certificate from the new one.
+	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caA.cert.Raw}, pem.Block{Type: "CERTIFICATE", Bytes: caB.cert.Raw})
+	writeMember(t, dir, "member", caB.member(t, "member"))
+	presented, err := dial(addr, peerB)
+	if err != nil {
+		t.Fatalf("a peer from the new CA after the rotation: %v", err)
+	}
+	if err := presented.CheckSignatureFrom(caB.cert); err != nil {
+		t.Fatalf("the member still presents its old certificate after the rotation: %v", err)
+	}
+
+	// Dialling with cfg: the server's chain is verified against the CA
+	// file's current content, and its name against the address.
+	other := newTestCA(t)
+	srvCfg := other.member(t, "server")
+	srvCfg.ClientAuth, srvCfg.ClientCAs = tls.NoClientCert, nil
+	srv, err := tls.Listen("tcp", "127.0.0.1:0", srvCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go func() {
+		for {
+			c, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Write([]byte{1}); c.Close() }()
+		}
+	}()
+	if _, err := dial(srv.Addr().String(), cfg); err == nil {
+		t.Fatal("dialled a server whose certificate is from a CA not in the CA file")
+	}
+	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caB.cert.Raw}, pem.Block{Type: "CERTIFICATE", Bytes: other.cert.Raw})
+	if _, err := dial(srv.Addr().String(), cfg); err != nil {
+		t.Fatalf("dialling a server from a CA added to the CA file: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	if _, err := dial("localhost:"+port, cfg); err == nil {
+		t.Fatal("dialled a server whose certificate does not name the host dialled")
 	}
 }

@@ -34,14 +34,15 @@ const clusterBehindWait = 5 * time.Second
 // raftFlags are the admin's cluster flags. Without --raft-peers the admin
 // is one process with one writer, exactly as before the cluster existed.
 type raftFlags struct {
-	nodeID, addr, peers string
-	cert, key, ca       string
+	nodeID, addr, bind, peers string
+	cert, key, ca             string
 }
 
 func (r *raftFlags) register(f *flag.FlagSet) {
 	host, _ := os.Hostname()
 	f.StringVar(&r.nodeID, "node-id", host, "this admin's id in the cluster (unique, stable across restarts)")
 	f.StringVar(&r.addr, "raft-addr", "", "host:port the other admins reach this one's raft port at; it listens on that port on every interface (on an IP literal, on that address)")
+	f.StringVar(&r.bind, "raft-bind-addr", "", "host:port the raft port listens on, when not the one --raft-addr implies (a proxy or NAT between the admins); on an IP literal the admin also dials its peers from that address")
 	f.StringVar(&r.peers, "raft-peers", "", "initial voters id=host:port,... , the same on every admin; empty: no cluster")
 	f.StringVar(&r.cert, "raft-tls-cert-file", "", "PEM certificate of this admin for raft mutual TLS (server and client use; names the host of --raft-addr)")
 	f.StringVar(&r.key, "raft-tls-key-file", "", "PEM private key of --raft-tls-cert-file")
@@ -53,8 +54,8 @@ func (r *raftFlags) enabled() bool { return r.peers != "" }
 // problems reports incomplete cluster flags.
 func (r *raftFlags) problems() []error {
 	if !r.enabled() {
-		if r.addr != "" || r.cert != "" || r.key != "" || r.ca != "" {
-			return []error{errors.New("--raft-addr and --raft-tls-* need --raft-peers")}
+		if r.addr != "" || r.bind != "" || r.cert != "" || r.key != "" || r.ca != "" {
+			return []error{errors.New("--raft-addr, --raft-bind-addr and --raft-tls-* need --raft-peers")}
 		}
 		return nil
 	}
@@ -67,6 +68,9 @@ func (r *raftFlags) problems() []error {
 	}
 	if r.addr == "" {
 		errs = append(errs, errors.New("--raft-addr is required with --raft-peers"))
+	}
+	if _, _, err := net.SplitHostPort(r.bind); r.bind != "" && err != nil {
+		errs = append(errs, fmt.Errorf("--raft-bind-addr %q: %w", r.bind, err))
 	}
 	if r.cert == "" || r.key == "" || r.ca == "" {
 		errs = append(errs, errors.New("--raft-tls-cert-file, --raft-tls-key-file and --raft-tls-ca-file are required with --raft-peers (raft traffic is mutual TLS)"))
@@ -96,15 +100,17 @@ func (n *node) startCluster() (*admincluster.Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsConf, err := admincluster.LoadTLS(r.cert, r.key, r.ca)
-	if err != nil {
-		return nil, err
-	}
-	bind, err := bindAddr(r.addr)
-	if err != nil {
-		return nil, err
-	}
 	log := n.log.With().Str("component", "raft").Logger()
+	tlsConf, err := admincluster.LoadTLS(r.cert, r.key, r.ca, reloadErrorLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	bind := r.bind
+	if bind == "" {
+		if bind, err = bindAddr(r.addr); err != nil {
+			return nil, err
+		}
+	}
 	node, err := admincluster.Start(admincluster.Config{
 		ID: r.nodeID, Advertise: r.addr, Bind: bind, Peers: peers,
 		Dir: filepath.Join(n.cfg.dataDir, "raft"), TLS: tlsConf, Store: n.store,
