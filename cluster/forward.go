@@ -261,6 +261,9 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 // see them. A follower asks the leader for its read index; without a
 // leader it fails with an *UnavailableError.
 func (n *Node) WaitReadIndex() error {
+	if servesStaleReads {
+		return nil
+	}
 	var idx uint64
 	if n.raft.State() == raft.Leader {
 		var err error
