@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 // storeState is everything replication and the admin API read of a store.
@@ -127,29 +127,11 @@ func workload(t *testing.T, nodes []*testNode, tag string, n int) []string {
 // noRawKeys fails if any file under the members' directories holds a raw key.
 func noRawKeys(t *testing.T, nodes []*testNode, raws []string) {
 	t.Helper()
-	files := 0
+	var dirs []string
 	for _, tn := range nodes {
-		err := filepath.WalkDir(tn.dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			files++
-			for _, raw := range raws {
-				if bytes.Contains(b, []byte(raw)) {
-					t.Errorf("%s holds a raw key", p)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		dirs = append(dirs, tn.dir)
 	}
-	if files < 3*len(nodes) {
+	if files := keystoretest.NoRawKeysInFiles(t, dirs, raws); files < 3*len(nodes) {
 		t.Fatalf("searched only %d files", files)
 	}
 }

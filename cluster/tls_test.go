@@ -117,6 +117,27 @@ func writePEM(t *testing.T, file string, blocks ...pem.Block) {
 	}
 }
 
+// serveHandshakes accepts TLS connections with cfg until the test ends,
+// writing one byte on each after its handshake; it returns the address.
+func serveHandshakes(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Write([]byte{1}); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // TestLoadTLSFollowsRotatedFiles: a member's raft TLS configuration
 // re-reads its files. Accepting, it presents the rotated certificate and
 // trusts the rotated CA bundle; dialling, it verifies the peer against
@@ -131,20 +152,7 @@ func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.(*tls.Conn).Handshake(); c.Write([]byte{1}); c.Close() }()
-		}
-	}()
+	addr := serveHandshakes(t, cfg)
 	// dial completes a handshake and reads the server's first byte (a
 	// refused client certificate fails there under TLS 1.3); it returns
 	// the server's certificate.
@@ -160,7 +168,6 @@ func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
 		}
 		return c.ConnectionState().PeerCertificates[0], nil
 	}
-	addr := ln.Addr().String()
 	peerB := caB.member(t, "peer")
 	peerB.RootCAs = x509.NewCertPool()
 	peerB.RootCAs.AddCert(caA.cert)
@@ -188,28 +195,15 @@ func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
 	other := newTestCA(t)
 	srvCfg := other.member(t, "server")
 	srvCfg.ClientAuth, srvCfg.ClientCAs = tls.NoClientCert, nil
-	srv, err := tls.Listen("tcp", "127.0.0.1:0", srvCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	go func() {
-		for {
-			c, err := srv.Accept()
-			if err != nil {
-				return
-			}
-			go func() { c.(*tls.Conn).Handshake(); c.Write([]byte{1}); c.Close() }()
-		}
-	}()
-	if _, err := dial(srv.Addr().String(), cfg); err == nil {
+	srv := serveHandshakes(t, srvCfg)
+	if _, err := dial(srv, cfg); err == nil {
 		t.Fatal("dialled a server whose certificate is from a CA not in the CA file")
 	}
 	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caB.cert.Raw}, pem.Block{Type: "CERTIFICATE", Bytes: other.cert.Raw})
-	if _, err := dial(srv.Addr().String(), cfg); err != nil {
+	if _, err := dial(srv, cfg); err != nil {
 		t.Fatalf("dialling a server from a CA added to the CA file: %v", err)
 	}
-	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	_, port, _ := net.SplitHostPort(srv)
 	if _, err := dial("localhost:"+port, cfg); err == nil {
 		t.Fatal("dialled a server whose certificate does not name the host dialled")
 	}

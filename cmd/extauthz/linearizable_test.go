@@ -133,17 +133,6 @@ type haCluster struct {
 	procs []*proc
 }
 
-// freeAddrOn returns a free port on ip.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func newHACluster(t *testing.T, exe string) *haCluster {
 	dir := t.TempDir()
 	policy := copyPolicy(t, dir, "nexgent.yaml")
@@ -369,25 +358,8 @@ func (h *history) randomID(r *rand.Rand) string {
 	return h.ids[len(h.ids)-1-r.IntN(min(len(h.ids), 8))]
 }
 
+// lzClient bounds a call to a stopped (SIGSTOP) member.
 var lzClient = &http.Client{Timeout: 15 * time.Second}
-
-func lzDo(method, url, token string, body any) (int, []byte, error) {
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, url, rd)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := lzClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
 
 // client runs one client's loop until stop is closed. A create that did
 // not answer 201 is left out (its key id is never learnt, so no other
@@ -412,11 +384,11 @@ func (h *history) client(id int, hc *haCluster, stop <-chan struct{}) {
 		call := h.now()
 		switch p := r.IntN(10); {
 		case p < 4:
-			code, b, err := lzDo("POST", node+"/api/v1/api-keys", hc.token, map[string]any{"name": "lz", "scopes": []string{"signals"}})
+			var k createdKey
+			code, err := tryJSONWith(lzClient, "POST", node+"/api/v1/api-keys", hc.token, map[string]any{"name": "lz", "scopes": []string{"signals"}}, &k)
 			h.answered("POST", code, err)
 			failed = code != 201
-			var k createdKey
-			if err == nil && code == 201 && json.Unmarshal(b, &k) == nil && k.ID != "" {
+			if err == nil && code == 201 && k.ID != "" {
 				h.add(id, keyOp{kind: "create"}, keyResult{id: k.ID, ok: true}, call, h.now())
 				h.mu.Lock()
 				h.ids, h.raws = append(h.ids, k.ID), append(h.raws, k.Key)
@@ -427,7 +399,7 @@ func (h *history) client(id int, hc *haCluster, stop <-chan struct{}) {
 			if kid == "" {
 				continue
 			}
-			code, _, err := lzDo("GET", node+"/api/v1/api-keys/"+kid, hc.token, nil)
+			code, err := tryJSONWith(lzClient, "GET", node+"/api/v1/api-keys/"+kid, hc.token, nil, nil)
 			h.answered("GET", code, err)
 			failed = code != 200 && code != 404
 			if err == nil && (code == 200 || code == 404) {
@@ -441,7 +413,7 @@ func (h *history) client(id int, hc *haCluster, stop <-chan struct{}) {
 			h.mu.Lock()
 			h.tried[kid] = true
 			h.mu.Unlock()
-			code, _, err := lzDo("DELETE", node+"/api/v1/api-keys/"+kid, hc.token, nil)
+			code, err := tryJSONWith(lzClient, "DELETE", node+"/api/v1/api-keys/"+kid, hc.token, nil, nil)
 			h.answered("DELETE", code, err)
 			failed = code != 200 && code != 404
 			switch {
@@ -584,9 +556,22 @@ type replicaState struct {
 
 func (hc *haCluster) replicaState(t *testing.T, i int) replicaState {
 	t.Helper()
-	code, b, err := lzDo("GET", hc.url(i)+"/replication/v1/snapshot", hc.replToken, nil)
-	if err != nil || code != 200 {
-		t.Fatalf("%s snapshot: %d %v", hc.ids[i], code, err)
+	get := func(ctx context.Context, path string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", hc.url(i)+path, nil)
+		req.Header.Set("Authorization", "Bearer "+hc.replToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %v %v", hc.ids[i], path, resp, err)
+		}
+		return resp
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp := get(ctx, "/replication/v1/snapshot")
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s snapshot: %v", hc.ids[i], err)
 	}
 	st := replicaState{keys: map[string]bool{}, revoked: map[string]bool{}, keyLog: map[string]int{}}
 	var rev uint64
@@ -620,14 +605,7 @@ func (hc *haCluster) replicaState(t *testing.T, i int) replicaState {
 	}
 	// The change log from the start up to the snapshot's revision, which
 	// must come in consecutive revisions.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", hc.url(i)+"/replication/v1/watch?since=0", nil)
-	req.Header.Set("Authorization", "Bearer "+hc.replToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("%s watch: %v %v", hc.ids[i], resp, err)
-	}
+	resp = get(ctx, "/replication/v1/watch?since=0")
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -716,7 +694,7 @@ func TestHAFaultRoundsLinearizable(t *testing.T) {
 	for _, id := range h.ids {
 		for i := range hc.ids {
 			call := h.now()
-			code, _, err := lzDo("GET", hc.url(i)+"/api/v1/api-keys/"+id, hc.token, nil)
+			code, err := tryJSONWith(lzClient, "GET", hc.url(i)+"/api/v1/api-keys/"+id, hc.token, nil, nil)
 			if err != nil || code != 200 && code != 404 {
 				t.Fatalf("final read of %s on %s: %d %v", id, hc.ids[i], code, err)
 			}

@@ -11,16 +11,16 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 // raftPKI writes a cluster CA and one certificate per member (for
@@ -212,26 +212,7 @@ func TestAdminClusterOfThree(t *testing.T) {
 // minFiles files were searched.
 func noRawKeys(t *testing.T, dirs, raws []string, minFiles int) {
 	t.Helper()
-	files := 0
-	for _, dir := range dirs {
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			files++
-			for _, raw := range raws {
-				if raw == "" || bytes.Contains(b, []byte(raw)) {
-					t.Errorf("%s holds a raw key (or a create returned none)", p)
-				}
-			}
-			return nil
-		})
-	}
-	if files < minFiles {
+	if files := keystoretest.NoRawKeysInFiles(t, dirs, raws); files < minFiles {
 		t.Fatalf("searched only %d files", files)
 	}
 }
