@@ -160,7 +160,14 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) int {
 	select {
 	case <-p.done:
 	case <-time.After(60 * time.Second):
-		t.Fatal("process did not exit within 60s")
+		// SIGQUIT makes the Go runtime print every goroutine's stack.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+		logs := p.logs.String()
+		t.Fatalf("process did not exit within 60s after %v; last logs and stacks:\n%s", sig, logs[max(0, len(logs)-60000):])
 	}
 	return p.cmd.ProcessState.ExitCode()
 }
