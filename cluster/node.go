@@ -168,7 +168,11 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.stream = stream
 	stream.serve = n.serveMember
-	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: cfg.Logger})
+	// MaxRPCsInFlight 1 turns raft's pipelined replication off: with it,
+	// a leader whose follower refused an AppendEntries could block its
+	// replication goroutine on a channel nobody reads, and its Shutdown
+	// never returned (seen in the fault rounds; hashicorp/raft#612).
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: cfg.Logger})
 	has, err := raft.HasExistingState(logs, n.logs, snaps)
 	if err != nil {
 		n.closeStores()
