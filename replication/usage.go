@@ -36,9 +36,10 @@ func (f *Follower) postUsage(ctx context.Context, us []keystore.Usage) (retry bo
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
+	t := f.admins.current()
+	ctx, cancel := context.WithTimeout(withTarget(ctx, t), usageTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.base+PathUsage, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+PathUsage, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
