@@ -61,18 +61,24 @@ func raftPKI(t *testing.T, dir string, members []string) string {
 	return caFile
 }
 
-// TestAdminClusterOfThree: three admin processes with --raft-peers and
-// mutual TLS elect a leader; a write on any member is committed (a
-// follower forwards it) and read back at once from every member; after
-// SIGKILL of the leader the two others elect another and take writes
-// through either; no raw key is in any file of any member.
-func TestAdminClusterOfThree(t *testing.T) {
+// adminCluster is admin processes of one raft cluster, with mutual TLS
+// between them, on loopback.
+type adminCluster struct {
+	t                        *testing.T
+	dir, policy              string
+	token, adminTok, replTok string // the operator token, its file, the replication token's file
+	ids                      []string
+	procs                    map[string]*proc
+}
+
+// startAdminCluster starts an admin for each id, every one with args
+// added, and waits until each is ready (in a cluster with a leader).
+func startAdminCluster(t *testing.T, ids []string, args ...string) *adminCluster {
+	t.Helper()
 	dir := t.TempDir()
-	policy := copyPolicy(t, dir, "nexgent.yaml")
-	token := "operator-token-for-tests-0123456789"
-	adminTok := writeFile(t, dir, "admin-token", token+"\n")
-	replTok := writeFile(t, dir, "replication-token", "replication-token-for-tests-42\n")
-	ids := []string{"a", "b", "c"}
+	c := &adminCluster{t: t, dir: dir, policy: copyPolicy(t, dir, "nexgent.yaml"), token: "operator-token-for-tests-0123456789", ids: ids, procs: map[string]*proc{}}
+	c.adminTok = writeFile(t, dir, "admin-token", c.token+"\n")
+	c.replTok = writeFile(t, dir, "replication-token", "replication-token-for-tests-42\n")
 	ca := raftPKI(t, dir, ids)
 	var peers []string
 	raftAddrs := map[string]string{}
@@ -80,23 +86,36 @@ func TestAdminClusterOfThree(t *testing.T) {
 		raftAddrs[id] = freeAddr(t)
 		peers = append(peers, id+"="+raftAddrs[id])
 	}
-	procs := map[string]*proc{}
 	for _, id := range ids {
-		procs[id] = startProc(t, binPath, []string{"EXTAUTHZ_RAFT_PEERS=" + strings.Join(peers, ",")},
-			"admin", "--data-dir", filepath.Join(dir, id), "--policy", policy, "--admin-token-file", adminTok,
-			"--replication-token-file", replTok, "--admin-addr", "127.0.0.1:0", "--node-id", id, "--raft-addr", raftAddrs[id],
-			"--raft-tls-cert-file", filepath.Join(dir, id+".pem"), "--raft-tls-key-file", filepath.Join(dir, id+"-key.pem"),
-			"--raft-tls-ca-file", ca)
+		c.procs[id] = startProc(t, binPath, []string{"EXTAUTHZ_RAFT_PEERS=" + strings.Join(peers, ",")},
+			append([]string{"admin", "--data-dir", filepath.Join(dir, id), "--policy", c.policy, "--admin-token-file", c.adminTok,
+				"--replication-token-file", c.replTok, "--admin-addr", "127.0.0.1:0", "--node-id", id, "--raft-addr", raftAddrs[id],
+				"--raft-tls-cert-file", filepath.Join(dir, id+".pem"), "--raft-tls-key-file", filepath.Join(dir, id+"-key.pem"),
+				"--raft-tls-ca-file", ca}, args...)...)
 	}
-	ready := func(ids ...string) {
-		for _, id := range ids {
-			eventually(t, id+" ready (in a cluster with a leader)", func() bool {
-				code, _ := tryJSON("GET", procs[id].url("admin")+"/readyz", "", nil, nil)
-				return code == 200
-			})
-		}
+	c.ready(ids...)
+	return c
+}
+
+// ready waits until every member of ids answers /readyz with 200.
+func (c *adminCluster) ready(ids ...string) {
+	for _, id := range ids {
+		p := c.procs[id]
+		eventually(c.t, id+" ready (in a cluster with a leader)", func() bool {
+			code, _ := tryJSON("GET", p.url("admin")+"/readyz", "", nil, nil)
+			return code == 200
+		})
 	}
-	ready(ids...)
+}
+
+// TestAdminClusterOfThree: three admin processes with --raft-peers and
+// mutual TLS elect a leader; a write on any member is committed (a
+// follower forwards it) and read back at once from every member; after
+// SIGKILL of the leader the two others elect another and take writes
+// through either; no raw key is in any file of any member.
+func TestAdminClusterOfThree(t *testing.T) {
+	ac := startAdminCluster(t, []string{"a", "b", "c"})
+	dir, token, adminTok, ids, procs, ready := ac.dir, ac.token, ac.adminTok, ac.ids, ac.procs, ac.ready
 
 	var raws []string
 	// state reads a member's extauthz_raft_state.

@@ -84,6 +84,7 @@ type serveConfig struct {
 	raft            raftFlags
 	// sidecar
 	adminURL            string
+	adminURLOrder       string
 	maxStaleness        time.Duration
 	reconnectMaxBackoff time.Duration
 	syncInterval        time.Duration
@@ -148,7 +149,8 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		c.raft.register(f)
 	}
 	if r == roleSidecar {
-		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
+		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from, or a comma-separated list of an admin cluster's members; a name that resolves to several addresses (a headless Service) stands for each (required)")
+		f.StringVar(&c.adminURLOrder, "admin-url-order", "random", "which admin member is followed first: random (spreads a fleet over the members) or listed (the first of --admin-url); after a loss, the next")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
 		f.DurationVar(&c.reconnectMaxBackoff, "reconnect-max-backoff", 5*time.Second, "cap of the jittered reconnect backoff")
 		f.DurationVar(&c.syncInterval, "replica-sync-interval", keystore.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
@@ -201,9 +203,14 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		problems = append(problems, errors.New("--tls-client-cert-file and --tls-client-key-file go together"))
 	}
 	if r == roleSidecar && c.adminURL != "" {
-		if err := checkAdminURLTLS(c.adminURL, c.adminCAFile, c.tlsClientCertFile); err != nil {
-			problems = append(problems, err)
+		for u := range strings.SplitSeq(c.adminURL, ",") {
+			if err := checkAdminURLTLS(strings.TrimSpace(u), c.adminCAFile, c.tlsClientCertFile); err != nil {
+				problems = append(problems, err)
+			}
 		}
+	}
+	if r == roleSidecar && c.adminURLOrder != "random" && c.adminURLOrder != "listed" {
+		problems = append(problems, fmt.Errorf("--admin-url-order %q: want random or listed", c.adminURLOrder))
 	}
 	if c.jwtJWKSFile != "" && c.jwtAudience == "" {
 		problems = append(problems, errors.New("--jwt-jwks-file needs --jwt-audience: an identity provider signs tokens for many applications, and one issued for another would be accepted here"))
@@ -352,13 +359,16 @@ func (n *node) build() error {
 		}
 		send := n.recordUsage
 		if n.role == roleSidecar {
-			warnPlainAdminURL(n.log, c.adminURL)
+			for u := range strings.SplitSeq(c.adminURL, ",") {
+				warnPlainAdminURL(n.log, strings.TrimSpace(u))
+			}
 			client, err := n.replicationClient()
 			if err != nil {
 				return err
 			}
 			n.follower, err = replication.NewFollower(replication.FollowerOptions{
 				AdminURL:     c.adminURL,
+				ListedOrder:  c.adminURLOrder == "listed",
 				HTTPClient:   client,
 				Token:        replToken,
 				Dir:          c.dataDir,

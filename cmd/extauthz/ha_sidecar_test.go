@@ -1,0 +1,209 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestHASidecarsFollowAnyMember is issue 16's "sidecars follow any node"
+// over real processes: three admins (raft over mutual TLS) and three
+// sidecars, each given the whole list starting with another member
+// (--admin-url-order listed) and seen to follow it. The leader is
+// SIGKILLed, and with it the member one sidecar follows, then a key is
+// revoked through a survivor while four clients per sidecar check keys
+// throughout: every sidecar denies the key (polled), none took a new
+// snapshot, none answered 503 (they run with --max-staleness, so a
+// sidecar left on the dead member would turn 503) or anything else
+// wrong. Then a sidecar started with the dead member first in its list
+// becomes ready and denies the key too.
+func TestHASidecarsFollowAnyMember(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	ac := startAdminCluster(t, ids, "--heartbeat", "100ms")
+	url := func(id string) string { return ac.procs[id].url("admin") }
+	// listFrom is every member's URL, starting with ids[first].
+	listFrom := func(first int) string {
+		var l []string
+		for i := range ids {
+			l = append(l, url(ids[(first+i)%len(ids)]))
+		}
+		return strings.Join(l, ",")
+	}
+	sidecar := func(name string, first int) *proc {
+		return start(t, "sidecar", "--admin-url", listFrom(first), "--admin-url-order", "listed",
+			"--replication-token-file", ac.replTok, "--policy", ac.policy, "--data-dir", filepath.Join(ac.dir, name),
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--usage-flush", "50ms",
+			"--reconnect-max-backoff", "100ms", "--max-staleness", "10s")
+	}
+	// following waits until s logs that it follows a member other than
+	// not (any, when not is empty) and returns that member's URL.
+	following := func(s *proc, not string) string {
+		m := s.logs.waitFor(t, "following an admin", func(m map[string]any) bool {
+			return m["message"] == "following admin" && m["admin"] != not
+		})
+		return fmt.Sprint(m["admin"])
+	}
+	var sidecars []*proc
+	for i := range ids {
+		s := sidecar(fmt.Sprintf("sidecar-%d", i), i)
+		sidecars = append(sidecars, s)
+		if got := following(s, ""); got != url(ids[i]) {
+			t.Fatalf("sidecar %d follows %s, want %s (%s)", i, got, url(ids[i]), ids[i])
+		}
+	}
+	for i, s := range sidecars {
+		eventually(t, fmt.Sprintf("sidecar %d ready", i), func() bool { code, _ := readyz(t, s); return code == 200 })
+	}
+
+	create := func(name string) createdKey {
+		t.Helper()
+		var k createdKey
+		if code := httpJSON(t, "POST", url("b")+"/api/v1/api-keys", ac.token, map[string]any{"name": name, "scopes": []string{"signals"}}, &k); code != 201 {
+			t.Fatalf("create %s: %d", name, code)
+		}
+		return k
+	}
+	live, doomed := create("live"), create("doomed")
+	for i, s := range sidecars {
+		expectAuth(t, s, fmt.Sprintf("sidecar %d: live key", i), live.Key, 200)
+		expectAuth(t, s, fmt.Sprintf("sidecar %d: key to revoke", i), doomed.Key, 200)
+	}
+	snapshots := make([]float64, len(sidecars))
+	for i, s := range sidecars {
+		snapshots[i] = resyncs(t, s, "ok")
+	}
+
+	// Four clients per sidecar check both keys until the end. The doomed
+	// key may go from 200 to 401 once; everything else is wrong.
+	var (
+		stop                       = make(chan struct{})
+		wg                         sync.WaitGroup
+		mu                         sync.Mutex
+		wrong                      []string
+		checks, unavailable, fails atomic.Int64
+		denied                     = make([]atomic.Bool, len(sidecars))
+		deniedAt                   = make([]atomic.Int64, len(sidecars))
+	)
+	for i, s := range sidecars {
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := w; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					key, isLive := doomed.Key, false
+					if n%2 == 0 {
+						key, isLive = live.Key, true
+					}
+					wasDenied := denied[i].Load()
+					code, body, err := authTry(s.url("http"), key)
+					checks.Add(1)
+					switch {
+					case err != nil:
+						fails.Add(1)
+					case code == 503:
+						unavailable.Add(1)
+					case isLive && code == 200, !isLive && code == 401:
+						if !isLive && !denied[i].Swap(true) {
+							deniedAt[i].Store(time.Now().UnixNano())
+						}
+					case !isLive && code == 200 && !wasDenied:
+					default:
+						mu.Lock()
+						wrong = append(wrong, fmt.Sprintf("sidecar %d, live=%v, denied before=%v: %d %s", i, isLive, wasDenied, code, body))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+	}
+	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer halt()
+
+	leader := ""
+	eventually(t, "a leader", func() bool {
+		for _, id := range ids {
+			if promValue(t, url(id)+"/metrics", "extauthz_raft_state", "") == 2 {
+				leader = id
+			}
+		}
+		return leader != ""
+	})
+	moved := sidecars[strings.Index("abc", leader)] // the sidecar that follows the leader
+	dead := url(leader)
+	ac.procs[leader].stop(t, syscall.SIGKILL)
+	var survivor string
+	for _, id := range ids {
+		if id != leader {
+			survivor = id
+		}
+	}
+	var revokedAt time.Time
+	eventually(t, "the revocation through a survivor", func() bool {
+		code, err := tryJSON("DELETE", url(survivor)+"/api/v1/api-keys/"+doomed.ID, ac.token, nil, nil)
+		revokedAt = time.Now()
+		return err == nil && code == 200
+	})
+	for i := range sidecars {
+		eventually(t, fmt.Sprintf("sidecar %d denies the revoked key", i), func() bool { return denied[i].Load() })
+	}
+	if now := following(moved, dead); now == dead {
+		t.Fatalf("the sidecar that followed %s still does", dead)
+	}
+	halt()
+	for i, s := range sidecars {
+		if got := resyncs(t, s, "ok"); got != snapshots[i] {
+			t.Errorf("sidecar %d took a new snapshot (%v, then %v)", i, snapshots[i], got)
+		}
+		t.Logf("sidecar %d: first 401 %v after the revocation's 200", i, time.Unix(0, deniedAt[i].Load()).Sub(revokedAt).Round(time.Millisecond))
+	}
+	mu.Lock()
+	for _, w := range wrong {
+		t.Errorf("wrong answer: %s", w)
+	}
+	mu.Unlock()
+	if unavailable.Load() != 0 || fails.Load() != 0 {
+		t.Errorf("%d of %d checks answered 503 and %d failed", unavailable.Load(), checks.Load(), fails.Load())
+	}
+	t.Logf("%d checks, none 503; the sidecar of the killed leader %s now follows %s", checks.Load(), leader, following(moved, dead))
+
+	// A sidecar started while a member is down, with that member first.
+	late := sidecar("late", strings.Index("abc", leader))
+	eventually(t, "a sidecar started while a member is down is ready", func() bool { code, _ := readyz(t, late); return code == 200 })
+	expectAuth(t, late, "late sidecar: revoked key", doomed.Key, 401)
+	expectAuth(t, late, "late sidecar: live key", live.Key, 200)
+	if got := resyncs(t, late, "failed"); got < 1 {
+		t.Errorf("the late sidecar counts %v failed snapshots: it did not try the dead member first", got)
+	}
+}
+
+// TestSidecarAdminURLListFlags: --admin-url takes a list, each member
+// checked as one URL is; --admin-url-order is random or listed.
+func TestSidecarAdminURLListFlags(t *testing.T) {
+	base := []string{"--policy", "p.yaml", "--replication-token-file", "r"}
+	env := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want string // part of the error; empty: accepted
+	}{
+		{[]string{"--admin-url", "https://a:8181,https://b:8181", "--admin-ca-file", "ca"}, ""},
+		{[]string{"--admin-url", "https://a:8181, http://b:8181", "--admin-ca-file", "ca"}, `"http://b:8181" is plain http://`},
+		{[]string{"--admin-url", "http://a:8181", "--admin-url-order", "listed"}, ""},
+		{[]string{"--admin-url", "http://a:8181", "--admin-url-order", "first"}, "want random or listed"},
+	} {
+		_, err := parseServeFlags(roleSidecar, append(append([]string{}, base...), tc.args...), env, io.Discard)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
