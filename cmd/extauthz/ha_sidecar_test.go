@@ -10,12 +10,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/testpki"
 )
 
 // TestHASidecarsFollowAnyMember is issue 16's "sidecars follow any node"
 // over real processes: three admins (raft over mutual TLS) and three
 // sidecars, each given the whole list starting with another member
-// (--admin-url-order listed) and seen to follow it. The leader is
+// (--admin-url-order listed) and seen to follow it. Every admin port
+// serves TLS and requires a client certificate for replication: the
+// sidecars verify each member with --admin-ca-file and present theirs. The leader is
 // SIGKILLed, and with it the member one sidecar follows, then a key is
 // revoked through a survivor while four clients per sidecar check keys
 // throughout: every sidecar denies the key (polled), none took a new
@@ -25,8 +29,11 @@ import (
 // becomes ready and denies the key too.
 func TestHASidecarsFollowAnyMember(t *testing.T) {
 	ids := []string{"a", "b", "c"}
-	ac := startAdminCluster(t, ids, "--heartbeat", "100ms")
-	url := func(id string) string { return ac.procs[id].url("admin") }
+	pki := t.TempDir()
+	ca, clientCA := testpki.NewCA(t, "admin CA"), testpki.NewCA(t, "replication client CA")
+	clientCert, clientKey := clientCA.WritePair(t, pki, "sidecar", true, "sidecar")
+	ac := startAdminCluster(t, ids, ca, "--tls-client-ca-file", clientCA.WriteCA(t, pki, "client-ca.crt"), "--heartbeat", "100ms")
+	url := ac.url
 	// listFrom is every member's URL, starting with ids[first].
 	listFrom := func(first int) string {
 		var l []string
@@ -39,7 +46,8 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 		return start(t, "sidecar", "--admin-url", listFrom(first), "--admin-url-order", "listed",
 			"--replication-token-file", ac.replTok, "--policy", ac.policy, "--data-dir", filepath.Join(ac.dir, name),
 			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--usage-flush", "50ms",
-			"--reconnect-max-backoff", "100ms", "--max-staleness", "10s")
+			"--reconnect-max-backoff", "100ms", "--max-staleness", "10s",
+			"--admin-ca-file", ca.WriteCA(t, pki, "ca.crt"), "--tls-client-cert-file", clientCert, "--tls-client-key-file", clientKey)
 	}
 	// following waits until s logs that it follows a member other than
 	// not (any, when not is empty) and returns that member's URL.
@@ -64,8 +72,8 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 	create := func(name string) createdKey {
 		t.Helper()
 		var k createdKey
-		if code := httpJSON(t, "POST", url("b")+"/api/v1/api-keys", ac.token, map[string]any{"name": name, "scopes": []string{"signals"}}, &k); code != 201 {
-			t.Fatalf("create %s: %d", name, code)
+		if code, err := clientJSON(ac.client, "POST", url("b")+"/api/v1/api-keys", ac.token, map[string]any{"name": name, "scopes": []string{"signals"}}, &k); err != nil || code != 201 {
+			t.Fatalf("create %s: %d %v", name, code, err)
 		}
 		return k
 	}
@@ -130,15 +138,14 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer halt()
 
-	leader := ""
+	var st struct {
+		Leader string `json:"leader"`
+	}
 	eventually(t, "a leader", func() bool {
-		for _, id := range ids {
-			if promValue(t, url(id)+"/metrics", "extauthz_raft_state", "") == 2 {
-				leader = id
-			}
-		}
-		return leader != ""
+		code, err := clientJSON(ac.client, "GET", url("a")+"/api/v1/cluster", ac.token, nil, &st)
+		return err == nil && code == 200 && st.Leader != ""
 	})
+	leader := st.Leader
 	moved := sidecars[strings.Index("abc", leader)] // the sidecar that follows the leader
 	dead := url(leader)
 	ac.procs[leader].stop(t, syscall.SIGKILL)
@@ -150,7 +157,7 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 	}
 	var revokedAt time.Time
 	eventually(t, "the revocation through a survivor", func() bool {
-		code, err := tryJSON("DELETE", url(survivor)+"/api/v1/api-keys/"+doomed.ID, ac.token, nil, nil)
+		code, err := clientJSON(ac.client, "DELETE", url(survivor)+"/api/v1/api-keys/"+doomed.ID, ac.token, nil, nil)
 		revokedAt = time.Now()
 		return err == nil && code == 200
 	})

@@ -197,6 +197,11 @@ func httpJSON(t *testing.T, method, url, token string, body any, out any) int {
 
 // tryJSON is httpJSON returning transport and decoding errors.
 func tryJSON(method, url, token string, body any, out any) (int, error) {
+	return clientJSON(http.DefaultClient, method, url, token, body, out)
+}
+
+// clientJSON is tryJSON through client.
+func clientJSON(client *http.Client, method, url, token string, body any, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -209,7 +214,7 @@ func tryJSON(method, url, token string, body any, out any) (int, error) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
