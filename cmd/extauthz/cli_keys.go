@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,7 +43,7 @@ Commands:
   import FILE|-                            NDJSON of existing key hashes (- reads stdin)
 
 Common flags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):
-  --admin-url URL          admin API base URL (default ` + defaultAdminURL + `)
+  --admin-url URL[,URL]    admin API base URL, or the members of an admin cluster: the first that answers (default ` + defaultAdminURL + `)
   --admin-ca-file FILE     PEM CAs of the admin's certificate (default: the system roots)
   --admin-token TOKEN      operator token (EXTAUTHZ_ADMIN_TOKEN); prefer the file
   --admin-token-file FILE  file holding the operator token
@@ -430,10 +432,35 @@ func keysImport(ctx context.Context, args []string, getenv func(string) string, 
 
 // adminClient calls the admin API with the operator token.
 type adminClient struct {
-	base  string
+	bases []string // --admin-url: a list of admin members, the first that answers is used
 	token string
 	json  bool
 	http  *http.Client
+}
+
+// send sends the request newReq builds for a base URL to the first member
+// of the list that can be connected to. A member that refuses the
+// connection was sent nothing, so the next one gets the same request; any
+// other failure (TLS included) is the answer. A body that cannot be
+// built again (retry false) goes to the first member only.
+func (c *adminClient) send(newReq func(base string) (*http.Request, error), retry bool) (*http.Response, error) {
+	var errs []error
+	for i, base := range c.bases {
+		req, err := newReq(base)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.http.Do(req)
+		var op *net.OpError
+		if err == nil || !retry || !errors.As(err, &op) || op.Op != "dial" {
+			if err == nil && i > 0 {
+				c.bases = append([]string{base}, slices.Delete(slices.Clone(c.bases), i, i+1)...) // the next call starts there
+			}
+			return resp, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // requestBody is a request body and its content type. stream marks a body
@@ -453,29 +480,35 @@ func jsonBody(v any) *requestBody {
 // nil), returning the raw body. Any other status is returned as an error
 // carrying the server's message.
 func (c *adminClient) call(ctx context.Context, method, path string, q url.Values, body *requestBody, out any) ([]byte, error) {
-	u := c.base + path
 	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = body.r
+		path += "?" + q.Encode()
 	}
 	if body == nil || !body.stream {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cliRequestTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", body.contentType)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(func(base string) (*http.Request, error) {
+		var rd io.Reader
+		if body != nil {
+			rd = body.r
+			if s, ok := rd.(io.Seeker); ok && !body.stream { // the same body again, for the next member
+				if _, err := s.Seek(0, io.SeekStart); err != nil {
+					return nil, err
+				}
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", body.contentType)
+		}
+		return req, nil
+	}, body == nil || !body.stream)
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
@@ -508,7 +541,7 @@ func (c *adminClient) call(ctx context.Context, method, path string, q url.Value
 func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*adminClient, []string, error) {
 	f := newFlagSet(name, argsUsage, stderr)
 	var adminURL, caFile, token, tokenFile, output string
-	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL")
+	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL, or a comma-separated list of an admin cluster's members (the first that answers)")
 	f.StringVar(&caFile, "admin-ca-file", "", "PEM CAs that sign the admin's certificate, for an https:// --admin-url (empty: the system roots)")
 	f.StringVar(&token, "admin-token", "", "operator token; prefer --admin-token-file")
 	f.StringVar(&tokenFile, "admin-token-file", "", "file holding the operator token (surrounding whitespace trimmed)")
@@ -529,13 +562,20 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 	if output != "table" && output != "json" {
 		problems = append(problems, fmt.Errorf("--output %q: want table or json", output))
 	}
-	u, err := url.Parse(adminURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	bases := splitList(adminURL)
+	if len(bases) == 0 {
 		problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL", adminURL))
-	} else if err := checkAdminURLTLS(adminURL, caFile, ""); err != nil {
-		problems = append(problems, err)
-	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		fmt.Fprintf(stderr, "warning: %s is plain HTTP to another host: the operator token crosses the network in clear; use https://\n", u.Redacted())
+	}
+	for i, b := range bases {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL (or a comma-separated list of them)", b))
+		} else if err := checkAdminURLTLS(b, caFile, ""); err != nil {
+			problems = append(problems, err)
+		} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+			fmt.Fprintf(stderr, "warning: %s is plain HTTP to another host: the operator token crosses the network in clear; use https://\n", u.Redacted())
+		}
+		bases[i] = strings.TrimRight(b, "/")
 	}
 	var tr http.RoundTripper = http.DefaultTransport
 	if caFile != "" {
@@ -565,7 +605,7 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 		return nil, nil, errors.Join(problems...)
 	}
 	return &adminClient{
-		base:  strings.TrimRight(adminURL, "/"),
+		bases: bases,
 		token: token,
 		json:  output == "json",
 		http:  &http.Client{Transport: tr},

@@ -203,8 +203,8 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		problems = append(problems, errors.New("--tls-client-cert-file and --tls-client-key-file go together"))
 	}
 	if r == roleSidecar && c.adminURL != "" {
-		for u := range strings.SplitSeq(c.adminURL, ",") {
-			if err := checkAdminURLTLS(strings.TrimSpace(u), c.adminCAFile, c.tlsClientCertFile); err != nil {
+		for _, u := range splitList(c.adminURL) {
+			if err := checkAdminURLTLS(u, c.adminCAFile, c.tlsClientCertFile); err != nil {
 				problems = append(problems, err)
 			}
 		}
@@ -359,8 +359,8 @@ func (n *node) build() error {
 		}
 		send := n.recordUsage
 		if n.role == roleSidecar {
-			for u := range strings.SplitSeq(c.adminURL, ",") {
-				warnPlainAdminURL(n.log, strings.TrimSpace(u))
+			for _, u := range splitList(c.adminURL) {
+				warnPlainAdminURL(n.log, u)
 			}
 			client, err := n.replicationClient()
 			if err != nil {
