@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -228,4 +230,53 @@ func listenSamePort(t *testing.T, ips []string) []net.Listener {
 	}
 	t.Skip("no port free on every loopback address")
 	return nil
+}
+
+// TestMemberWithoutLeaderSendsFollowersElsewhere: a member whose store may
+// not be current (ServerOptions.Current fails: no leader) answers
+// snapshots and new watches 503 with the reason, and stops the heartbeats
+// of an open watch, so its follower's idle timeout sends it to another
+// member; nothing is downloaded again.
+func TestMemberWithoutLeaderSendsFollowersElsewhere(t *testing.T) {
+	st := newAdminStore(t)
+	createKey(t, st, nil)
+	var leaderless atomic.Bool
+	unsure := mustServer(t, ServerOptions{Store: st, Token: testToken, Heartbeat: testHeartbeat, Logger: zerolog.Nop(), Current: func() error {
+		if leaderless.Load() {
+			return errors.New("no cluster leader")
+		}
+		return nil
+	}})
+	t.Cleanup(unsure.Close)
+	a, b := newFront(t, unsure), newFront(t, newServer(t, st))
+	f, reg := newFollower(t, t.TempDir(), a.url()+","+b.url(), func(o *FollowerOptions) {
+		o.ListedOrder = true
+		o.IdleTimeout = 20 * testHeartbeat
+	})
+	run(t, f)
+	caughtUp(t, f, st)
+	if got := f.admins.current().base; got != a.url() {
+		t.Fatalf("following %s, want %s", got, a.url())
+	}
+
+	leaderless.Store(true)
+	for _, path := range []string{PathSnapshot, PathWatch + "?since=0"} {
+		req, _ := http.NewRequest(http.MethodGet, a.url()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no cluster leader") || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s on a member without a leader: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	waitFor(t, "the follower to leave the member without a leader", func() bool { return f.admins.current().base == b.url() })
+	createKey(t, st, nil)
+	caughtUp(t, f, st)
+	if ok := metric(t, reg, "extauthz_replica_resyncs_total", "ok"); ok != 1 {
+		t.Fatalf("%v snapshots, want the first only", ok)
+	}
 }

@@ -138,6 +138,16 @@ func (n *node) clusterNotReady() error {
 	return nil
 }
 
+// leaderKnown is the replication feed's ServerOptions.Current on a
+// cluster member: without a leader (an election, or cut off from the
+// others) the member cannot tell whether its store is current.
+func (n *node) leaderKnown() error {
+	if id, _ := n.cluster.Leader(); id == "" {
+		return errors.New("no cluster leader: this admin cannot tell whether it is current; retry")
+	}
+	return nil
+}
+
 // hclogToZerolog turns raft's JSON log lines (hclog) into the process's
 // own, at the same level.
 type hclogToZerolog struct{ log zerolog.Logger }

@@ -319,6 +319,7 @@ func (n *node) build() error {
 	var writer admin.Writer
 	var recordUsage func([]keystore.Usage) error
 	var behindWait time.Duration
+	var feedCurrent func() error
 	if n.role == roleAdmin && c.raft.enabled() {
 		w, err := n.startCluster()
 		if err != nil {
@@ -328,6 +329,9 @@ func (n *node) build() error {
 		// A sidecar that moved from a member ahead of this one waits for
 		// it (or retries) rather than taking a new snapshot.
 		behindWait = clusterBehindWait
+		// A member that knows no leader cannot vouch for its store:
+		// sidecars go to another member, or turn stale.
+		feedCurrent = n.leaderKnown
 	}
 	tp, err := tracing.New(context.Background(), version, os.Getenv)
 	if err != nil {
@@ -449,6 +453,7 @@ func (n *node) build() error {
 				Registerer:  n.reg,
 				RecordUsage: recordUsage,
 				BehindWait:  behindWait,
+				Current:     feedCurrent,
 			})
 			if err != nil {
 				return err
