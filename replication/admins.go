@@ -29,6 +29,7 @@ const resolveTimeout = 5 * time.Second
 // verified, stay the name's.
 type target struct {
 	base string // absolute http(s) URL, without a trailing slash
+	name string // base with any password redacted, for logs
 	host string // the URL's host:port, port included
 	addr string // host:port dialled instead of host; "" = host itself
 }
@@ -36,9 +37,9 @@ type target struct {
 // logValue names the target in logs: its URL, and the address dialled.
 func (t target) logValue() string {
 	if t.addr == "" {
-		return t.base
+		return t.name
 	}
-	return t.base + " (" + t.addr + ")"
+	return t.name + " (" + t.addr + ")"
 }
 
 // admins is the set of admin members a follower replicates from
@@ -160,7 +161,7 @@ func (a *admins) current() target {
 
 // urlTarget is u dialled as it says.
 func urlTarget(u *url.URL) target {
-	return target{base: u.String(), host: net.JoinHostPort(u.Hostname(), urlPort(u))}
+	return target{base: u.String(), name: u.Redacted(), host: net.JoinHostPort(u.Hostname(), urlPort(u))}
 }
 
 // urlPort is u's port, or its scheme's.

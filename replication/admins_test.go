@@ -280,3 +280,16 @@ func TestMemberWithoutLeaderSendsFollowersElsewhere(t *testing.T) {
 		t.Fatalf("%v snapshots, want the first only", ok)
 	}
 }
+
+// TestAdminsLogNoPassword: a password in an admin URL never reaches a log
+// line.
+func TestAdminsLogNoPassword(t *testing.T) {
+	a, err := parseAdmins("http://user:s3cret-pass@a:1", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := a.pick(context.Background())
+	if v := tg.logValue(); strings.Contains(v, "s3cret-pass") || !strings.Contains(v, "a:1") {
+		t.Fatalf("logged as %q", v)
+	}
+}
