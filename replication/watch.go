@@ -37,6 +37,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	needSnapshot := !f.Ready()
 	afterSnapshot := false
 	failing := false
+	moving := false // moved since the last live watch: further moves log at debug
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -46,7 +47,12 @@ func (f *Follower) Run(ctx context.Context) error {
 			// Another address of the same name shares the connection
 			// pool: drop what is left to the member moved away from.
 			f.client.CloseIdleConnections()
-			f.log.Info().Str("admin", t.logValue()).Uint64("revision", f.Revision()).Msg("moving to another admin")
+			ev := f.log.Info()
+			if moving {
+				ev = f.log.Debug() // every member fails: said once
+			}
+			moving = true
+			ev.Str("admin", t.logValue()).Uint64("revision", f.Revision()).Msg("moving to another admin")
 		}
 		var err error
 		if needSnapshot {
@@ -61,7 +67,7 @@ func (f *Follower) Run(ctx context.Context) error {
 			live, err = f.watch(ctx, t)
 			if live {
 				bo.Reset()
-				afterSnapshot, failing = false, false
+				afterSnapshot, failing, moving = false, false, false
 			}
 			if errors.Is(err, errResnapshot) {
 				// A member that cannot continue this replica's history:
