@@ -849,7 +849,9 @@ func (k *checker) checkWorkloadLinks(w *workload) {
 	}
 	for name, e := range k.ext[w] {
 		if u, ok := e.flags["admin-url"]; ok {
-			k.checkAdminURL(w, w.obj.String()+" container "+name, u)
+			for _, member := range strings.Split(u, ",") { // an admin cluster's members
+				k.checkAdminURL(w, w.obj.String()+" container "+name, strings.TrimSpace(member))
+			}
 		}
 	}
 	for i := range spec.Containers {

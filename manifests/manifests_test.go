@@ -293,6 +293,14 @@ func TestManifestDriftIsReported(t *testing.T) {
 			expect: []string{"--admin-url", "no Service admin"},
 		},
 		{
+			name: "sidecar admin URL list with a member that names a missing Service", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=http://extauthz-admin:8181", "--admin-url=http://extauthz-admin:8181,http://admin:8181")
+			},
+			expect: []string{"--admin-url", "no Service admin"},
+		},
+		{
 			name: "sidecar overrides its gRPC address without the probe following", overlay: "envoy",
 			mutate: func(t *testing.T, s *objectSet) {
 				_, c := container(t, s, "Deployment", "app", "extauthz")
