@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,7 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 		return start(t, "sidecar", "--admin-url", listFrom(first), "--admin-url-order", "listed",
 			"--replication-token-file", ac.replTok, "--policy", ac.policy, "--data-dir", filepath.Join(ac.dir, name),
 			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--usage-flush", "50ms",
-			"--reconnect-max-backoff", "100ms", "--max-staleness", "10s",
+			"--reconnect-max-backoff", "100ms", "--max-staleness", "20s", // far above a failover; a sidecar left on the dead member crosses it
 			"--admin-ca-file", ca.WriteCA(t, pki, "ca.crt"), "--tls-client-cert-file", clientCert, "--tls-client-key-file", clientKey)
 	}
 	// following waits until s logs that it follows a member other than
@@ -135,6 +136,27 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 			}()
 		}
 	}
+	// The staleness each sidecar reports, sampled throughout: measured,
+	// not asserted.
+	maxStale := make([]float64, len(sidecars))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for i, s := range sidecars {
+				if v, err := staleness(s); err == nil {
+					mu.Lock()
+					maxStale[i] = max(maxStale[i], v)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
 	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer halt()
 
@@ -172,7 +194,7 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 		if got := resyncs(t, s, "ok"); got != snapshots[i] {
 			t.Errorf("sidecar %d took a new snapshot (%v, then %v)", i, snapshots[i], got)
 		}
-		t.Logf("sidecar %d: first 401 %v after the revocation was sent", i, time.Unix(0, deniedAt[i].Load()).Sub(revokedAt).Round(time.Millisecond))
+		t.Logf("sidecar %d: first 401 %v after the revocation was sent; staleness at most %.2fs", i, time.Unix(0, deniedAt[i].Load()).Sub(revokedAt).Round(time.Millisecond), maxStale[i])
 	}
 	mu.Lock()
 	for _, w := range wrong {
@@ -213,4 +235,24 @@ func TestSidecarAdminURLListFlags(t *testing.T) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
 	}
+}
+
+// staleness reads a sidecar's extauthz_replica_staleness_seconds; errors
+// are returned (it runs beside the test's goroutine).
+func staleness(p *proc) (float64, error) {
+	resp, err := faultClient.Get(p.url("http") + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "extauthz_replica_staleness_seconds "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no extauthz_replica_staleness_seconds")
 }
