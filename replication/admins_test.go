@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -146,6 +147,10 @@ func TestFollowerMovesToAnotherAdmin(t *testing.T) {
 	}
 	if refused.Load() == 0 {
 		t.Fatal("the member behind was never asked (or did not answer 503)")
+	}
+	// Usage goes to the member followed, not to the one lost.
+	if retry, err := f.SendUsage(context.Background(), []keystore.Usage{{KeyID: k3.key.ID, LastUsedAt: time.Now(), Count: 1}}); err != nil || len(retry) != 0 {
+		t.Fatalf("usage after the move: %v (%d to retry)", err, len(retry))
 	}
 	if ok, failed := metric(t, reg, "extauthz_replica_resyncs_total", "ok"), metric(t, reg, "extauthz_replica_resyncs_total", "failed"); ok != 1 || failed != 0 {
 		t.Fatalf("snapshots ok=%v failed=%v, want the first only", ok, failed)
