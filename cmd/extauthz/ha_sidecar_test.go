@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,7 +148,7 @@ func TestHASidecarsFollowAnyMember(t *testing.T) {
 			case <-time.After(20 * time.Millisecond):
 			}
 			for i, s := range sidecars {
-				if v, err := staleness(s); err == nil {
+				if v, err := promSample(s.url("http")+"/metrics", "extauthz_replica_staleness_seconds", ""); err == nil {
 					mu.Lock()
 					maxStale[i] = max(maxStale[i], v)
 					mu.Unlock()
@@ -235,24 +234,4 @@ func TestSidecarAdminURLListFlags(t *testing.T) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
 	}
-}
-
-// staleness reads a sidecar's extauthz_replica_staleness_seconds; errors
-// are returned (it runs beside the test's goroutine).
-func staleness(p *proc) (float64, error) {
-	resp, err := faultClient.Get(p.url("http") + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "extauthz_replica_staleness_seconds "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, fmt.Errorf("no extauthz_replica_staleness_seconds")
 }
