@@ -158,14 +158,13 @@ func withLimitHeaders(resp *authv3.CheckResponse, d *authz.Decision) *authv3.Che
 	if len(pre) == 0 {
 		return Response(d)
 	}
-	extra, err := proto.Marshal(&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-		ResponseHeadersToAdd: limitHeaders(d),
-	}}})
-	if err != nil {
-		return Response(d)
-	}
+	policy, limit := d.RateLimitPolicyValue(), d.RateLimitValue()
+	b := make([]byte, 0, len(pre)+64+len(policy)+len(limit))
+	b = appendResponseHeaders(append(b, pre...),
+		authz.HeaderRateLimitPolicy, policy,
+		authz.HeaderRateLimit, limit)
 	out := &authv3.CheckResponse{}
-	out.ProtoReflect().SetUnknown(append(append(make([]byte, 0, len(pre)+len(extra)), pre...), extra...))
+	out.ProtoReflect().SetUnknown(b)
 	return out
 }
 
