@@ -130,6 +130,9 @@ func (s *Store) RotateKey(oldID string, next *Key, grace time.Duration, actor st
 		if old.Revoked() {
 			return ErrRevoked
 		}
+		if err := w.carryQuota(old, next, grace > 0); err != nil {
+			return err
+		}
 		if err := createKey(w, next, actor, "key.rotate.create"); err != nil {
 			return err
 		}
@@ -218,14 +221,22 @@ const MaxUsageSkew = time.Minute
 // RecordUsage folds usage reports into the records: the latest LastUsedAt
 // wins, clamped to MaxUsageSkew ahead of the store's clock, and counts add
 // up, saturating at the largest uint64 instead of wrapping. Usage is not an
-// enforcement change, so it writes no change-log entry and no audit event.
-// Unknown key ids are ignored.
+// enforcement change, so it writes no change-log entry and no audit event,
+// except for a key with a quota: the count is subtracted from its
+// remaining (and from the keys sharing it), saturating at 0, and that is a
+// change that replicates; reaching 0 is audited as key.quota.exhausted.
+// A report's count can therefore at most exhaust a quota. Everything is
+// decided from the batch and the store's clock, so members of an admin
+// cluster applying the same batch reach the same records. Unknown key ids
+// are ignored.
 func (s *Store) RecordUsage(batch []Usage) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	latest := s.now().Add(MaxUsageSkew)
-	return s.write(func(tx *bolt.Tx) error {
+	var rev uint64
+	err := s.write(func(tx *bolt.Tx) error {
+		w := &wtx{tx: tx, now: s.now().UTC()}
+		latest := w.now.Add(MaxUsageSkew)
 		if err := s.markApplied(tx); err != nil {
 			return err
 		}
@@ -250,10 +261,20 @@ func (s *Store) RecordUsage(batch []Usage) error {
 			} else {
 				k.UseCount += u.Count
 			}
-			if err := putKey(tx, k); err != nil {
+			if k.Quota != nil && !k.Revoked() {
+				err = w.spendQuota(k, u.Count)
+			} else {
+				err = putKey(tx, k)
+			}
+			if err != nil {
 				return err
 			}
 		}
+		rev = w.rev
 		return nil
 	})
+	if err == nil && rev > 0 {
+		s.notify(rev)
+	}
+	return err
 }
