@@ -223,7 +223,8 @@ const MaxUsageSkew = time.Minute
 // up, saturating at the largest uint64 instead of wrapping. Usage is not an
 // enforcement change, so it writes no change-log entry and no audit event,
 // except for a key with a quota: the count is subtracted from its
-// remaining (and from the keys sharing it), saturating at 0, and that is a
+// remaining (and from the live keys sharing it, so that a rotated key's
+// late reports count for its successor), saturating at 0, and that is a
 // change that replicates; reaching 0 is audited as key.quota.exhausted.
 // A report's count can therefore at most exhaust a quota. Everything is
 // decided from the batch and the store's clock, so members of an admin
@@ -261,7 +262,9 @@ func (s *Store) RecordUsage(batch []Usage) error {
 			} else {
 				k.UseCount += u.Count
 			}
-			if k.Quota != nil && !k.Revoked() {
+			if k.Quota != nil {
+				// A revoked key's uses, reported late, still count for
+				// the live keys sharing its quota (its successor).
 				err = w.spendQuota(k, u.Count)
 			} else {
 				err = putKey(tx, k)

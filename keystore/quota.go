@@ -89,7 +89,8 @@ func (s *Store) SetKeyQuota(id string, limit *int64, actor string) (*Key, error)
 	return out, err
 }
 
-// quotaMembers returns k and the live keys that share its quota, k first.
+// quotaMembers returns k (live or not) and the live keys that share its
+// quota, k first.
 func (w *wtx) quotaMembers(k *Key) ([]*Key, error) {
 	out := []*Key{k}
 	if k.Quota == nil {
@@ -157,8 +158,10 @@ const usageActor = "usage"
 // carryQuota gives next, the successor of old in a rotation, old's quota
 // as it stands: the same limit and remaining count, not a refill. With a
 // grace period old stays live, so the two (and the other live keys already
-// sharing old's quota) share it from now on; the old keys are saved here,
-// old itself by the caller.
+// sharing old's quota) share it from now on. Without one old is revoked,
+// but keeps next in its Shared list: uses of old that sidecars report
+// late are still subtracted from next. The old keys are saved here, old
+// itself by the caller.
 func (w *wtx) carryQuota(old, next *Key, grace bool) error {
 	next.Quota = nil
 	if old.Quota == nil {
@@ -193,7 +196,7 @@ func (w *wtx) carryQuota(old, next *Key, grace bool) error {
 		}
 	}
 	if !grace {
-		old.Quota.Shared = nil
+		old.Quota.Shared = ids
 	}
 	return nil
 }

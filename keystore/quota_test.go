@@ -188,7 +188,12 @@ func TestQuotaRotation(t *testing.T) {
 	if err := s.RecordUsage(use(third.ID, 1, c.now())); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string]int64{old.ID: 499, third.ID: 499} {
+	// A late report of the key rotated without a grace period counts for
+	// its successor.
+	if err := s.RecordUsage(use(next.ID, 2, c.now())); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int64{old.ID: 497, third.ID: 497} {
 		if q := quotaOf(t, s, id); q.Remaining != want {
 			t.Fatalf("key %s: %+v, want %d", id, q, want)
 		}
@@ -197,7 +202,7 @@ func TestQuotaRotation(t *testing.T) {
 	if err := s.RecordUsage(use(third.ID, 1, c.now())); err != nil {
 		t.Fatal(err)
 	}
-	if q := quotaOf(t, s, old.ID); q.Remaining != 499 {
+	if q := quotaOf(t, s, old.ID); q.Remaining != 497 {
 		t.Fatalf("an expired key's quota moved: %+v", q)
 	}
 	// At most MaxQuotaShared live keys share one quota.
