@@ -91,16 +91,17 @@ func (s *Store) ImportKeys(keys []*Key, actor string) (ImportResult, error) {
 // RevokeKey soft-deletes the key: the record stays, with RevokedAt set.
 // It fails with ErrRevoked when the key was already revoked.
 func (s *Store) RevokeKey(id, actor string) (*Key, error) {
-	return s.updateLiveKey(id, actor, "key.revoke", func(w *wtx, k *Key) {
+	return s.updateLiveKey(id, actor, "key.revoke", func(w *wtx, k *Key) error {
 		t := w.now
 		k.RevokedAt, k.RevokedBy = &t, actor
+		return nil
 	})
 }
 
 // updateLiveKey applies change to the live key id in one transaction and
 // saves it with the audit action; it fails with ErrRevoked for a revoked
 // key. It returns the updated record.
-func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key)) (*Key, error) {
+func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key) error) (*Key, error) {
 	var out *Key
 	err := s.update(func(w *wtx) error {
 		k, err := getKeyByID(w.tx, id)
@@ -110,7 +111,9 @@ func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key))
 		if k.Revoked() {
 			return ErrRevoked
 		}
-		change(w, k)
+		if err := change(w, k); err != nil {
+			return err
+		}
 		out = k
 		return w.saveKey(k, actor, action)
 	})
@@ -159,7 +162,7 @@ func (s *Store) SetKeyRateLimit(id string, limit *RateLimit, actor string) (*Key
 		l := *limit
 		limit = &l
 	}
-	return s.updateLiveKey(id, actor, "key.update", func(_ *wtx, k *Key) { k.RateLimit = limit })
+	return s.updateLiveKey(id, actor, "key.update", func(_ *wtx, k *Key) error { k.RateLimit = limit; return nil })
 }
 
 // SetUserActive activates or deactivates a user. Deactivation stops every

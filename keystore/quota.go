@@ -56,37 +56,31 @@ func (s *Store) SetKeyQuota(id string, limit *int64, actor string) (*Key, error)
 			return nil, fmt.Errorf("keystore: usage limit: %w", err)
 		}
 	}
-	var out *Key
-	err := s.update(func(w *wtx) error {
-		k, err := getKeyByID(w.tx, id)
-		if err != nil {
-			return err
+	set := func(k *Key) {
+		if limit == nil {
+			k.Quota = nil
+			return
 		}
-		if k.Revoked() {
-			return ErrRevoked
+		var shared []string
+		if k.Quota != nil {
+			shared = k.Quota.Shared
 		}
+		k.Quota = &Quota{Limit: *limit, Remaining: *limit, Shared: shared}
+	}
+	return s.updateLiveKey(id, actor, "key.update", func(w *wtx, k *Key) error {
 		members, err := w.quotaMembers(k)
 		if err != nil {
 			return err
 		}
-		for _, m := range members {
-			if limit == nil {
-				m.Quota = nil
-			} else {
-				var shared []string
-				if m.Quota != nil {
-					shared = m.Quota.Shared
-				}
-				m.Quota = &Quota{Limit: *limit, Remaining: *limit, Shared: shared}
-			}
+		for _, m := range members[1:] {
+			set(m)
 			if err := w.saveKey(m, actor, "key.update"); err != nil {
 				return err
 			}
 		}
-		out = members[0]
+		set(k) // saved by updateLiveKey
 		return nil
 	})
-	return out, err
 }
 
 // quotaMembers returns k (live or not) and the live keys that share its
