@@ -41,29 +41,27 @@ func (d *Decision) Quotaed() bool { return d.Quota.Limit > 0 }
 func (d *Decision) ShowLimitFields() bool { return d.ShowLimit && (d.Limited() || d.Quotaed()) }
 
 // appendQuotaPolicy appends the quota's RateLimit-Policy item to b, after
-// a ", " when b holds the rate limit's.
-func (d *Decision) appendQuotaPolicy(b []byte) []byte {
-	if !d.Quotaed() {
-		return b
-	}
-	if len(b) > 0 {
-		b = append(b, ", "...)
-	}
-	b = append(b, `"`+QuotaPolicyName+`";q=`...)
-	return strconv.AppendInt(b, d.Quota.Limit, 10)
-}
+// a ", " when b holds the rate limit's: its quota, no window.
+func (d *Decision) appendQuotaPolicy(b []byte) []byte { return d.appendQuotaItem(b, ";q=", d.Quota.Limit) }
 
 // appendQuotaState appends the quota's RateLimit item to b: the
 // remaining count, and no reset time.
 func (d *Decision) appendQuotaState(b []byte) []byte {
+	return d.appendQuotaItem(b, ";r=", d.Quota.Remaining)
+}
+
+// appendQuotaItem appends `"quota"` with the one parameter param and its
+// value v to the list b, when d's key has a quota.
+func (d *Decision) appendQuotaItem(b []byte, param string, v int64) []byte {
 	if !d.Quotaed() {
 		return b
 	}
 	if len(b) > 0 {
 		b = append(b, ", "...)
 	}
-	b = append(b, `"`+QuotaPolicyName+`";r=`...)
-	return strconv.AppendInt(b, d.Quota.Remaining, 10)
+	b = append(b, `"`+QuotaPolicyName+`"`...)
+	b = append(b, param...)
+	return strconv.AppendInt(b, v, 10)
 }
 
 // takeQuota takes one use of k's quota; k has one. It returns false,
