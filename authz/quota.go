@@ -42,7 +42,9 @@ func (d *Decision) ShowLimitFields() bool { return d.ShowLimit && (d.Limited() |
 
 // appendQuotaPolicy appends the quota's RateLimit-Policy item to b, after
 // a ", " when b holds the rate limit's: its quota, no window.
-func (d *Decision) appendQuotaPolicy(b []byte) []byte { return d.appendQuotaItem(b, ";q=", d.Quota.Limit) }
+func (d *Decision) appendQuotaPolicy(b []byte) []byte {
+	return d.appendQuotaItem(b, ";q=", d.Quota.Limit)
+}
 
 // appendQuotaState appends the quota's RateLimit item to b: the
 // remaining count, and no reset time.
