@@ -50,6 +50,7 @@ var wireErrors = map[string]error{
 	"revoked":        keystore.ErrRevoked,
 	"not_found":      keystore.ErrNotFound,
 	"duplicate_hash": keystore.ErrDuplicateHash,
+	"quota_shared":   keystore.ErrQuotaShared,
 }
 
 func errorToWire(err error, w *wireResult) {

@@ -70,6 +70,8 @@ func apply(st *keystore.Store, c *Command) *Result {
 		r.New = c.Key
 	case OpSetRateLimit:
 		r.Key, r.Err = st.SetKeyRateLimit(c.ID, c.RateLimit, c.Actor)
+	case OpSetQuota:
+		r.Key, r.Err = st.SetKeyQuota(c.ID, c.UsageLimit, c.Actor)
 	case OpSetUserActive:
 		r.User, r.Err = st.SetUserActive(c.ID, c.Active, c.Actor)
 	case OpCreateProject:

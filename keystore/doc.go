@@ -7,7 +7,7 @@
 // the wrong role does not compile:
 //
 //   - Store (Open) is the authoritative store of the admin (and standalone)
-//     process, changed through CreateKey, Revoke, Rotate, SetKeyRateLimit,
+//     process, changed through CreateKey, Revoke, Rotate, SetKeyRateLimit, SetKeyQuota,
 //     SetUserActive and friends. Every such change writes the record, one
 //     change-log entry per record (a revision) and an audit event in the
 //     same bbolt transaction, and is fsynced before the call returns.

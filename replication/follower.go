@@ -114,6 +114,11 @@ type FollowerOptions struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for staleness; nil means time.Now.
 	Now func() time.Time
+	// UsageAcked, when set, is told of every chunk of usage the admin
+	// acknowledged with its revision (HeaderRevision): a replica at that
+	// revision reflects it (package quota). A chunk acknowledged without
+	// one (an older admin) is not passed on.
+	UsageAcked func(acked []keystore.Usage, revision uint64)
 }
 
 // Follower keeps a local replica of the admin's store and answers lookups

@@ -29,6 +29,11 @@ import (
 // ServerOptions.Heartbeat is zero.
 const DefaultHeartbeat = 5 * time.Second
 
+// HeaderRevision is the response field of an accepted usage report: the
+// admin's revision once the report is recorded. A replica at that revision
+// or later reflects the report in its quotas' remaining counts.
+const HeaderRevision = "Extauthz-Revision"
+
 // MaxUsageBody bounds the body of a usage report.
 const MaxUsageBody = 1 << 20
 
@@ -510,5 +515,6 @@ func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Debug().Str("node", rep.Node).Int("keys", len(rep.Usage)).Msg("usage recorded")
+	w.Header().Set(HeaderRevision, strconv.FormatUint(s.store.Revision(), 10))
 	w.WriteHeader(http.StatusNoContent)
 }

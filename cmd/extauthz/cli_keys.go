@@ -13,11 +13,13 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/extauthz/extauthz/admin"
+	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/tlsfiles"
 )
@@ -34,10 +36,11 @@ const cliRequestTimeout = 30 * time.Second
 const keysUsage = `Usage: extauthz keys <command> [flags] [args]
 
 Commands:
-  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID] [--rate-limit 100/1m]
+  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID] [--rate-limit 100/1m] [--usage-limit N]
   list [--user-id ID] [--project-id ID]   live (not revoked) keys
   get ID
-  update ID --rate-limit 100/1m|none       change or remove the key's rate limit
+  update ID [--rate-limit 100/1m|none] [--usage-limit N|none]
+                                           change or remove the key's rate limit or quota
   revoke ID
   rotate ID [--grace-period 24h]           new key; the old one expires after the grace period
   import FILE|-                            NDJSON of existing key hashes (- reads stdin)
@@ -156,9 +159,33 @@ func rateLimit(l *admin.RateLimitView) string {
 	return fmt.Sprintf("%d/%s", l.Limit, l.Duration)
 }
 
+// usageLimit shows q as "412 of 1000 left", or "-".
+func usageLimit(q *admin.UsageLimitView) string {
+	if q == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d of %d left", q.Remaining, q.Limit)
+}
+
+// usageLimitBody parses a --usage-limit value, a number of requests, into
+// the API's usageLimit; "none" is null (no quota).
+func usageLimitBody(s string) (any, error) {
+	if s == "none" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("must be a whole number of requests, got %q", clip.String(s, 32))
+	}
+	if err := keystore.CheckUsageLimit(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
 // asRecord is a created or rotated key shown like a record.
 func asRecord(c admin.NexgentCreated) admin.NexgentKey {
-	return admin.NexgentKey{ID: c.ID, Name: c.Name, Prefix: c.Prefix, Scopes: c.Scopes, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, RateLimit: c.RateLimit}
+	return admin.NexgentKey{ID: c.ID, Name: c.Name, Prefix: c.Prefix, Scopes: c.Scopes, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, RateLimit: c.RateLimit, UsageLimit: c.UsageLimit}
 }
 
 // rateLimitBody parses a --rate-limit value ("100/1m") into the API's
@@ -175,9 +202,10 @@ func rateLimitBody(s string) (any, error) {
 }
 
 func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var name, scopes, expiresAt, userID, projectID, rateLimit string
+	var name, scopes, expiresAt, userID, projectID, rateLimit, quota string
 	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flag.FlagSet) {
 		f.StringVar(&rateLimit, "rate-limit", "", "at most N requests per duration, e.g. 100/1m (default: the policy's)")
+		f.StringVar(&quota, "usage-limit", "", "at most N requests in total, a quota (default: none)")
 		f.StringVar(&name, "name", "", "name of the key (required)")
 		f.StringVar(&scopes, "scopes", "", "comma-separated scopes (required)")
 		f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339, e.g. 2026-06-01T00:00:00Z (default: never)")
@@ -209,6 +237,14 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		body["rateLimit"] = rl
 	}
+	if quota != "" {
+		q, err := usageLimitBody(quota)
+		if err != nil || q == nil {
+			fmt.Fprintf(stderr, "extauthz keys create: --usage-limit: %v\n", cmpOr(err, "must be a whole number of requests"))
+			return errUsage
+		}
+		body["usageLimit"] = q
+	}
 	var k admin.NexgentCreated
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys", nil, jsonBody(body), &k)
 	if err != nil {
@@ -238,6 +274,7 @@ func printRecord(w io.Writer, k admin.NexgentKey, key string) error {
 	fmt.Fprintf(tw, "CREATED\t%s\n", k.CreatedAt)
 	fmt.Fprintf(tw, "EXPIRES\t%s\n", orDash(k.ExpiresAt))
 	fmt.Fprintf(tw, "RATE LIMIT\t%s\n", rateLimit(k.RateLimit))
+	fmt.Fprintf(tw, "USAGE LIMIT\t%s\n", usageLimit(k.UsageLimit))
 	if key == "" {
 		fmt.Fprintf(tw, "LAST USED\t%s\n", orDash(k.LastUsedAt))
 	} else {
@@ -275,9 +312,9 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 		return writeIndented(stdout, raw)
 	}
 	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT")
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT\tUSAGE LIMIT")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), rateLimit(k.RateLimit))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), rateLimit(k.RateLimit), usageLimit(k.UsageLimit))
 	}
 	return tw.Flush()
 }
@@ -323,9 +360,10 @@ func keysRevoke(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func keysUpdate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var rateLimit string
+	var rateLimit, quota string
 	cli, pos, err := parseCLI("keys update", "ID", args, getenv, stderr, func(f *flag.FlagSet) {
-		f.StringVar(&rateLimit, "rate-limit", "", `at most N requests per duration, e.g. 100/1m; "none" removes the limit (required)`)
+		f.StringVar(&rateLimit, "rate-limit", "", `at most N requests per duration, e.g. 100/1m; "none" removes the limit`)
+		f.StringVar(&quota, "usage-limit", "", `at most N requests in total from now, a quota; "none" removes it`)
 	})
 	if err != nil {
 		return err
@@ -334,17 +372,29 @@ func keysUpdate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	if rateLimit == "" {
-		fmt.Fprintln(stderr, "extauthz keys update: --rate-limit is required")
+	if rateLimit == "" && quota == "" {
+		fmt.Fprintln(stderr, "extauthz keys update: --rate-limit or --usage-limit is required")
 		return errUsage
 	}
-	rl, err := rateLimitBody(rateLimit)
-	if err != nil {
-		fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
-		return errUsage
+	body := map[string]any{}
+	if rateLimit != "" {
+		rl, err := rateLimitBody(rateLimit)
+		if err != nil {
+			fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
+			return errUsage
+		}
+		body["rateLimit"] = rl
+	}
+	if quota != "" {
+		q, err := usageLimitBody(quota)
+		if err != nil {
+			fmt.Fprintf(stderr, "extauthz keys update: --usage-limit: %v\n", err)
+			return errUsage
+		}
+		body["usageLimit"] = q
 	}
 	var k admin.NexgentKey
-	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(map[string]any{"rateLimit": rl}), &k)
+	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(body), &k)
 	if err != nil {
 		return err
 	}

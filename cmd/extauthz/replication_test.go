@@ -30,7 +30,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newCluster(t *testing.T, sidecars int) *cluster {
+// newCluster starts an admin and sidecars processes, each sidecar with
+// the extra flags sidecarFlags.
+func newCluster(t *testing.T, sidecars int, sidecarFlags ...string) *cluster {
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, policy: copyPolicy(t, dir, "nexgent.yaml"), token: "operator-token-for-tests-0123456789"}
 	adminTok := writeFile(t, dir, "admin-token", c.token+"\n")
@@ -43,6 +45,7 @@ func newCluster(t *testing.T, sidecars int) *cluster {
 		args := []string{"sidecar", "--admin-url", "http://" + addr, "--replication-token-file", replTok, "--policy", c.policy,
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("sidecar%d", i)), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--usage-flush", "50ms", "--reconnect-max-backoff", "100ms"}
+		args = append(args, sidecarFlags...)
 		c.sideArgs = append(c.sideArgs, args)
 		c.sidecars = append(c.sidecars, start(t, args...))
 	}

@@ -39,6 +39,7 @@ import (
 	admincluster "github.com/extauthz/extauthz/cluster"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/metrics"
+	"github.com/extauthz/extauthz/quota"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/tracing"
 	keyusage "github.com/extauthz/extauthz/usage"
@@ -71,6 +72,7 @@ type serveConfig struct {
 	shutdownTimeout, drainDelay                   time.Duration
 	policyPoll                                    time.Duration
 	usageFlush                                    time.Duration
+	quotaAllowance                                int64
 	releaseEvery                                  time.Duration
 	pprofAddr                                     string
 	// admin
@@ -124,7 +126,8 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.httpAddr, "http-addr", forwardauth.DefaultHTTPAddr, "listen address of forwardAuth /auth, /healthz, /readyz, /metrics")
 		f.StringVar(&c.trustForward, "trust-forward-headers", strings.Join(forwardauth.DefaultTrustedProxies, ","), "comma-separated CIDRs whose X-Forwarded-*/X-Original-* headers are believed, or none")
 		f.StringVar(&c.forwardHeaders, "forward-headers", forwardauth.FamilyAuto, "which proxy calls /auth: traefik (X-Forwarded-*), nginx (X-Original-*), envoy (path after /auth), or auto (the one family a request carries; a mix is refused)")
-		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often last-used times are flushed")
+		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often usage (last-used times, quota uses) is reported")
+		f.Int64Var(&c.quotaAllowance, "quota-allowance", quota.DefaultAllowance, "uses of one quota'd key this process may allow between two acknowledged usage reports")
 	}
 	if r.administers() {
 		f.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "listen address of the admin API and replication feed")
@@ -267,6 +270,7 @@ type node struct {
 	follower *replication.Follower
 	authz    *authz.Authorizer
 	usage    *keyusage.Buffer
+	quota    *quota.Ledger
 	repl     *replication.Server
 	health   *healthServer
 	grpc     *grpc.Server
@@ -361,6 +365,10 @@ func (n *node) build() error {
 			// nil with tracing off: no span, no cost.
 			TracerProvider: tp.TracerProvider(),
 		}
+		// The quota ledger gives a key's local allowance back when the
+		// admin acknowledged a report at a revision the lookups have.
+		var revision func() uint64
+		opts.QuotaRetryAfter = c.usageFlush
 		send := n.recordUsage
 		if n.role == roleSidecar {
 			for _, u := range splitList(c.adminURL) {
@@ -386,17 +394,25 @@ func (n *node) build() error {
 				ReleaseMemory: c.releaseEvery > 0,
 				Logger:        n.log.With().Str("component", "replica").Logger(),
 				Registerer:    n.reg,
+				UsageAcked:    func(u []keystore.Usage, rev uint64) { n.quota.Acked(u, rev) },
 			})
 			if err != nil {
 				return err
 			}
+			revision = n.follower.Revision
 			n.closers = append(n.closers, n.follower.Close)
 			opts.Keys = n.follower
 			opts.Available = n.follower.Healthy
 			send = n.follower.SendUsage
 		} else {
 			opts.Keys = n.store
+			revision = n.store.Revision
 		}
+		if c.quotaAllowance < 1 {
+			return fmt.Errorf("--quota-allowance must be at least 1, got %d", c.quotaAllowance)
+		}
+		n.quota = quota.New(quota.Options{Allowance: c.quotaAllowance, Revision: revision})
+		opts.Quota = n.quota
 		n.usage, err = keyusage.New(keyusage.Options{
 			Send:       send,
 			Every:      c.usageFlush,
@@ -805,6 +821,7 @@ func (n *node) recordUsage(_ context.Context, batch []keystore.Usage) ([]keystor
 	if err := n.store.RecordUsage(batch); err != nil {
 		return batch, fmt.Errorf("record usage: %w", err)
 	}
+	n.quota.Acked(batch, n.store.Revision())
 	return nil, nil
 }
 
