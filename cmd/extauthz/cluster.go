@@ -178,23 +178,6 @@ func registerRaftMetrics(reg prometheus.Registerer, node *admincluster.Node) err
 	)
 }
 
-// readIndexed answers an admin API request on a cluster member only after
-// the member applied every write acknowledged before it arrived (on any
-// member), so a caller reads its own writes whichever member it asks; a
-// member that cannot learn that (no leader) answers 503.
-func (n *node) readIndexed(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			if err := n.cluster.WaitReadIndex(); err != nil {
-				w.Header().Set("Retry-After", "1")
-				jsonresp.Error(w, http.StatusServiceUnavailable, err.Error())
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
 // clusterRoutes adds the membership routes of an admin cluster member to
 // the admin port, for the operator only:
 //
