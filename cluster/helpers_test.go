@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"path/filepath"
@@ -102,8 +103,10 @@ type testNode struct {
 	tls           *tls.Config
 	peers         []Peer
 	tune          func(*raft.Config)
-	store         *keystore.Store
-	node          *Node
+	// logs, when set, also receives raft's warnings (and worse).
+	logs  io.Writer
+	store *keystore.Store
+	node  *Node
 }
 
 func fastRaft(c *raft.Config) {
@@ -123,10 +126,13 @@ func (tn *testNode) start(t *testing.T) {
 	if tune == nil {
 		tune = fastRaft
 	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: tn.id, Level: hclog.Error, Output: testWriter{t}})
+	if tn.logs != nil {
+		logger = hclog.New(&hclog.LoggerOptions{Name: tn.id, Level: hclog.Warn, Output: io.MultiWriter(testWriter{t}, tn.logs)})
+	}
 	n, err := Start(Config{
 		ID: tn.id, Advertise: tn.addr, Peers: tn.peers, Dir: filepath.Join(tn.dir, "raft"),
-		TLS: tn.tls, Store: st, Raft: tune,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: tn.id, Level: hclog.Error, Output: testWriter{t}}),
+		TLS: tn.tls, Store: st, Raft: tune, Logger: logger,
 	})
 	if err != nil {
 		st.Close()
