@@ -210,10 +210,13 @@ func Start(cfg Config) (*Node, error) {
 			n.closeStores()
 			return nil, ErrSingleNodeStore
 		}
+		// A takeover interrupted between its two writes (applied index 1,
+		// no snapshot yet) is taken over again: index 1 is the takeover's.
+		single = single || (first && adopted && n.fsm.inFile.Load() == 1)
 		// A store applied from a raft log this dir no longer holds: a new
 		// log would restart its indexes, and entries at or below the
 		// store's applied index would be taken as already applied.
-		if n.fsm.inFile.Load() > 0 {
+		if !single && n.fsm.inFile.Load() > 0 {
 			n.closeStores()
 			return nil, ErrStoreWithoutLog
 		}
@@ -266,12 +269,20 @@ func initialConfiguration(peers []Peer) raft.Configuration {
 	return conf
 }
 
-// takeOver makes a single admin's store the state of a new cluster: a
+// takeOver makes a single admin's store the state of a new cluster: the
+// store adopts its own store id as the cluster's at log index 1, then a
 // snapshot at index 1 of term 1 (where raft's own bootstrap writes its
-// configuration entry) holding a copy of the store and the initial
-// configuration. Raft starts from it without restoring it (the store is
-// already that state) and sends it to every member it adds.
+// configuration entry) holds a copy of it and the initial configuration.
+// Raft starts from it without restoring it (the store is already that
+// state) and sends it to every member it adds, whose store then is at
+// index 1 too: a member still without it is behind every read index.
 func (n *Node) takeOver(snaps raft.SnapshotStore) error {
+	st := n.cfg.Store
+	if _, err := st.Applied(1, time.Now()).AdoptStoreID(st.StoreID()); err != nil {
+		return fmt.Errorf("cluster: take over the store: %w", err)
+	}
+	n.fsm.inFile.Store(1)
+	n.fsm.written.Store(1)
 	sink, err := snaps.Create(raft.SnapshotVersionMax, 1, 1, initialConfiguration(n.cfg.Peers), 1, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: take over the store: %w", err)

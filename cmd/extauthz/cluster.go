@@ -123,7 +123,8 @@ func (n *node) startCluster() (*admincluster.Writer, error) {
 }
 
 // clusterNotReady is the cluster's part of /readyz: a member is ready when
-// it knows a leader and has applied what it knows to be committed.
+// it knows a leader, has applied what it knows to be committed, and its
+// store holds every write the leader acknowledged.
 func (n *node) clusterNotReady() error {
 	st, err := n.cluster.Status()
 	if err != nil {
@@ -135,7 +136,9 @@ func (n *node) clusterNotReady() error {
 	if st.AppliedIndex < st.CommitIndex {
 		return fmt.Errorf("catching up with the cluster (applied %d of %d)", st.AppliedIndex, st.CommitIndex)
 	}
-	return nil
+	// Its own commit index says nothing until the leader's log matched
+	// its: a member that joined is behind the leader's read index.
+	return n.cluster.CaughtUp()
 }
 
 // hclogToZerolog turns raft's JSON log lines (hclog) into the process's

@@ -16,11 +16,11 @@ import (
 // raftSetup is the files and addresses of an admin cluster of real
 // processes (a, b, c), each of which may also run as a single admin.
 type raftSetup struct {
-	t                          *testing.T
-	dir, policy, token         string
-	adminTok, replTok, ca      string
-	ids                        []string
-	adminAddr, raftAddr, peers map[string]string
+	t                     *testing.T
+	dir, policy, token    string
+	adminTok, replTok, ca string
+	ids                   []string
+	adminAddr, raftAddr   map[string]string
 }
 
 const testReplToken = "replication-token-for-tests-42"
@@ -161,8 +161,10 @@ func TestSingleAdminUpgradesToACluster(t *testing.T) {
 
 	// The two empty members alone reach their election timeout and give
 	// up: they have no configuration, so they never campaign.
+	empty := map[string]*proc{}
 	for _, m := range s.ids[1:] {
 		p := start(t, s.args(m, true)...)
+		empty[m] = p
 		p.logs.waitFor(t, m+" giving up an election without a configuration", func(l map[string]any) bool {
 			return l["message"] == "no known peers, aborting election"
 		})
@@ -193,6 +195,33 @@ func TestSingleAdminUpgradesToACluster(t *testing.T) {
 	if got := metricValue(t, sidecar.url("http"), resynced); got != "1" {
 		t.Fatalf("sidecar loaded %s snapshots; want 1 (it resumes its watch)", got)
 	}
+
+	// Quorum lost (b and c killed): writes and API reads on a answer 503
+	// saying so, with Retry-After; the sidecar keeps deciding.
+	for _, p := range empty {
+		p.stop(t, syscall.SIGKILL)
+	}
+	for _, req := range []struct{ method, path string }{{"POST", "/api/v1/api-keys"}, {"GET", "/api/v1/api-keys/" + next.ID}} {
+		var body struct{ Error string }
+		var hdr http.Header
+		eventually(t, req.method+" without quorum answers 503", func() bool {
+			r, _ := http.NewRequest(req.method, s.url("a")+req.path, strings.NewReader(`{"name":"lost","scopes":["signals"]}`))
+			r.Header.Set("Authorization", "Bearer "+s.token)
+			r.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			hdr = resp.Header
+			return resp.StatusCode == 503 && json.NewDecoder(resp.Body).Decode(&body) == nil
+		})
+		if !strings.HasPrefix(body.Error, "admin cluster: ") || !strings.Contains(body.Error, "quorum") || hdr.Get("Retry-After") == "" {
+			t.Errorf("%s without quorum: %q, Retry-After %q; want the cluster's message about its quorum", req.method, body.Error, hdr.Get("Retry-After"))
+		}
+	}
+	decides("live key without quorum", next.Key, 200)
+	decides("revoked key without quorum", keys[0].Key, 401)
 }
 
 // TestClusterBackupRestoredAsANewCluster: the cluster procedure of
