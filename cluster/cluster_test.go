@@ -382,6 +382,34 @@ func TestTheFirstPeerTakesOverASingleAdminsStore(t *testing.T) {
 	noRawKeys(t, nodes, raws)
 }
 
+// TestAnInterruptedTakeoverIsTakenOverAgain: a first member that died
+// between the takeover's two writes (store id adopted at index 1, no
+// snapshot yet) takes its store over again on restart.
+func TestAnInterruptedTakeoverIsTakenOverAgain(t *testing.T) {
+	ca := newTestCA(t)
+	tn := &testNode{id: "a", addr: freeAddr(t), dir: t.TempDir(), tls: ca.member(t, "a")}
+	tn.peers = []Peer{{ID: "a", Addr: tn.addr}}
+	st, err := keystore.Open(filepath.Join(tn.dir, "keystore.db"), keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k := newKey(t, "old", "")
+	if err := st.CreateKey(k, "op"); err != nil {
+		t.Fatal(err)
+	}
+	id, rev := st.StoreID(), st.Revision()
+	if _, err := st.Applied(1, time.Now()).AdoptStoreID(id); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	tn.start(t)
+	t.Cleanup(func() { tn.stop(t) })
+	leader(t, []*testNode{tn})
+	if got, err := tn.store.GetKey("old"); err != nil || got.ID != "old" || tn.store.StoreID() != id || tn.store.Revision() != rev {
+		t.Fatalf("after the second takeover: %+v, %v, store %s at %d; want %s at %d", got, err, tn.store.StoreID(), tn.store.Revision(), id, rev)
+	}
+}
+
 func TestWithoutQuorumWritesAndReadsAreUnavailable(t *testing.T) {
 	ca := newTestCA(t)
 	nodes := newCluster(t, ca, 3, nil)
