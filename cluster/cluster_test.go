@@ -410,6 +410,33 @@ func TestAnInterruptedTakeoverIsTakenOverAgain(t *testing.T) {
 	}
 }
 
+// TestAMemberWhoseDataDirIsLostRejoinsEmpty: a member replaced with an
+// empty data dir under its id and address (a StatefulSet pod whose volume
+// was lost) needs no membership change: the leader, which still lists it,
+// sends it the state. The first listed member too: it bootstraps, but its
+// log of one configuration entry cannot win an election, and it ends with
+// the cluster's store, not a new one.
+func TestAMemberWhoseDataDirIsLostRejoinsEmpty(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	workload(t, nodes, "r", 3)
+	want := sameState(t, nodes)
+	for i, id := range map[int]string{2: "r-2", 0: "r-imp"} {
+		tn := nodes[i]
+		tn.stop(t)
+		tn.dir = t.TempDir()
+		write(t, nodes, func(w *Writer) error { _, err := w.RevokeKey(id, "op"); return err })
+		tn.start(t)
+		if got := sameState(t, nodes); got == want {
+			t.Fatalf("%s: the revocation made while it was away is missing", tn.id)
+		}
+		want = sameState(t, nodes)
+		if k, err := tn.store.GetKey(id); err != nil || !k.Revoked() {
+			t.Fatalf("%s after rejoining empty: %+v, %v", tn.id, k, err)
+		}
+	}
+}
+
 func TestWithoutQuorumWritesAndReadsAreUnavailable(t *testing.T) {
 	ca := newTestCA(t)
 	nodes := newCluster(t, ca, 3, nil)

@@ -238,10 +238,12 @@ func caughtUp(t *testing.T, nodes []*testNode) {
 	if err := l.node.Barrier(); err != nil {
 		t.Fatal(err)
 	}
-	want := l.node.raft.AppliedIndex()
+	// raft's AppliedIndex counts entries handed to the state machine: wait
+	// for the stores' own.
+	want := l.node.fsm.written.Load()
 	eventually(t, "every member applies the leader's log", func() bool {
 		for _, tn := range nodes {
-			if tn.node != nil && tn.node.raft.AppliedIndex() < want {
+			if tn.node != nil && tn.node.fsm.written.Load() < want {
 				return false
 			}
 		}
