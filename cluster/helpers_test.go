@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/extauthz/extauthz/internal/testnet"
 	"github.com/extauthz/extauthz/keystore"
 )
 
@@ -89,12 +90,7 @@ func (ca *testCA) member(t *testing.T, name string) *tls.Config {
 // freeAddr returns a loopback address nothing listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t)
 }
 
 // testNode is one member with its store, restartable in place.

@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/extauthz/extauthz/cluster"
+	"github.com/extauthz/extauthz/internal/testnet"
 	"github.com/extauthz/extauthz/internal/testpki"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/keystore/keystoretest"
@@ -43,7 +43,7 @@ func Start(t testing.TB, n int, now func() time.Time) []*Member {
 	addrs := make([]string, n)
 	var peers []cluster.Peer
 	for i := range members {
-		addrs[i] = freeAddr(t)
+		addrs[i] = testnet.FreeAddr(t)
 		peers = append(peers, cluster.Peer{ID: string(rune('a' + i)), Addr: addrs[i]})
 	}
 	for i, p := range peers {
@@ -101,16 +101,6 @@ func settled(members []*Member) bool {
 		}
 	}
 	return true
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 type logWriter struct{ t testing.TB }
