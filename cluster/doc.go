@@ -23,6 +23,11 @@
 // certificate signed by the cluster's CA, or its connection is refused
 // before any raft message is read.
 //
+// Only the first member of the initial peer list bootstraps (Start): from
+// an empty store, or by taking over a single admin's store as a snapshot at
+// index 1 that every other member receives before any entry, so no quorum
+// of empty members can elect a leader without its records.
+//
 // The first leader proposes its store id; every member adopts the first
 // such entry (keystore.Store.AdoptStoreID), so all members report the same
 // store id to the sidecars that replicate from them.

@@ -262,21 +262,9 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 // see them. A follower asks the leader for its read index; without a
 // leader it fails with an *UnavailableError.
 func (n *Node) WaitReadIndex() error {
-	var idx uint64
-	if n.raft.State() == raft.Leader {
-		var err error
-		if idx, err = n.leaderReadIndex(); err != nil {
-			return err
-		}
-	} else {
-		w, err := n.ask(reqReadIndex, nil)
-		if err != nil {
-			return err
-		}
-		if err := errorFromWire(w); err != nil {
-			return err
-		}
-		idx = w.Index
+	idx, err := n.readIndex()
+	if err != nil {
+		return err
 	}
 	deadline := time.Now().Add(n.cfg.ApplyTimeout)
 	// raft's AppliedIndex counts entries handed to the state machine, not
@@ -288,6 +276,37 @@ func (n *Node) WaitReadIndex() error {
 		time.Sleep(time.Millisecond)
 	}
 	return nil
+}
+
+// CaughtUp reports, without waiting, whether this member's store holds
+// every write acknowledged before the call (the leader's read index): a
+// member that just joined knows a leader long before the leader's snapshot
+// or log reached its store, and must not serve sidecars its empty store
+// meanwhile.
+func (n *Node) CaughtUp() error {
+	idx, err := n.readIndex()
+	if err != nil {
+		return err
+	}
+	if at := n.fsm.written.Load(); at < idx {
+		return fmt.Errorf("catching up with the leader (store at log index %d of %d)", at, idx)
+	}
+	return nil
+}
+
+// readIndex is the leader's read index, asked of the leader by a follower.
+func (n *Node) readIndex() (uint64, error) {
+	if n.raft.State() == raft.Leader {
+		return n.leaderReadIndex()
+	}
+	w, err := n.ask(reqReadIndex, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := errorFromWire(w); err != nil {
+		return 0, err
+	}
+	return w.Index, nil
 }
 
 // changeHere makes a membership change on this member, which must lead.

@@ -135,7 +135,7 @@ func TestChartContent(t *testing.T) {
 	for v, want := range map[string]map[string]int{
 		"":        {"ServiceAccount": 1, "ConfigMap": 1, "StatefulSet": 1, "Service": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
 		"gateway": {"ServiceAccount": 1, "ConfigMap": 2, "StatefulSet": 1, "Deployment": 1, "Service": 2, "NetworkPolicy": 2, "PodDisruptionBudget": 2, "ServiceMonitor": 1, "PrometheusRule": 1},
-		"ha":      {"ServiceAccount": 1, "ConfigMap": 1, "StatefulSet": 1, "Deployment": 1, "Service": 4, "NetworkPolicy": 2, "PodDisruptionBudget": 2},
+		"ha":      {"ServiceAccount": 1, "ConfigMap": 2, "StatefulSet": 1, "Deployment": 1, "Service": 4, "NetworkPolicy": 2, "PodDisruptionBudget": 1},
 	} {
 		if got := kinds(renderedChart(t, v)); !reflect.DeepEqual(got, want) {
 			t.Errorf("variant %q: %v, want %v", v, got, want)
@@ -226,10 +226,11 @@ func stripLabels(meta map[string]any) {
 }
 
 // TestChartMatchesKustomize: one source of truth. The chart's defaults render manifests/base,
-// ci/envoy-values.yaml manifests/envoy and ci/traefik-values.yaml manifests/traefik, object for
+// ci/envoy-values.yaml manifests/envoy, ci/traefik-values.yaml manifests/traefik and
+// ci/ha-values.yaml manifests/ha, object for
 // object, field for field, once Helm's labels are set aside.
 func TestChartMatchesKustomize(t *testing.T) {
-	for variant, dir := range map[string]string{"": "base", "envoy": "envoy", "traefik": "traefik"} {
+	for variant, dir := range map[string]string{"": "base", "envoy": "envoy", "traefik": "traefik", "ha": "ha"} {
 		t.Run(dir, func(t *testing.T) {
 			kust, err := RenderObjects(dir)
 			if err != nil {

@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/testnet"
 )
 
 // cluster is one admin and several sidecars as real processes.
@@ -22,12 +23,7 @@ type cluster struct {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t)
 }
 
 // newCluster starts an admin and sidecars processes, each sidecar with

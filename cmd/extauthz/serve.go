@@ -483,7 +483,7 @@ func (n *node) build() error {
 		n.probes(mux)
 		if n.cluster != nil {
 			n.clusterRoutes(mux, adm)
-			mux.Handle("/", n.readIndexed(adm))
+			mux.Handle("/", n.cluster.ReadIndexed(adm))
 		} else {
 			mux.Handle("/", adm)
 		}

@@ -71,6 +71,22 @@ func NewCA(t testing.TB, name string) *CA {
 // true, and returns it and its key as PEM.
 func (ca *CA) Issue(t testing.TB, client bool, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
+	if client {
+		return ca.issue(t, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, names)
+	}
+	return ca.issue(t, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, names)
+}
+
+// IssuePeer signs a leaf certificate for names for both server and client
+// authentication: a member of a mutual TLS group (raft) that dials and is
+// dialed with the same certificate.
+func (ca *CA) IssuePeer(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return ca.issue(t, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, names)
+}
+
+func (ca *CA) issue(t testing.TB, usage []x509.ExtKeyUsage, names []string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
@@ -78,10 +94,7 @@ func (ca *CA) Issue(t testing.TB, client bool, names ...string) (certPEM, keyPEM
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		ExtKeyUsage:  usage,
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
@@ -100,6 +113,14 @@ func (ca *CA) Issue(t testing.TB, client bool, names ...string) (certPEM, keyPEM
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// WritePeerPair issues a certificate like IssuePeer and writes it to
+// dir/<prefix>.crt and dir/<prefix>.key (mode 0600).
+func (ca *CA) WritePeerPair(t testing.TB, dir, prefix string, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	c, k := ca.IssuePeer(t, names...)
+	return write(t, dir, prefix+".crt", c), write(t, dir, prefix+".key", k)
 }
 
 // WriteCA writes the CA certificate to dir/name and returns the path.
