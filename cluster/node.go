@@ -104,6 +104,7 @@ type Node struct {
 	wg    sync.WaitGroup
 
 	stream        *streamLayer
+	conns         memberConns
 	leaderChanges atomic.Uint64
 	// termBarrier is set once this leader committed an entry of its term:
 	// its commit index then covers every earlier acknowledged write.
@@ -138,6 +139,7 @@ func Start(cfg Config) (*Node, error) {
 	// The store file is the state: it is fsynced with its applied index
 	// at every entry, so raft restores no snapshot over it on start.
 	rc.NoSnapshotRestoreOnStart = true
+	batchRaft(rc)
 	if cfg.Raft != nil {
 		cfg.Raft(rc)
 	}
@@ -391,6 +393,7 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.done)
+	n.conns.close()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	return errors.Join(err, n.closeStores())
