@@ -137,7 +137,7 @@ func (n *Node) answer(kind byte, payload []byte) (out []byte, ok bool) {
 		}
 		errorToWire(err, &w)
 	case reqReadIndex:
-		idx, err := n.leaderReadIndex()
+		idx, err := n.leaderReads.get(n.leaderReadIndex)
 		w.Index = idx
 		errorToWire(err, &w)
 	case reqMember:
@@ -216,26 +216,30 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	return n.fsm.written.Load(), nil
 }
 
+// askReadIndex asks the leader for its read index.
+func (n *Node) askReadIndex() (uint64, error) {
+	w, err := n.ask(reqReadIndex, nil)
+	if err != nil {
+		return 0, err
+	}
+	return w.Index, errorFromWire(w)
+}
+
 // WaitReadIndex returns once this member has applied every write
 // acknowledged (by any member) before the call: reads from its store then
 // see them. A follower asks the leader for its read index; without a
-// leader it fails with an *UnavailableError.
+// leader it fails with an *UnavailableError. Concurrent calls share
+// rounds (readRounds).
 func (n *Node) WaitReadIndex() error {
 	var idx uint64
+	var err error
 	if n.raft.State() == raft.Leader {
-		var err error
-		if idx, err = n.leaderReadIndex(); err != nil {
-			return err
-		}
+		idx, err = n.leaderReads.get(n.leaderReadIndex)
 	} else {
-		w, err := n.ask(reqReadIndex, nil)
-		if err != nil {
-			return err
-		}
-		if err := errorFromWire(w); err != nil {
-			return err
-		}
-		idx = w.Index
+		idx, err = n.followerReads.get(n.askReadIndex)
+	}
+	if err != nil {
+		return err
 	}
 	deadline := time.Now().Add(n.cfg.ApplyTimeout)
 	// raft's AppliedIndex counts entries handed to the state machine, not

@@ -105,6 +105,8 @@ type Node struct {
 
 	stream        *streamLayer
 	conns         memberConns
+	leaderReads   readRounds // leaderReadIndex, shared (readindex.go)
+	followerReads readRounds // askReadIndex, shared
 	leaderChanges atomic.Uint64
 	// termBarrier is set once this leader committed an entry of its term:
 	// its commit index then covers every earlier acknowledged write.
