@@ -100,9 +100,11 @@ func freeLoopback() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// clusterRows measures the cluster rows: creations/s through the voters
-// beside one admin, revocation propagation to the largest -sidecars count
-// spread over the voters, and the leader's SIGKILL to the next write.
+// clusterRows measures the cluster rows on a new cluster, in this order:
+// revocation propagation to the largest -sidecars count spread over the
+// voters (on a store of -keys-small keys created through the cluster, the
+// single admin's small store's size), creations/s through the voters
+// beside one admin, and the leader's SIGKILL to the next write.
 func (b *bench) clusterRows(ctx context.Context) {
 	r := &b.res.ha
 	t0 := time.Now()
@@ -128,9 +130,14 @@ func (b *bench) clusterRows(ctx context.Context) {
 		}
 	}()
 
-	keys := b.clusterCreations(ctx, procs, single)
-	if ctx.Err() == nil {
+	keys, err := b.seedCluster(ctx, procs)
+	if err != nil {
+		r.revocationErr = err
+	} else if ctx.Err() == nil {
 		b.clusterRevocations(ctx, procs, keys)
+	}
+	if ctx.Err() == nil {
+		b.clusterCreations(ctx, procs, single)
 	}
 	if ctx.Err() == nil {
 		single = b.clusterFailover(ctx, procs, single, singleDir)
@@ -140,59 +147,86 @@ func (b *bench) clusterRows(ctx context.Context) {
 // createBody is the key every creation of the cluster rows asks for.
 var createBody = map[string]any{"name": "bench", "scopes": []string{"signals"}}
 
-// clusterCreations runs -admin-clients clients creating keys, worker w
-// on voter w mod haNodes, in -rounds slices alternating with the same
-// clients on the single admin, and returns the raw form and id of the
-// first keys the cluster created (for the revocation row).
-func (b *bench) clusterCreations(ctx context.Context, procs []*childproc.Proc, single *childproc.Proc) *keySet {
-	o, r := b.opts, &b.res.ha
+// spreadClients are admin clients for every voter; caller w uses voter w
+// mod haNodes.
+func (b *bench) spreadClients(procs []*childproc.Proc, conns int) []*adminClient {
 	clients := make([]*adminClient, len(procs))
 	for i, p := range procs {
-		clients[i] = b.cl.adminClient(p, o.admins)
+		clients[i] = b.cl.adminClient(p, conns)
 	}
+	return clients
+}
+
+// seedCluster creates -keys-small keys through the voters, -admin-clients
+// at a time, so that the cluster's store is the size of the single
+// admin's small store, and returns the raw form and id of each.
+func (b *bench) seedCluster(ctx context.Context, procs []*childproc.Proc) (*keySet, error) {
+	o := b.opts
+	clients := b.spreadClients(procs, o.admins)
+	keys := &keySet{Total: o.keysSmall}
 	var mu sync.Mutex
-	keys := &keySet{}
-	want := o.revocations
-	created := func(body []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(keys.Valid) >= want {
-			return
-		}
-		var k struct{ ID, Key string }
-		if json.Unmarshal(body, &k) == nil && k.ID != "" && k.Key != "" {
-			keys.Valid, keys.IDs = append(keys.Valid, k.Key), append(keys.IDs, k.ID)
-		}
-	}
-	spread := func(w int) caller {
-		ac := clients[w%len(clients)]
-		return func(ctx context.Context, _ bool, _ int) (bool, error) {
-			code, body, err := ac.do(ctx, http.MethodPost, "/api/v1/api-keys", createBody)
-			if code == http.StatusCreated {
-				created(body)
+	var errs []error
+	next := 0
+	var wg sync.WaitGroup
+	for w := range o.admins {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				mu.Lock()
+				if next >= o.keysSmall || len(errs) > 0 {
+					mu.Unlock()
+					return
+				}
+				next++
+				mu.Unlock()
+				code, body, err := clients[w%len(clients)].do(ctx, http.MethodPost, "/api/v1/api-keys", createBody)
+				var k struct{ ID, Key string }
+				if err == nil && (code != http.StatusCreated || json.Unmarshal(body, &k) != nil || k.ID == "" || k.Key == "") {
+					err = fmt.Errorf("create answered %d %.200s", code, body)
+				}
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					keys.Valid, keys.IDs = append(keys.Valid, k.Key), append(keys.IDs, k.ID)
+				}
+				mu.Unlock()
 			}
-			return code == http.StatusCreated, err
-		}
+		})
 	}
-	var sc *adminClient
-	if single != nil {
-		sc = b.cl.adminClient(single, o.admins)
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("seed the cluster's store: %w", errs[0])
 	}
-	one := func(int) caller {
+	return keys, ctx.Err()
+}
+
+// clusterCreations runs -admin-clients clients creating keys, worker w
+// on voter w mod haNodes, in -rounds slices alternating with the same
+// clients on the single admin.
+func (b *bench) clusterCreations(ctx context.Context, procs []*childproc.Proc, single *childproc.Proc) {
+	o, r := b.opts, &b.res.ha
+	clients := b.spreadClients(procs, o.admins)
+	create := func(ac *adminClient) caller {
 		return func(ctx context.Context, _ bool, _ int) (bool, error) {
-			code, _, err := sc.do(ctx, http.MethodPost, "/api/v1/api-keys", createBody)
+			code, _, err := ac.do(ctx, http.MethodPost, "/api/v1/api-keys", createBody)
 			return code == http.StatusCreated, err
 		}
+	}
+	spread := func(w int) caller { return create(clients[w%len(clients)]) }
+	var one func(int) caller
+	if single != nil {
+		sc := b.cl.adminClient(single, o.admins)
+		one = func(int) caller { return create(sc) }
 	}
 	// Half of -duration each, in -rounds slices of both.
 	spec := loadSpec{Concurrency: o.admins, Warmup: o.warmup / time.Duration(o.rounds), Duration: o.duration / time.Duration(2*o.rounds), Valid: 1, Invalid: 1}
 	r.creations.Hist, r.creationsBase.Hist = NewHistogram(), NewHistogram()
 	for round := range o.rounds {
 		if ctx.Err() != nil {
-			return keys
+			return
 		}
 		first, second := func() { r.creations.add(runLoad(ctx, spec, spread)) }, func() {
-			if sc != nil {
+			if one != nil {
 				r.creationsBase.add(runLoad(ctx, spec, one))
 			}
 		}
@@ -206,7 +240,6 @@ func (b *bench) clusterCreations(ctx context.Context, procs []*childproc.Proc, s
 		r.creationsErr = fmt.Errorf("no key created (%d non-201 answers, %d errors: %v)", r.creations.Unexpected, r.creations.Errors, r.creations.FirstErr)
 	}
 	b.progress("admin creations with %d clients, %d voters: %s; one admin: %s", o.admins, haNodes, loadCell(r.creations), loadCell(r.creationsBase))
-	return keys
 }
 
 // clusterRevocations starts the largest -sidecars count of sidecars,
@@ -234,11 +267,7 @@ func (b *bench) clusterRevocations(ctx context.Context, procs []*childproc.Proc,
 		}
 	}
 	b.progress("revocation: %d sidecars on %d voters ready (%v to start; VmRSS %s in all; load average %s)", n, haNodes, time.Since(t0).Round(time.Millisecond), mib(r.revocationRSS), loadAvg())
-	clients := make([]*adminClient, len(procs))
-	for i, p := range procs {
-		clients[i] = b.cl.adminClient(p, 1)
-	}
-	r.revocation, err = measureRevocations(ctx, clients, sidecars, keys.Valid[:o.revocations], keys.IDs[:o.revocations], o.revokeProbe, o.revokePoll)
+	r.revocation, err = measureRevocations(ctx, b.spreadClients(procs, 1), sidecars, keys.Valid[:o.revocations], keys.IDs[:o.revocations], o.revokeProbe, o.revokePoll)
 	if err != nil {
 		r.revocationErr = err
 		return

@@ -223,7 +223,7 @@ func (b *bench) printCluster(t *table) {
 	}
 	// Revocation propagation.
 	n := o.sidecars[len(o.sidecars)-1]
-	setup = fmt.Sprintf("revocation propagation: N=%d sidecars, sidecar i following voter i mod %d; %d keys created through the cluster, revoked one at a time, each DELETE on the next voter", n, haNodes, o.revocations)
+	setup = fmt.Sprintf("revocation propagation: N=%d sidecars, sidecar i following voter i mod %d, a store of %s keys created through the cluster; %d revoked one at a time, each DELETE on the next voter", n, haNodes, count(o.keysSmall), o.revocations)
 	if r.revocation.Samples == nil {
 		t.row(name, setup, notMeasured(r.revocationErr), "—", "—", "—")
 	} else {
