@@ -105,7 +105,16 @@ func (b *bench) runCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.revocations(ctx, adminS, nil)
+	return b.finish(ctx, adminS, nil)
+}
+
+// finish measures revocation propagation on the small admin (first, when
+// not nil, its first sidecar), then the admin cluster, and prints the
+// table.
+func (b *bench) finish(ctx context.Context, adminS, first *childproc.Proc) error {
+	if ctx.Err() == nil {
+		b.revocations(ctx, adminS, first)
+	}
 	_, _ = adminS.Stop(30 * time.Second)
 	if ctx.Err() == nil {
 		b.clusterRows(ctx)
@@ -242,19 +251,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	_, _ = adminL.Stop(30 * time.Second)
 
-	// Revocation propagation on the small store, then the admin cluster.
-	if ctx.Err() == nil {
-		b.revocations(ctx, adminS, scS)
-	}
-	_, _ = adminS.Stop(30 * time.Second)
-	if ctx.Err() == nil {
-		b.clusterRows(ctx)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.print(os.Stdout)
-	return nil
+	return b.finish(ctx, adminS, scS)
 }
 
 // restartSidecar stops p with SIGTERM and starts it again on the same data
