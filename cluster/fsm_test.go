@@ -188,3 +188,31 @@ func TestConcurrentWritesThroughEveryMember(t *testing.T) {
 		t.Fatalf("after a restart:\n got %s\nwant %s", got, state)
 	}
 }
+
+// TestLeaderChangeDropsIdleConnections: a follower that forwarded writes
+// keeps its connection to the leader open; once that leader is gone and
+// another elected, the connection is dropped (reused after the old
+// leader came back at its address, it would give a write an unknown
+// outcome).
+func TestLeaderChangeDropsIdleConnections(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	l := leader(t, nodes)
+	var f *testNode
+	for _, tn := range nodes {
+		if tn != l {
+			f = tn
+			break
+		}
+	}
+	_, k := newKey(t, "k1", "")
+	if err := (&Writer{Node: f.node}).CreateKey(k, "op"); err != nil {
+		t.Fatal(err)
+	}
+	if f.node.conns.idleTo(l.addr) == 0 {
+		t.Fatal("the follower kept no connection to the leader")
+	}
+	l.stop(t)
+	leader(t, nodes)
+	eventually(t, "the follower drops its connection to the old leader", func() bool { return f.node.conns.idleTo(l.addr) == 0 })
+}

@@ -71,6 +71,29 @@ func (f *memberConns) put(addr string, c net.Conn) {
 	f.idle[addr] = append(f.idle[addr], idleConn{c: c, since: time.Now()})
 }
 
+// dropIdle closes the idle connections. A member that crashed and came
+// back at the same address left its old connections looking idle here: a
+// request sent into one would be answered by the peer's reset, its outcome
+// unknown. A crash changes the leader, and at every leader change the
+// node drops them.
+func (f *memberConns) dropIdle() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, l := range f.idle {
+		for _, ic := range l {
+			ic.c.Close()
+		}
+	}
+	f.idle = nil
+}
+
+// idleTo counts the idle connections to addr.
+func (f *memberConns) idleTo(addr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.idle[addr])
+}
+
 // serving tracks a served connection until done is called; false means
 // the member is closing.
 func (f *memberConns) serving(c net.Conn) (done func(), ok bool) {
@@ -92,18 +115,14 @@ func (f *memberConns) serving(c net.Conn) (done func(), ok bool) {
 
 // close closes every connection, idle or served.
 func (f *memberConns) close() {
+	f.dropIdle()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.closed = true
-	for _, l := range f.idle {
-		for _, ic := range l {
-			ic.c.Close()
-		}
-	}
 	for c := range f.served {
 		c.Close()
 	}
-	f.idle, f.served = nil, nil
+	f.served = nil
 }
 
 // askRaw sends one request to the member id at addr over a kept-open

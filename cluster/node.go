@@ -229,6 +229,7 @@ func Start(cfg Config) (*Node, error) {
 				return
 			case <-observed:
 				n.leaderChanges.Add(1)
+				n.conns.dropIdle() // a connection to a member that went away may look alive
 			}
 		}
 	}()
