@@ -59,7 +59,7 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	results := make([]*Result, len(logs))
-	var entries []keystore.Entry
+	var entries []keystore.LogEntry
 	var at []int // entries[j] is logs[at[j]]
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
@@ -70,7 +70,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			out[i] = &Result{Err: err}
 			continue
 		}
-		entries = append(entries, keystore.Entry{Index: l.Index, At: c.At, Apply: func(st *keystore.Store) error {
+		entries = append(entries, keystore.LogEntry{Index: l.Index, At: c.At, Apply: func(st *keystore.Store) error {
 			results[i] = apply(st, c)
 			return results[i].Err
 		}})

@@ -30,8 +30,8 @@ func (s *Store) Applied(index uint64, at time.Time) *Store {
 	return &Store{core: s.core, now: func() time.Time { return at }, applied: index}
 }
 
-// Entry is one consensus log entry for ApplyEntries.
-type Entry struct {
+// LogEntry is one consensus log entry for ApplyEntries.
+type LogEntry struct {
 	Index uint64    // its log index, above zero
 	At    time.Time // the time its writes record, as Applied's at
 	// Apply makes the entry's change through st, a view like
@@ -63,7 +63,7 @@ var errEntryFailed = errors.New("keystore: an entry failed")
 // (nil error, Apply not called). The applied index recorded is the last
 // applied entry's. err is set when the transaction itself failed; then no
 // entry was applied.
-func (s *Store) ApplyEntries(entries []Entry) (errs []error, err error) {
+func (s *Store) ApplyEntries(entries []LogEntry) (errs []error, err error) {
 	errs = make([]error, len(entries))
 	failed := make([]bool, len(entries))
 	pending := func(done uint64) bool {

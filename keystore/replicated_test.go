@@ -107,7 +107,7 @@ func TestBackupRestore(t *testing.T) {
 // Entries 2, 4, 7 and 9 fail: 2 after writing part of its change (the
 // project is put before its first key's hash is found taken), the others
 // before writing anything.
-func batchLog(at time.Time) []Entry {
+func batchLog(at time.Time) []LogEntry {
 	ops := []func(st *Store) error{
 		func(st *Store) error { return st.CreateKey(&Key{ID: "k1", Hash: HashKey("a"), Prefix: "a"}, "op") },
 		func(st *Store) error {
@@ -126,9 +126,9 @@ func batchLog(at time.Time) []Entry {
 		},
 		func(st *Store) error { _, err := st.RevokeKey("missing", "op"); return err },
 	}
-	out := make([]Entry, len(ops))
+	out := make([]LogEntry, len(ops))
 	for i, op := range ops {
-		out[i] = Entry{Index: uint64(i + 1), At: at.Add(time.Duration(i) * time.Second), Apply: op}
+		out[i] = LogEntry{Index: uint64(i + 1), At: at.Add(time.Duration(i) * time.Second), Apply: op}
 	}
 	return out
 }
