@@ -178,10 +178,7 @@ func TestConcurrentWritesThroughEveryMember(t *testing.T) {
 			t.Fatalf("%s at revision %d, want %d", tn.id, got, 2*writers*each+1)
 		}
 	}
-	f := nodes[0]
-	if f == leader(t, nodes) {
-		f = nodes[1]
-	}
+	f := follower(nodes, leader(t, nodes))
 	f.stop(t)
 	f.start(t)
 	if got := sameState(t, nodes); got != state {
@@ -198,13 +195,7 @@ func TestLeaderChangeDropsIdleConnections(t *testing.T) {
 	ca := newTestCA(t)
 	nodes := newCluster(t, ca, 3, nil)
 	l := leader(t, nodes)
-	var f *testNode
-	for _, tn := range nodes {
-		if tn != l {
-			f = tn
-			break
-		}
-	}
+	f := follower(nodes, l)
 	_, k := newKey(t, "k1", "")
 	if err := (&Writer{Node: f.node}).CreateKey(k, "op"); err != nil {
 		t.Fatal(err)
@@ -215,4 +206,14 @@ func TestLeaderChangeDropsIdleConnections(t *testing.T) {
 	l.stop(t)
 	leader(t, nodes)
 	eventually(t, "the follower drops its connection to the old leader", func() bool { return f.node.conns.idleTo(l.addr) == 0 })
+}
+
+// follower returns a running member of nodes other than l.
+func follower(nodes []*testNode, l *testNode) *testNode {
+	for _, tn := range nodes {
+		if tn != l && tn.node != nil {
+			return tn
+		}
+	}
+	return nil
 }
