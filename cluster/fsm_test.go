@@ -217,3 +217,38 @@ func follower(nodes []*testNode, l *testNode) *testNode {
 	}
 	return nil
 }
+
+// TestStatusAfterAMemberRestarts: a member's kept-open connection to a
+// follower that restarted is dead; asking the status again goes over a
+// new one instead of reporting the follower unreachable. (On loopback the
+// dead connection fails the request's write; over a slower network the
+// write can succeed and the read fail, which is retried the same way for
+// questions.)
+func TestStatusAfterAMemberRestarts(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	l := leader(t, nodes)
+	f := follower(nodes, l)
+	reachable := func() bool {
+		view, err := l.node.ClusterStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range view {
+			if m.ID == f.id {
+				return m.Error == ""
+			}
+		}
+		t.Fatalf("%s is not in the status", f.id)
+		return false
+	}
+	if !reachable() || l.node.conns.idleTo(f.addr) == 0 {
+		t.Fatal("no kept-open connection to the follower after a status")
+	}
+	f.stop(t)
+	f.start(t)
+	eventually(t, f.id+" rejoins", func() bool { _, err := f.node.askReadIndex(); return err == nil })
+	if !reachable() {
+		t.Fatalf("%s, restarted, is reported unreachable", f.id)
+	}
+}

@@ -160,6 +160,9 @@ func (n *Node) askRaw(id, addr string, kind byte, payload []byte, timeout time.D
 		ans, err := readMsg(c, maxAnswer)
 		if err != nil {
 			c.Close()
+			if reused && (kind == reqStatus || kind == reqReadIndex) {
+				continue // a question, safe to ask again; the member may have restarted
+			}
 			// Sent, but no answer: the write may have been applied.
 			if kind == reqForward {
 				return nil, unavailable(fmt.Errorf("%w: no answer from the leader %s: %v", ErrOutcomeUnknown, id, err), "")
