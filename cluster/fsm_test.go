@@ -128,18 +128,9 @@ func TestConcurrentWritesThroughEveryMember(t *testing.T) {
 		tn := nodes[w%len(nodes)]
 		wg.Go(func() {
 			wr := &Writer{Node: tn.node}
-			retry := func(fn func() error) error {
-				for {
-					err := fn()
-					if !errors.Is(err, ErrNotLeader) {
-						return err
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
 			for i := range each {
 				_, k := newKey(t, fmt.Sprintf("w%d-%d", w, i), "u1")
-				if err := retry(func() error { return wr.CreateKey(k, "op") }); err != nil {
+				if err := untilLeaderKnown(func() error { return wr.CreateKey(k, "op") }); err != nil {
 					mu.Lock()
 					problems = append(problems, fmt.Sprintf("create %s: %v", k.ID, err))
 					mu.Unlock()
@@ -197,7 +188,7 @@ func TestLeaderChangeDropsIdleConnections(t *testing.T) {
 	l := leader(t, nodes)
 	f := follower(nodes, l)
 	_, k := newKey(t, "k1", "")
-	if err := (&Writer{Node: f.node}).CreateKey(k, "op"); err != nil {
+	if err := untilLeaderKnown(func() error { return (&Writer{Node: f.node}).CreateKey(k, "op") }); err != nil {
 		t.Fatal(err)
 	}
 	if f.node.conns.idleTo(l.addr) == 0 {
@@ -250,5 +241,17 @@ func TestStatusAfterAMemberRestarts(t *testing.T) {
 	eventually(t, f.id+" rejoins", func() bool { _, err := f.node.askReadIndex(); return err == nil })
 	if !reachable() {
 		t.Fatalf("%s, restarted, is reported unreachable", f.id)
+	}
+}
+
+// untilLeaderKnown runs fn again while it fails with ErrNotLeader (a
+// member that does not know the leader yet: nothing was proposed).
+func untilLeaderKnown(fn func() error) error {
+	for {
+		err := fn()
+		if !errors.Is(err, ErrNotLeader) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
