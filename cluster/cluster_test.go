@@ -237,13 +237,7 @@ func TestRestartAppliesNothingTwiceAndSnapshotsCatchUp(t *testing.T) {
 	// A member restarted with its raft state replays its log over a store
 	// file that already holds it: nothing may be applied twice.
 	l := leader(t, nodes)
-	var f *testNode
-	for _, tn := range nodes {
-		if tn != l {
-			f = tn
-			break
-		}
-	}
+	f := follower(nodes, l)
 	f.stop(t)
 	f.start(t)
 	if got := sameState(t, nodes); got != before {
@@ -471,13 +465,7 @@ func TestMembershipAndStatusFromAnyMember(t *testing.T) {
 	nodes := newCluster(t, ca, 3, nil)
 	workload(t, nodes, "m", 3)
 	l := leader(t, nodes)
-	var f *testNode
-	for _, tn := range nodes {
-		if tn != l {
-			f = tn
-			break
-		}
-	}
+	f := follower(nodes, l)
 	view, err := f.node.ClusterStatus()
 	if err != nil {
 		t.Fatal(err)

@@ -106,6 +106,9 @@ type Node struct {
 	wg    sync.WaitGroup
 
 	stream        *streamLayer
+	conns         memberConns
+	leaderReads   readRounds // leaderReadIndex, shared (readindex.go)
+	followerReads readRounds // askReadIndex, shared
 	leaderChanges atomic.Uint64
 	// termBarrier is set once this leader committed an entry of its term:
 	// its commit index then covers every earlier acknowledged write.
@@ -141,6 +144,7 @@ func Start(cfg Config) (*Node, error) {
 	// The store file is the state: it is fsynced with its applied index
 	// at every entry, so raft restores no snapshot over it on start.
 	rc.NoSnapshotRestoreOnStart = true
+	batchRaft(rc)
 	if cfg.Raft != nil {
 		cfg.Raft(rc)
 	}
@@ -254,6 +258,7 @@ func Start(cfg Config) (*Node, error) {
 				return
 			case <-observed:
 				n.leaderChanges.Add(1)
+				n.conns.dropIdle() // a connection to a member that went away may look alive
 			}
 		}
 	}()
@@ -454,6 +459,7 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.done)
+	n.conns.close()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	return errors.Join(err, n.closeStores())

@@ -26,6 +26,10 @@ func (s *Store) update(fn func(w *wtx) error) error {
 	if err != nil {
 		return err
 	}
+	if s.entries != nil { // notified once the batch is committed
+		s.entries.rev, s.entries.notify = rev, true
+		return nil
+	}
 	s.notify(rev)
 	return nil
 }
