@@ -26,12 +26,18 @@ func (s *Store) update(fn func(w *wtx) error) error {
 	if err != nil {
 		return err
 	}
-	if s.entries != nil { // notified once the batch is committed
+	s.notifyWritten(rev)
+	return nil
+}
+
+// notifyWritten tells the watchers of revision rev, just written; inside
+// a batch of log entries (ApplyEntries), once the batch is committed.
+func (s *Store) notifyWritten(rev uint64) {
+	if s.entries != nil {
 		s.entries.rev, s.entries.notify = rev, true
-		return nil
+		return
 	}
 	s.notify(rev)
-	return nil
 }
 
 // CreateKey stores a new record. It fails with ErrDuplicateHash when the
@@ -284,7 +290,7 @@ func (s *Store) RecordUsage(batch []Usage) error {
 		return nil
 	})
 	if err == nil && rev > 0 {
-		s.notify(rev)
+		s.notifyWritten(rev)
 	}
 	return err
 }
