@@ -21,6 +21,7 @@ run: build ## standalone with the Nexgent demo policy and ./data
 
 test: lint ## everything CI runs: gofmt, vet, staticcheck, and all tests with the race detector
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 5m ./admin -cluster # the admin API suite again, on a follower of a 3-member cluster
 
 lint: ## gofmt check, go vet and staticcheck (pinned in go.mod as a tool)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/extauthz/extauthz/cluster/clustertest"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/keystore/keystoretest"
 	"github.com/extauthz/extauthz/policy"
@@ -76,12 +78,25 @@ type envConfig struct {
 	principalRate, operatorRate, publicCreateRate Rate
 }
 
+// onCluster runs the suite against a follower of a three-member admin
+// cluster: go test ./admin -cluster (make test runs both).
+var onCluster = flag.Bool("cluster", false, "serve the admin API of every test from a follower of a three-member raft cluster")
+
 // testEnv is a running admin API over a real bbolt file and a real
-// loopback HTTP server.
+// loopback HTTP server. With -cluster, the server is a follower's: its
+// writes go through raft (forwarded to the leader), its API reads wait for
+// the read index, as in extauthz admin.
 type testEnv struct {
-	t        testing.TB
-	clock    *keystoretest.Clock
-	store    *keystore.Store
+	t     testing.TB
+	clock *keystoretest.Clock
+	// store holds every acknowledged write: the leader's with -cluster, for
+	// the tests that inspect the store directly.
+	store *keystore.Store
+	// served is the store the server reads: store, or the follower's.
+	served *keystore.Store
+	// usage records key use as the program does: into the store, or as a
+	// raft command.
+	usage    func([]keystore.Usage) error
 	srv      *Server
 	http     *httptest.Server
 	logs     *keystoretest.LogBuffer
@@ -110,16 +125,31 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 		jwtOpts = *cfg.jwt
 	}
 	clock := keystoretest.NewClock(cfg.start)
-	st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{Now: clock.Now})
-	if err != nil {
-		t.Fatalf("keystore.Open: %v", err)
+	var (
+		leader, served *keystore.Store
+		writer         Writer
+		usage          func([]keystore.Usage) error
+		serve          func(http.Handler) http.Handler
+	)
+	if *onCluster {
+		members := clustertest.Start(t, 3, clock.Now)
+		f := members[1]
+		leader, served, writer, usage, serve = members[0].Store, f.Store, f.Writer, f.Writer.RecordUsage, f.Node.ReadIndexed
+	} else {
+		st, err := keystore.Open(filepath.Join(t.TempDir(), "admin.db"), keystore.Options{Now: clock.Now})
+		if err != nil {
+			t.Fatalf("keystore.Open: %v", err)
+		}
+		t.Cleanup(func() { st.Close() })
+		leader, served, writer, usage = st, st, st, st.RecordUsage
+		serve = func(h http.Handler) http.Handler { return h }
 	}
-	t.Cleanup(func() { st.Close() })
 	pol := mustPolicy(t, cfg.policy)
 	logs := &keystoretest.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	srv, err := New(Options{
-		Store:               st,
+		Store:               served,
+		Writer:              writer,
 		Policy:              func() *policy.Policy { return pol },
 		AdminToken:          testAdminToken,
 		JWT:                 jwtOpts,
@@ -134,9 +164,9 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 	if err != nil {
 		t.Fatalf("admin.New: %v", err)
 	}
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewServer(serve(srv))
 	t.Cleanup(hs.Close)
-	e := &testEnv{t: t, clock: clock, store: st, srv: srv, http: hs, logs: logs, registry: reg}
+	e := &testEnv{t: t, clock: clock, store: leader, served: served, usage: usage, srv: srv, http: hs, logs: logs, registry: reg}
 	t.Cleanup(func() { e.checkLogsClean() })
 	return e
 }

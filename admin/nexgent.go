@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -22,12 +23,13 @@ const msgKeyNotFound = "API key not found"
 // createKeyRequest is the body of POST /api/v1/api-keys. Pointers tell
 // "absent" from "empty".
 type createKeyRequest struct {
-	Name      *string        `json:"name"`
-	Scopes    []string       `json:"scopes"`
-	ExpiresAt *string        `json:"expiresAt"`
-	UserID    *string        `json:"userId"`    // operator only
-	ProjectID *string        `json:"projectId"` // operator only
-	RateLimit *rateLimitBody `json:"rateLimit"`
+	Name       *string        `json:"name"`
+	Scopes     []string       `json:"scopes"`
+	ExpiresAt  *string        `json:"expiresAt"`
+	UserID     *string        `json:"userId"`    // operator only
+	ProjectID  *string        `json:"projectId"` // operator only
+	RateLimit  *rateLimitBody `json:"rateLimit"`
+	UsageLimit *int64         `json:"usageLimit"`
 }
 
 // rotateKeyRequest is the optional body of POST /api/v1/api-keys/{id}/rotate.
@@ -39,26 +41,28 @@ type rotateKeyRequest struct {
 // NexgentCreated is the answer of a Nexgent key creation or rotation; the
 // only place the raw key appears.
 type NexgentCreated struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	Key       string         `json:"key"`
-	Prefix    string         `json:"prefix"`
-	Scopes    []string       `json:"scopes"`
-	CreatedAt string         `json:"createdAt"`
-	ExpiresAt *string        `json:"expiresAt,omitempty"`
-	RateLimit *RateLimitView `json:"rateLimit,omitempty"`
+	ID         string          `json:"id"`
+	Name       string          `json:"name"`
+	Key        string          `json:"key"`
+	Prefix     string          `json:"prefix"`
+	Scopes     []string        `json:"scopes"`
+	CreatedAt  string          `json:"createdAt"`
+	ExpiresAt  *string         `json:"expiresAt,omitempty"`
+	RateLimit  *RateLimitView  `json:"rateLimit,omitempty"`
+	UsageLimit *UsageLimitView `json:"usageLimit,omitempty"`
 }
 
 // NexgentKey is a Nexgent key record as the list and get routes answer it.
 type NexgentKey struct {
-	ID         string         `json:"id"`
-	Name       string         `json:"name"`
-	Prefix     string         `json:"prefix"`
-	Scopes     []string       `json:"scopes"`
-	LastUsedAt *string        `json:"lastUsedAt"`
-	CreatedAt  string         `json:"createdAt"`
-	ExpiresAt  *string        `json:"expiresAt,omitempty"`
-	RateLimit  *RateLimitView `json:"rateLimit,omitempty"`
+	ID         string          `json:"id"`
+	Name       string          `json:"name"`
+	Prefix     string          `json:"prefix"`
+	Scopes     []string        `json:"scopes"`
+	LastUsedAt *string         `json:"lastUsedAt"`
+	CreatedAt  string          `json:"createdAt"`
+	ExpiresAt  *string         `json:"expiresAt,omitempty"`
+	RateLimit  *RateLimitView  `json:"rateLimit,omitempty"`
+	UsageLimit *UsageLimitView `json:"usageLimit,omitempty"`
 }
 
 func toNexKey(k *keystore.Key) NexgentKey {
@@ -71,19 +75,21 @@ func toNexKey(k *keystore.Key) NexgentKey {
 		CreatedAt:  formatTime(k.CreatedAt),
 		ExpiresAt:  formatTimePtr(k.ExpiresAt),
 		RateLimit:  toRateLimitJSON(k.RateLimit),
+		UsageLimit: toUsageLimitJSON(k.Quota),
 	}
 }
 
 func toNexCreated(k *keystore.Key, raw string) NexgentCreated {
 	return NexgentCreated{
-		ID:        k.ID,
-		Name:      k.Name,
-		Key:       raw,
-		Prefix:    k.Prefix,
-		Scopes:    nonNil(k.Scopes),
-		CreatedAt: formatTime(k.CreatedAt),
-		ExpiresAt: formatTimePtr(k.ExpiresAt),
-		RateLimit: toRateLimitJSON(k.RateLimit),
+		ID:         k.ID,
+		Name:       k.Name,
+		Key:        raw,
+		Prefix:     k.Prefix,
+		Scopes:     nonNil(k.Scopes),
+		CreatedAt:  formatTime(k.CreatedAt),
+		ExpiresAt:  formatTimePtr(k.ExpiresAt),
+		RateLimit:  toRateLimitJSON(k.RateLimit),
+		UsageLimit: toUsageLimitJSON(k.Quota),
 	}
 }
 
@@ -111,6 +117,7 @@ func (s *Server) validateCreateKey(req *createKeyRequest, p principal, pol *poli
 	k.Scopes = checkScopes(&fe, "scopes", req.Scopes, pol)
 	k.ExpiresAt = checkExpiry(&fe, "expiresAt", req.ExpiresAt, s.now())
 	k.RateLimit = checkRateLimit(&fe, "rateLimit", req.RateLimit)
+	k.Quota = newQuota(checkUsageLimit(&fe, "usageLimit", req.UsageLimit))
 	for _, f := range []struct {
 		name string
 		v    *string
@@ -353,6 +360,9 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, p principal) 
 	})
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
 		return notFound(msgKeyNotFound)
+	}
+	if errors.Is(err, keystore.ErrQuotaShared) {
+		return conflict(fmt.Sprintf("%d keys of this rotation share its quota in their grace periods: rotate with gracePeriod \"0s\", or wait for a grace period to end", keystore.MaxQuotaShared))
 	}
 	if err != nil {
 		return err

@@ -35,6 +35,7 @@ type createProjectKeyRequest struct {
 	Label       *string        `json:"label"`
 	ExpiresAt   *string        `json:"expires_at"`
 	RateLimit   *rateLimitBody `json:"rate_limit"`
+	UsageLimit  *int64         `json:"usage_limit"`
 }
 
 type ngProject struct {
@@ -45,26 +46,28 @@ type ngProject struct {
 
 // ngCreated is a created key; the only place "key" appears.
 type ngCreated struct {
-	ID          string         `json:"id"`
-	Key         string         `json:"key"`
-	KeyPrefix   string         `json:"key_prefix"`
-	Label       string         `json:"label"`
-	Permissions []string       `json:"permissions"`
-	ExpiresAt   *string        `json:"expires_at"`
-	CreatedAt   string         `json:"created_at"`
-	RateLimit   *RateLimitView `json:"rate_limit,omitempty"`
+	ID          string          `json:"id"`
+	Key         string          `json:"key"`
+	KeyPrefix   string          `json:"key_prefix"`
+	Label       string          `json:"label"`
+	Permissions []string        `json:"permissions"`
+	ExpiresAt   *string         `json:"expires_at"`
+	CreatedAt   string          `json:"created_at"`
+	RateLimit   *RateLimitView  `json:"rate_limit,omitempty"`
+	UsageLimit  *UsageLimitView `json:"usage_limit,omitempty"`
 }
 
 // ngKey is a listed record.
 type ngKey struct {
-	ID          string         `json:"id"`
-	KeyPrefix   string         `json:"key_prefix"`
-	Label       string         `json:"label"`
-	Permissions []string       `json:"permissions"`
-	ExpiresAt   *string        `json:"expires_at"`
-	CreatedAt   string         `json:"created_at"`
-	LastUsedAt  *string        `json:"last_used_at"`
-	RateLimit   *RateLimitView `json:"rate_limit,omitempty"`
+	ID          string          `json:"id"`
+	KeyPrefix   string          `json:"key_prefix"`
+	Label       string          `json:"label"`
+	Permissions []string        `json:"permissions"`
+	ExpiresAt   *string         `json:"expires_at"`
+	CreatedAt   string          `json:"created_at"`
+	LastUsedAt  *string         `json:"last_used_at"`
+	RateLimit   *RateLimitView  `json:"rate_limit,omitempty"`
+	UsageLimit  *UsageLimitView `json:"usage_limit,omitempty"`
 }
 
 // ngKeyRevoked is a listed record with its revocation time (null when live):
@@ -84,6 +87,7 @@ func toNGKey(k *keystore.Key) ngKey {
 		CreatedAt:   formatTime(k.CreatedAt),
 		LastUsedAt:  formatTimePtr(k.LastUsedAt),
 		RateLimit:   toRateLimitJSON(k.RateLimit),
+		UsageLimit:  toUsageLimitJSON(k.Quota),
 	}
 }
 
@@ -97,6 +101,7 @@ func toNGCreated(k *keystore.Key, raw string) ngCreated {
 		ExpiresAt:   formatTimePtr(k.ExpiresAt),
 		CreatedAt:   formatTime(k.CreatedAt),
 		RateLimit:   toRateLimitJSON(k.RateLimit),
+		UsageLimit:  toUsageLimitJSON(k.Quota),
 	}
 }
 
@@ -219,6 +224,7 @@ func (s *Server) createProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	}
 	k.ExpiresAt = checkExpiry(&fe, "expires_at", req.ExpiresAt, s.now())
 	k.RateLimit = checkRateLimit(&fe, "rate_limit", req.RateLimit)
+	k.Quota = newQuota(checkUsageLimit(&fe, "usage_limit", req.UsageLimit))
 	capExpiry(&fe, "expires_at", k, p)
 	if err := fe.err(); err != nil {
 		return err

@@ -75,50 +75,88 @@ func checkRateLimit(fe *fieldErrors, field string, b *rateLimitBody) *keystore.R
 	return &l
 }
 
-// patchRateLimit reads the body of a PATCH of a key: one member, field,
-// holding a rate limit or null (no limit). It returns the new limit.
-func patchRateLimit(w http.ResponseWriter, r *http.Request, field string) (*keystore.RateLimit, error) {
+// keyPatch is the body of a PATCH of a key: a new rate limit (nil: none)
+// when rateSet, a new usage limit (nil: none) when quotaSet.
+type keyPatch struct {
+	rateSet, quotaSet bool
+	rate              *keystore.RateLimit
+	quota             *int64
+}
+
+// readKeyPatch reads the body of a PATCH of a key: members rateField,
+// holding a rate limit or null (no limit), and quotaField, holding a
+// usage limit or null (no quota); at least one of them.
+func readKeyPatch(w http.ResponseWriter, r *http.Request, rateField, quotaField string) (keyPatch, error) {
+	var out keyPatch
 	body := map[string]jsontext.Value{}
 	if _, err := readJSONBody(w, r, &body, false); err != nil {
-		return nil, err
+		return out, err
 	}
 	var fe fieldErrors
 	for name := range body {
-		if name != field {
-			fe.add(name, "unknown field (only %s can be changed)", field)
+		if name != rateField && name != quotaField {
+			fe.add(name, "unknown field (only %s and %s can be changed)", rateField, quotaField)
 		}
 	}
-	v, ok := body[field]
-	switch {
-	case !ok:
-		fe.add(field, "required")
-	case v.Kind() == 'n':
-		return nil, fe.err()
+	rv, rateSet := body[rateField]
+	qv, quotaSet := body[quotaField]
+	if !rateSet && !quotaSet {
+		fe.add(rateField, "required, or %s", quotaField)
 	}
 	if err := fe.err(); err != nil {
-		return nil, err
+		return out, err
 	}
-	var b rateLimitBody
-	if err := strictjson.Unmarshal(v, &b, field); err != nil {
-		// Name the member as a create does: "rateLimit.limit: ...".
-		msg := err.Error()
-		member, rest, ok := strings.Cut(msg, ": ")
-		switch {
-		case strings.HasPrefix(msg, field):
-		case ok && !strings.ContainsAny(member, `" `):
-			msg = field + "." + member + ": " + rest
-		default:
-			msg = field + ": " + msg
+	out.rateSet, out.quotaSet = rateSet, quotaSet
+	if quotaSet && qv.Kind() != 'n' {
+		// Decoded as the one member of an object, so that a wrong type
+		// is named as in a create: "usageLimit: must be an integer".
+		m := map[string]int64{}
+		if err := strictjson.Unmarshal([]byte(`{"`+quotaField+`":`+string(qv)+`}`), &m, quotaField); err != nil {
+			return out, badRequest("%s", err.Error())
 		}
-		return nil, badRequest("%s", msg)
+		n := m[quotaField]
+		out.quota = checkUsageLimit(&fe, quotaField, &n)
 	}
-	l := checkRateLimit(&fe, field, &b)
-	return l, fe.err()
+	if rateSet && rv.Kind() != 'n' {
+		var b rateLimitBody
+		if err := strictjson.Unmarshal(rv, &b, rateField); err != nil {
+			// Name the member as a create does: "rateLimit.limit: ...".
+			msg := err.Error()
+			member, rest, ok := strings.Cut(msg, ": ")
+			switch {
+			case strings.HasPrefix(msg, rateField):
+			case ok && !strings.ContainsAny(member, `" `):
+				msg = rateField + "." + member + ": " + rest
+			default:
+				msg = rateField + ": " + msg
+			}
+			return out, badRequest("%s", msg)
+		}
+		out.rate = checkRateLimit(&fe, rateField, &b)
+	}
+	return out, fe.err()
 }
 
-// setRateLimit stores k's new limit and answers with show(updated key).
-func (s *Server) setRateLimit(w http.ResponseWriter, r *http.Request, p principal, k *keystore.Key, l *keystore.RateLimit, show func(*keystore.Key) any) error {
-	k, err := s.writer.SetKeyRateLimit(k.ID, l, p.actor())
+// applyKeyPatch checks that p may make the change c to k, stores it and
+// answers with show(updated key).
+func (s *Server) applyKeyPatch(w http.ResponseWriter, r *http.Request, p principal, k *keystore.Key, c keyPatch, rateField, quotaField string, show func(*keystore.Key) any) error {
+	if c.rateSet {
+		if err := checkLimitAllowed(p, rateField, c.rate, k.RateLimit, s.policy()); err != nil {
+			return err
+		}
+	}
+	if c.quotaSet {
+		if err := checkQuotaAllowed(p, quotaField, c.quota, k.Quota); err != nil {
+			return err
+		}
+	}
+	var err error
+	if c.rateSet {
+		k, err = s.writer.SetKeyRateLimit(k.ID, c.rate, p.actor())
+	}
+	if err == nil && c.quotaSet {
+		k, err = s.writer.SetKeyQuota(k.ID, c.quota, p.actor())
+	}
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
 		return notFound(msgKeyNotFound)
 	}
@@ -130,9 +168,10 @@ func (s *Server) setRateLimit(w http.ResponseWriter, r *http.Request, p principa
 	return nil
 }
 
-// updateKey is PATCH /api/v1/api-keys/{id}: {"rateLimit": {...} | null}.
+// updateKey is PATCH /api/v1/api-keys/{id}: {"rateLimit": {...} | null,
+// "usageLimit": N | null}.
 func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p principal) error {
-	l, err := patchRateLimit(w, r, "rateLimit")
+	c, err := readKeyPatch(w, r, "rateLimit", "usageLimit")
 	if err != nil {
 		return err
 	}
@@ -140,20 +179,18 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, p principal) 
 	if err != nil {
 		return err
 	}
-	if err := checkLimitAllowed(p, "rateLimit", l, k.RateLimit, s.policy()); err != nil {
-		return err
-	}
-	return s.setRateLimit(w, r, p, k, l, func(k *keystore.Key) any { return toNexKey(k) })
+	return s.applyKeyPatch(w, r, p, k, c, "rateLimit", "usageLimit", func(k *keystore.Key) any { return toNexKey(k) })
 }
 
 // updateProjectKey is PATCH /api/v1/projects/{pid}/api-keys/{kid}:
-// {"rate_limit": {...} | null}, with the write permission.
+// {"rate_limit": {...} | null, "usage_limit": N | null}, with the write
+// permission.
 func (s *Server) updateProjectKey(w http.ResponseWriter, r *http.Request, p principal) error {
 	pid, err := s.projectID(r, p, permWrite)
 	if err != nil {
 		return err
 	}
-	l, err := patchRateLimit(w, r, "rate_limit")
+	c, err := readKeyPatch(w, r, "rate_limit", "usage_limit")
 	if err != nil {
 		return err
 	}
@@ -161,10 +198,7 @@ func (s *Server) updateProjectKey(w http.ResponseWriter, r *http.Request, p prin
 	if err != nil {
 		return err
 	}
-	if err := checkLimitAllowed(p, "rate_limit", l, k.RateLimit, s.policy()); err != nil {
-		return err
-	}
-	return s.setRateLimit(w, r, p, k, l, func(k *keystore.Key) any { return toNGKey(k) })
+	return s.applyKeyPatch(w, r, p, k, c, "rate_limit", "usage_limit", func(k *keystore.Key) any { return toNGKey(k) })
 }
 
 // looser reports whether l allows more than cur: a larger burst or a

@@ -106,7 +106,7 @@ func TestRateLimitRefused(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{}`:           "rateLimit: required",
-		`{"name":"x"}`: "name: unknown field (only rateLimit can be changed)",
+		`{"name":"x"}`: "name: unknown field (only rateLimit and usageLimit can be changed)",
 		`{"rate_limit":{"limit":1,"duration":"1s"}}`: "rate_limit: unknown field",
 	} {
 		r := e.expect(e.request("PATCH", "/api/v1/api-keys/"+id, jwt, body), http.StatusBadRequest, "PATCH "+body)

@@ -71,7 +71,7 @@ func TestBearerOnlyTrimsSpaceAndTab(t *testing.T) {
 // logged once with the route and the actor.
 func TestUnexpectedErrorIs500(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	if err := e.store.Close(); err != nil {
+	if err := e.served.Close(); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/api/v1/audit", "/api/v1/api-keys"} {

@@ -103,7 +103,7 @@ func TestSeedNexgent(t *testing.T) {
 	// user holds a token valid then).
 	e.clock.Set(used)
 	jwt = e.userToken("user-1")
-	if err := e.store.RecordUsage([]keystore.Usage{{KeyID: id, LastUsedAt: used, Count: 1}}); err != nil {
+	if err := e.usage([]keystore.Usage{{KeyID: id, LastUsedAt: used, Count: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	item = e.request("GET", "/api/v1/api-keys", jwt, nil).array(t)[0].(map[string]any)

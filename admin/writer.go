@@ -18,6 +18,7 @@ type Writer interface {
 	RevokeKey(id, actor string) (*keystore.Key, error)
 	RotateKey(oldID string, next *keystore.Key, grace time.Duration, actor string) (*keystore.Key, error)
 	SetKeyRateLimit(id string, limit *keystore.RateLimit, actor string) (*keystore.Key, error)
+	SetKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error)
 	SetUserActive(id string, active bool, actor string) (keystore.User, error)
 	CreateProject(p *keystore.Project, first *keystore.Key, actor string) error
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/extauthz/extauthz/keycheck"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/policy"
+	"github.com/extauthz/extauthz/quota"
 	"github.com/extauthz/extauthz/ratelimit"
 )
 
@@ -42,7 +43,7 @@ const (
 	Allow           Kind = iota
 	Unauthenticated      // 401: no key, bad format, unknown, revoked, expired, inactive owner
 	Forbidden            // 403: missing scope or other project's resource
-	RateLimited          // 429: the key's rate limit is exceeded
+	RateLimited          // 429: the key's rate limit or quota is exceeded
 	AmbiguousPath        // 400 (HTTP), 403 through Envoy
 	Unavailable          // 503 (HTTP), RPC error UNAVAILABLE (gRPC)
 )
@@ -158,6 +159,9 @@ type Decision struct {
 	// shows the RateLimit header fields to clients.
 	Limit     Limit
 	ShowLimit bool
+	// Quota is the key's quota after the check, when it has one
+	// (Quotaed).
+	Quota Quota
 }
 
 // Options configures an Authorizer.
@@ -178,6 +182,13 @@ type Options struct {
 	Propagator     propagation.TextMapPropagator
 	// MaxBuckets bounds the rate-limit buckets (0: ratelimit.DefaultMaxBuckets).
 	MaxBuckets int
+	// Quota counts this process's uses of quota'd keys against its
+	// allowance; nil means a ledger with the default allowance that is
+	// never given back (nothing acknowledges usage reports to it).
+	Quota *quota.Ledger
+	// QuotaRetryAfter is the Retry-After of a 429 by the local quota
+	// allowance: the usage report interval. Zero sends none.
+	QuotaRetryAfter time.Duration
 }
 
 // Authorizer makes decisions. It is safe for concurrent use; SetPolicy
@@ -192,6 +203,9 @@ type Authorizer struct {
 	trace     *tracing // nil: checks are not traced
 	buckets   *ratelimit.Buckets
 	state     atomic.Pointer[state]
+
+	quota      *quota.Ledger
+	quotaRetry time.Duration
 }
 
 // state is a policy with its response bodies rendered once.
@@ -216,7 +230,10 @@ var (
 // New returns an Authorizer. Keys and Policy are required.
 func New(opts Options) *Authorizer {
 	a := &Authorizer{keys: opts.Keys, available: opts.Available, usage: opts.Usage, now: opts.Now, log: opts.Logger, metrics: opts.Metrics,
-		buckets: ratelimit.New(opts.MaxBuckets)}
+		buckets: ratelimit.New(opts.MaxBuckets), quota: opts.Quota, quotaRetry: opts.QuotaRetryAfter}
+	if a.quota == nil {
+		a.quota = quota.New(quota.Options{})
+	}
 	if opts.TracerProvider != nil {
 		a.trace = &tracing{tracer: opts.TracerProvider.Tracer("github.com/extauthz/extauthz/authz"), propagator: opts.Propagator}
 		if a.trace.propagator == nil {
@@ -299,6 +316,7 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	if raw == "" {
 		return st.unauthenticated(ReasonMissingKey, st.missingKey, 0), path
 	}
+	rev := a.keys.Revision() // before the lookup: the record is at least this recent (package quota)
 	k, verdict, err := keycheck.Check(pol, a.keys, raw, now)
 	if err != nil {
 		a.log.Error().Err(err).Str("frontend", r.Frontend).Msg("key store lookup failed")
@@ -344,7 +362,14 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 		}
 	}
 	d := Decision{Kind: Allow, Reason: ReasonOK, Status: statusOK, Key: k, Sources: sources, Strip: st.strip}
+	if k.Quota != nil && !a.takeQuota(&d, st, k, rev) {
+		return d, path
+	}
 	if !a.limit(&d, pol, match.Route, k, now) {
+		if k.Quota != nil {
+			a.quota.Refund(k.ID)
+			d.Quota.Remaining++
+		}
 		d.Kind, d.Reason, d.Status, d.Body, d.Strip = RateLimited, ReasonRateLimited, statusTooManyRequests, st.rateLimited, false
 		return d, path
 	}

@@ -7,9 +7,10 @@
 // the key (X-API-Key and/or Bearer, in the policy's order), check its
 // format, hash it, look the hash up, check revocation, expiry and the
 // owner, then the project isolation and the required scope, and last takes
-// the route's cost from the key's rate limit (its own or the policy's
+// one use of the key's quota from this process's allowance (package quota)
+// and the route's cost from the key's rate limit (its own or the policy's
 // default; one token bucket per key in package ratelimit), refusing with
-// RateLimited when it is spent. The front doors live in their own packages
+// RateLimited when either is spent. The front doors live in their own packages
 // and call the same Check: authz/envoy (the Envoy ext_authz gRPC service)
 // and authz/forwardauth (the HTTP door for Traefik, nginx and Envoy's HTTP
 // mode).

@@ -35,31 +35,45 @@ type Limit struct {
 func (d *Decision) Limited() bool { return d.Limit.RateLimit.Limit > 0 }
 
 // RateLimitPolicyValue is the RateLimit-Policy field of d's key:
-// `"key";q=100;w=60` (quota and window in seconds).
+// `"key";q=100;w=60` (quota and window in seconds) for its rate limit,
+// then `"quota";q=1000` for its quota.
 func (d *Decision) RateLimitPolicyValue() string {
 	b := make([]byte, 0, 40)
-	b = append(b, `"`+RateLimitPolicyName+`";q=`...)
-	b = strconv.AppendInt(b, d.Limit.RateLimit.Limit, 10)
-	b = append(b, ";w="...)
-	b = strconv.AppendInt(b, int64(d.Limit.Duration/time.Second), 10)
-	return string(b)
+	if d.Limited() {
+		b = append(b, `"`+RateLimitPolicyName+`";q=`...)
+		b = strconv.AppendInt(b, d.Limit.RateLimit.Limit, 10)
+		b = append(b, ";w="...)
+		b = strconv.AppendInt(b, int64(d.Limit.Duration/time.Second), 10)
+	}
+	return string(d.appendQuotaPolicy(b))
 }
 
 // RateLimitValue is the RateLimit field of d's key after the request:
 // `"key";r=42;t=18`, the whole tokens left and the seconds until the
-// bucket is full again (rounded up).
+// bucket is full again (rounded up), then `"quota";r=412`, the quota's
+// remaining count.
 func (d *Decision) RateLimitValue() string {
 	b := make([]byte, 0, 40)
-	b = append(b, `"`+RateLimitPolicyName+`";r=`...)
-	b = strconv.AppendInt(b, d.Limit.Remaining, 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, ceilSeconds(d.Limit.Reset), 10)
-	return string(b)
+	if d.Limited() {
+		b = append(b, `"`+RateLimitPolicyName+`";r=`...)
+		b = strconv.AppendInt(b, d.Limit.Remaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, ceilSeconds(d.Limit.Reset), 10)
+	}
+	return string(d.appendQuotaState(b))
 }
 
 // RetryAfterValue is the Retry-After field of a 429: the seconds until the
-// bucket holds the request's cost, rounded up, at least 1.
+// bucket holds the request's cost, rounded up, at least 1; for a quota's
+// 429 the seconds until the next usage report, or "" (no field) when the
+// quota is exhausted and waiting does not help.
 func (d *Decision) RetryAfterValue() string {
+	if d.Reason == ReasonQuotaExhausted || (d.Reason == ReasonQuotaAllowance && d.Quota.RetryAfter <= 0) {
+		return ""
+	}
+	if d.Reason == ReasonQuotaAllowance {
+		return strconv.FormatInt(max(1, ceilSeconds(d.Quota.RetryAfter)), 10)
+	}
 	return strconv.FormatInt(max(1, ceilSeconds(d.Limit.RetryAfter)), 10)
 }
 

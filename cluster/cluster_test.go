@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,13 +218,7 @@ func TestRestartAppliesNothingTwiceAndSnapshotsCatchUp(t *testing.T) {
 	// A member restarted with its raft state replays its log over a store
 	// file that already holds it: nothing may be applied twice.
 	l := leader(t, nodes)
-	var f *testNode
-	for _, tn := range nodes {
-		if tn != l {
-			f = tn
-			break
-		}
-	}
+	f := follower(nodes, l)
 	f.stop(t)
 	f.start(t)
 	if got := sameState(t, nodes); got != before {
@@ -246,7 +241,126 @@ func TestRestartAppliesNothingTwiceAndSnapshotsCatchUp(t *testing.T) {
 	noRawKeys(t, nodes, raws)
 }
 
-func TestASingleAdminsStoreIsNotTakenOverBlindly(t *testing.T) {
+// TestTheFirstPeerTakesOverASingleAdminsStore: a single admin's data dir
+// becomes the first member of a new cluster of three with every record,
+// the same revisions and store id on every member. The two empty members,
+// started first, cannot elect a leader without it (they never bootstrap).
+// A member listed later with a single admin's store is refused and keeps it.
+func TestTheFirstPeerTakesOverASingleAdminsStore(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := make([]*testNode, 3)
+	var peers []Peer
+	for i := range nodes {
+		id := string(rune('a' + i))
+		nodes[i] = &testNode{id: id, addr: freeAddr(t), dir: t.TempDir(), tls: ca.member(t, id)}
+		peers = append(peers, Peer{ID: id, Addr: nodes[i].addr})
+	}
+	for _, tn := range nodes {
+		tn.peers = peers
+	}
+	t.Cleanup(func() {
+		for _, tn := range nodes {
+			tn.stop(t)
+		}
+	})
+	// The single admin's store, written as a lone admin writes it.
+	single := func(tn *testNode) (storeID string, rev uint64, raws []string) {
+		st, err := keystore.Open(filepath.Join(tn.dir, "keystore.db"), keystore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if _, err := st.SetUserActive("u1", true, "op"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			raw, k := newKey(t, fmt.Sprintf("old-%d", i), "u1")
+			raws = append(raws, raw)
+			if err := st.CreateKey(k, "op"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := st.RevokeKey("old-0", "op"); err != nil {
+			t.Fatal(err)
+		}
+		return st.StoreID(), st.Revision(), raws
+	}
+
+	// Listed second, a single admin's store is refused and left as it is.
+	single(nodes[1])
+	st, err := keystore.Open(filepath.Join(nodes[1].dir, "keystore.db"), keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(Config{ID: "b", Advertise: nodes[1].addr, Peers: peers, Dir: filepath.Join(nodes[1].dir, "raft"), TLS: nodes[1].tls, Store: st})
+	if !errors.Is(err, ErrSingleNodeStore) {
+		t.Fatalf("start of the second peer over a single admin's store: %v", err)
+	}
+	if got, err := st.GetKey("old-1"); err != nil || got.ID != "old-1" {
+		t.Fatalf("the refused start lost a key: %v", err)
+	}
+	st.Close()
+	nodes[1].dir = t.TempDir()
+
+	storeID, rev, raws := single(nodes[0])
+	// The empty members first: each reaches its election timeout and
+	// gives up for want of a configuration; neither ever leads.
+	var refused [2]keystoretest.LogBuffer
+	for i, tn := range nodes[1:] {
+		tn.logs = &refused[i]
+		tn.start(t)
+	}
+	eventually(t, "b and c reach their election timeout without a configuration (or elect a leader)", func() bool {
+		for _, tn := range nodes[1:] {
+			if id, _ := tn.node.Leader(); id != "" {
+				return true
+			}
+		}
+		return strings.Contains(refused[0].String(), "no known peers, aborting election") &&
+			strings.Contains(refused[1].String(), "no known peers, aborting election")
+	})
+	for _, tn := range nodes[1:] {
+		if id, _ := tn.node.Leader(); id != "" || tn.node.IsLeader() {
+			t.Fatalf("%s knows leader %q without the member that has the keys", tn.id, id)
+		}
+	}
+
+	nodes[0].start(t)
+	if l := leader(t, nodes); l != nodes[0] {
+		t.Fatalf("%s leads; only a can", l.id)
+	}
+	state := sameState(t, nodes)
+	for _, tn := range nodes {
+		if tn.store.StoreID() != storeID || tn.store.Revision() != rev {
+			t.Fatalf("%s: store id %s at revision %d; want the single admin's %s at %d", tn.id, tn.store.StoreID(), tn.store.Revision(), storeID, rev)
+		}
+		for i := range 3 {
+			k, err := tn.store.GetKey(fmt.Sprintf("old-%d", i))
+			if err != nil || k.Revoked() != (i == 0) {
+				t.Fatalf("%s: old-%d: %+v, %v", tn.id, i, k, err)
+			}
+		}
+	}
+	// The cluster goes on from there, through a follower too.
+	raw, k := newKey(t, "new", "u1")
+	raws = append(raws, raw)
+	if err := (&Writer{Node: nodes[2].node}).CreateKey(k, "op"); err != nil {
+		t.Fatal(err)
+	}
+	if after := sameState(t, nodes); after == state || nodes[1].store.Revision() != rev+1 {
+		t.Fatalf("the write after the takeover: revision %d, want %d", nodes[1].store.Revision(), rev+1)
+	}
+	// A restart of the first member keeps its state and bootstraps nothing.
+	nodes[0].stop(t)
+	nodes[0].start(t)
+	sameState(t, nodes)
+	noRawKeys(t, nodes, raws)
+}
+
+// TestAnInterruptedTakeoverIsTakenOverAgain: a first member that died
+// between the takeover's two writes (store id adopted at index 1, no
+// snapshot yet) takes its store over again on restart.
+func TestAnInterruptedTakeoverIsTakenOverAgain(t *testing.T) {
 	ca := newTestCA(t)
 	tn := &testNode{id: "a", addr: freeAddr(t), dir: t.TempDir(), tls: ca.member(t, "a")}
 	tn.peers = []Peer{{ID: "a", Addr: tn.addr}}
@@ -258,14 +372,44 @@ func TestASingleAdminsStoreIsNotTakenOverBlindly(t *testing.T) {
 	if err := st.CreateKey(k, "op"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Start(Config{ID: "a", Advertise: tn.addr, Peers: tn.peers, Dir: filepath.Join(tn.dir, "raft"), TLS: tn.tls, Store: st})
-	if !errors.Is(err, ErrSingleNodeStore) {
-		t.Fatalf("start over a single admin's store: %v", err)
-	}
-	if got, err := st.GetKey("old"); err != nil || got.ID != "old" {
-		t.Fatalf("the refused start lost the key: %v", err)
+	id, rev := st.StoreID(), st.Revision()
+	if _, err := st.Applied(1, time.Now()).AdoptStoreID(id); err != nil {
+		t.Fatal(err)
 	}
 	st.Close()
+	tn.start(t)
+	t.Cleanup(func() { tn.stop(t) })
+	leader(t, []*testNode{tn})
+	if got, err := tn.store.GetKey("old"); err != nil || got.ID != "old" || tn.store.StoreID() != id || tn.store.Revision() != rev {
+		t.Fatalf("after the second takeover: %+v, %v, store %s at %d; want %s at %d", got, err, tn.store.StoreID(), tn.store.Revision(), id, rev)
+	}
+}
+
+// TestAMemberWhoseDataDirIsLostRejoinsEmpty: a member replaced with an
+// empty data dir under its id and address (a StatefulSet pod whose volume
+// was lost) needs no membership change: the leader, which still lists it,
+// sends it the state. The first listed member too: it bootstraps, but its
+// log of one configuration entry cannot win an election, and it ends with
+// the cluster's store, not a new one.
+func TestAMemberWhoseDataDirIsLostRejoinsEmpty(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	workload(t, nodes, "r", 3)
+	want := sameState(t, nodes)
+	for i, id := range map[int]string{2: "r-2", 0: "r-imp"} {
+		tn := nodes[i]
+		tn.stop(t)
+		tn.dir = t.TempDir()
+		write(t, nodes, func(w *Writer) error { _, err := w.RevokeKey(id, "op"); return err })
+		tn.start(t)
+		if got := sameState(t, nodes); got == want {
+			t.Fatalf("%s: the revocation made while it was away is missing", tn.id)
+		}
+		want = sameState(t, nodes)
+		if k, err := tn.store.GetKey(id); err != nil || !k.Revoked() {
+			t.Fatalf("%s after rejoining empty: %+v, %v", tn.id, k, err)
+		}
+	}
 }
 
 func TestWithoutQuorumWritesAndReadsAreUnavailable(t *testing.T) {
@@ -302,13 +446,7 @@ func TestMembershipAndStatusFromAnyMember(t *testing.T) {
 	nodes := newCluster(t, ca, 3, nil)
 	workload(t, nodes, "m", 3)
 	l := leader(t, nodes)
-	var f *testNode
-	for _, tn := range nodes {
-		if tn != l {
-			f = tn
-			break
-		}
-	}
+	f := follower(nodes, l)
 	view, err := f.node.ClusterStatus()
 	if err != nil {
 		t.Fatal(err)

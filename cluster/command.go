@@ -20,6 +20,7 @@ const (
 	OpRevokeKey     Op = "key.revoke"
 	OpRotateKey     Op = "key.rotate"
 	OpSetRateLimit  Op = "key.set_rate_limit"
+	OpSetQuota      Op = "key.set_quota"
 	OpSetUserActive Op = "user.set_active"
 	OpCreateProject Op = "project.create"
 	OpRecordUsage   Op = "usage.record"
@@ -44,6 +45,8 @@ type Command struct {
 	StoreID string            `json:"store_id,omitempty"`
 	// RateLimit is set_rate_limit's new limit (nil removes the key's own).
 	RateLimit *keystore.RateLimit `json:"rate_limit,omitempty"`
+	// UsageLimit is set_quota's new limit (nil removes the key's quota).
+	UsageLimit *int64 `json:"usage_limit,omitempty"`
 }
 
 // commandVersion is the first byte of an encoded command. A member that
@@ -115,7 +118,7 @@ func (c *Command) validate() error {
 				missing = "keys entry"
 			}
 		}
-	case OpRevokeKey, OpSetUserActive, OpSetRateLimit:
+	case OpRevokeKey, OpSetUserActive, OpSetRateLimit, OpSetQuota:
 		if c.ID == "" {
 			missing = "id"
 		}

@@ -11,7 +11,13 @@
 // (keystore.Store.Applied) that takes its time from the command and stores
 // the log index in the same transaction as the change: an entry already in
 // the file is skipped when raft replays its log after a restart, so no
-// change is applied twice.
+// change is applied twice. The entries raft commits together are applied
+// in one fsynced transaction (raft.BatchingFSM, keystore.Store.ApplyEntries),
+// each with its own result.
+//
+// A follower forwards writes, and asks for read indexes, over kept-open
+// connections to the leader (memberconn.go); concurrent read-index waits
+// share one leadership check (readindex.go).
 //
 // A snapshot is a consistent copy of the bbolt file (keystore.Store.Backup);
 // installing one replaces the store's content in one transaction. On start
@@ -25,6 +31,11 @@
 // and CA files (package tlsfiles) for every new connection, so a rotation
 // needs no restart. A member bound to an IP address dials its peers from
 // it, so a peer (or a proxy between members) sees its own address.
+//
+// Only the first member of the initial peer list bootstraps (Start): from
+// an empty store, or by taking over a single admin's store as a snapshot at
+// index 1 that every other member receives before any entry, so no quorum
+// of empty members can elect a leader without its records.
 //
 // The first leader proposes its store id; every member adopts the first
 // such entry (keystore.Store.AdoptStoreID), so all members report the same

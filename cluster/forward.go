@@ -16,14 +16,16 @@ import (
 )
 
 // Members' own requests on the raft port, told from raft's RPCs (types 0
-// to 4) by their first byte. Each is one request and one answer on its
-// own mutual-TLS connection, every message a 4-byte big-endian length and
-// its bytes.
+// to 4) by the first byte of a connection, reqConn, which kept-open
+// connections carry (memberconn.go). Each request on it is its kind byte
+// and a message, answered with a message, every message a 4-byte
+// big-endian length and its bytes.
 const (
 	reqForward   byte = 0xE7 // an encoded Command for the leader to apply; answered with a wireResult
-	reqReadIndex byte = 0xE8 // the leader's read index; answered with a wireResult
-	reqStatus    byte = 0xE9 // the member's Status, as JSON
+	reqReadIndex byte = 0xE8 // the leader's read index (empty message); answered with a wireResult
+	reqStatus    byte = 0xE9 // the member's Status (empty message), as JSON
 	reqMember    byte = 0xEA // a membershipChange for the leader; answered with a wireResult
+	reqConn      byte = 0xEB // the first byte of a connection of requests
 )
 
 // membershipChange adds (Addr set) or removes a voter.
@@ -50,6 +52,7 @@ var wireErrors = map[string]error{
 	"revoked":        keystore.ErrRevoked,
 	"not_found":      keystore.ErrNotFound,
 	"duplicate_hash": keystore.ErrDuplicateHash,
+	"quota_shared":   keystore.ErrQuotaShared,
 }
 
 func errorToWire(err error, w *wireResult) {
@@ -117,19 +120,14 @@ func readMsg(c net.Conn, limit int) ([]byte, error) {
 	return b, err
 }
 
-// serveMember answers one request of another member; only a leader
-// applies or answers a read index, and never forwards again.
-func (n *Node) serveMember(kind byte, c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2*n.cfg.ApplyTimeout + firstByteTimeout))
+// answer answers one request of another member; only a leader applies
+// or answers a read index, and never forwards again. ok is false for a
+// request it cannot parse: the connection is then dropped.
+func (n *Node) answer(kind byte, payload []byte) (out []byte, ok bool) {
 	var w wireResult
 	switch kind {
 	case reqForward:
-		b, err := readMsg(c, MaxCommandSize)
-		if err != nil {
-			return
-		}
-		cmd, err := DecodeCommand(b)
+		cmd, err := DecodeCommand(payload)
 		if err != nil {
 			errorToWire(err, &w)
 			break
@@ -140,16 +138,12 @@ func (n *Node) serveMember(kind byte, c net.Conn) {
 		}
 		errorToWire(err, &w)
 	case reqReadIndex:
-		idx, err := n.leaderReadIndex()
+		idx, err := n.leaderReads.get(n.leaderReadIndex)
 		w.Index = idx
 		errorToWire(err, &w)
 	case reqMember:
-		b, err := readMsg(c, 4096)
-		if err != nil {
-			return
-		}
 		var m membershipChange
-		if err := json.Unmarshal(b, &m); err != nil || m.ID == "" {
+		if err := json.Unmarshal(payload, &m); err != nil || m.ID == "" {
 			errorToWire(errors.New("cluster: bad membership change"), &w)
 			break
 		}
@@ -157,21 +151,15 @@ func (n *Node) serveMember(kind byte, c net.Conn) {
 	case reqStatus:
 		st, err := n.Status()
 		if err != nil {
-			return
+			return nil, false
 		}
 		b, err := json.Marshal(&st)
-		if err == nil {
-			_ = writeMsg(c, b)
-		}
-		return
+		return b, err == nil
 	default:
-		return
+		return nil, false
 	}
 	b, err := json.Marshal(&w)
-	if err != nil {
-		return
-	}
-	_ = writeMsg(c, b)
+	return b, err == nil
 }
 
 // ask sends one request to the leader and returns its answer.
@@ -193,33 +181,6 @@ func (n *Node) askAt(id, addr string, kind byte, payload []byte) (*wireResult, e
 		return nil, fmt.Errorf("cluster: the answer of %s: %w", id, err)
 	}
 	return &w, nil
-}
-
-// askRaw sends one request to the member at addr and returns its answer.
-func (n *Node) askRaw(id, addr string, kind byte, payload []byte, timeout time.Duration) ([]byte, error) {
-	c, err := n.stream.Dial(raft.ServerAddress(addr), min(timeout, firstByteTimeout))
-	if err != nil {
-		return nil, unavailable(fmt.Errorf("cluster: reach the leader %s: %w", id, err), "")
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{kind}); err != nil {
-		return nil, unavailable(fmt.Errorf("cluster: send to the leader %s: %w", id, err), "")
-	}
-	if payload != nil {
-		if err := writeMsg(c, payload); err != nil {
-			return nil, unavailable(fmt.Errorf("cluster: send to the leader %s: %w", id, err), "")
-		}
-	}
-	b, err := readMsg(c, maxAnswer)
-	if err != nil {
-		// Sent, but no answer: the write may have been applied.
-		if kind == reqForward {
-			return nil, unavailable(fmt.Errorf("%w: no answer from the leader %s: %v", ErrOutcomeUnknown, id, err), "")
-		}
-		return nil, unavailable(fmt.Errorf("cluster: no answer from the leader %s: %w", id, err), "")
-	}
-	return b, nil
 }
 
 // forward has the leader apply c.
@@ -256,29 +217,27 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 	return n.fsm.written.Load(), nil
 }
 
+// askReadIndex asks the leader for its read index.
+func (n *Node) askReadIndex() (uint64, error) {
+	w, err := n.ask(reqReadIndex, nil)
+	if err != nil {
+		return 0, err
+	}
+	return w.Index, errorFromWire(w)
+}
+
 // WaitReadIndex returns once this member has applied every write
 // acknowledged (by any member) before the call: reads from its store then
 // see them. A follower asks the leader for its read index; without a
-// leader it fails with an *UnavailableError.
+// leader it fails with an *UnavailableError. Concurrent calls share
+// rounds (readRounds).
 func (n *Node) WaitReadIndex() error {
 	if servesStaleReads {
 		return nil
 	}
-	var idx uint64
-	if n.raft.State() == raft.Leader {
-		var err error
-		if idx, err = n.leaderReadIndex(); err != nil {
-			return err
-		}
-	} else {
-		w, err := n.ask(reqReadIndex, nil)
-		if err != nil {
-			return err
-		}
-		if err := errorFromWire(w); err != nil {
-			return err
-		}
-		idx = w.Index
+	idx, err := n.readIndex()
+	if err != nil {
+		return err
 	}
 	deadline := time.Now().Add(n.cfg.ApplyTimeout)
 	// raft's AppliedIndex counts entries handed to the state machine, not
@@ -290,6 +249,31 @@ func (n *Node) WaitReadIndex() error {
 		time.Sleep(time.Millisecond)
 	}
 	return nil
+}
+
+// CaughtUp reports, without waiting, whether this member's store holds
+// every write acknowledged before the call (the leader's read index): a
+// member that just joined knows a leader long before the leader's snapshot
+// or log reached its store, and must not serve sidecars its empty store
+// meanwhile.
+func (n *Node) CaughtUp() error {
+	idx, err := n.readIndex()
+	if err != nil {
+		return err
+	}
+	if at := n.fsm.written.Load(); at < idx {
+		return fmt.Errorf("catching up with the leader (store at log index %d of %d)", at, idx)
+	}
+	return nil
+}
+
+// readIndex is the leader's read index, asked of the leader by a
+// follower. Concurrent calls share rounds (readRounds).
+func (n *Node) readIndex() (uint64, error) {
+	if n.raft.State() == raft.Leader {
+		return n.leaderReads.get(n.leaderReadIndex)
+	}
+	return n.followerReads.get(n.askReadIndex)
 }
 
 // changeHere makes a membership change on this member, which must lead.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -22,6 +23,22 @@ type fsm struct {
 	written atomic.Uint64
 }
 
+// batchRaft sets raft's knobs for the batches of ApplyBatch. The leader
+// takes every write waiting to be proposed (up to MaxAppendEntries) into
+// one log append and one round of replication, and the entries committed
+// together reach the store together. raft's BatchApplyCh stays off: with
+// it, a write or barrier queued in the buffered channel as the member
+// shuts down is never answered (Close then waits for ever). A follower
+// learns that an entry is committed from the leader's next append, sent
+// at the latest CommitTimeout (5 to 10 ms) after the last one: raft's 50
+// ms would delay a revocation that long for the sidecars that follow a
+// follower. Idle, a three-member cluster then spends ~4 % of a core on
+// those appends (~1 % at 50 ms).
+func batchRaft(rc *raft.Config) {
+	rc.MaxAppendEntries = 256
+	rc.CommitTimeout = 5 * time.Millisecond
+}
+
 func newFSM(st *keystore.Store) (*fsm, error) {
 	f := &fsm{store: st}
 	n, err := st.AppliedIndex()
@@ -33,25 +50,54 @@ func newFSM(st *keystore.Store) (*fsm, error) {
 	return f, nil
 }
 
-// Apply implements raft.FSM. It returns a *Result.
-func (f *fsm) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
+// Apply implements raft.FSM: a batch of one (raft calls ApplyBatch).
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: the commands of a batch of
+// committed entries are applied in one store transaction, each with its
+// own time, result and error (keystore.Store.ApplyEntries); an entry the
+// store file already holds is skipped. It returns a *Result per command
+// entry, nil for the others.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	results := make([]*Result, len(logs))
+	var entries []keystore.LogEntry
+	var at []int // entries[j] is logs[at[j]]
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		c, err := DecodeCommand(l.Data)
+		if err != nil {
+			out[i] = &Result{Err: err}
+			continue
+		}
+		entries = append(entries, keystore.LogEntry{Index: l.Index, At: c.At, Apply: func(st *keystore.Store) error {
+			results[i] = apply(st, c)
+			return results[i].Err
+		}})
+		at = append(at, i)
 	}
-	if l.Index <= f.inFile.Load() {
-		return &Result{} // replayed after a restart: already in the file
+	if len(entries) == 0 {
+		return out
 	}
-	c, err := DecodeCommand(l.Data)
-	if err != nil {
-		return &Result{Err: err}
+	_, err := f.store.ApplyEntries(entries)
+	for _, i := range at {
+		switch {
+		case err != nil:
+			out[i] = &Result{Err: err}
+		case results[i] == nil: // replayed after a restart: already in the file
+			out[i] = &Result{}
+		default:
+			out[i] = results[i]
+		}
 	}
-	r := apply(f.store.Applied(l.Index, c.At), c)
-	if r.Err == nil {
+	if err == nil {
 		if n, err := f.store.AppliedIndex(); err == nil {
 			f.written.Store(n)
 		}
 	}
-	return r
+	return out
 }
 
 func apply(st *keystore.Store, c *Command) *Result {
@@ -70,6 +116,8 @@ func apply(st *keystore.Store, c *Command) *Result {
 		r.New = c.Key
 	case OpSetRateLimit:
 		r.Key, r.Err = st.SetKeyRateLimit(c.ID, c.RateLimit, c.Actor)
+	case OpSetQuota:
+		r.Key, r.Err = st.SetKeyQuota(c.ID, c.UsageLimit, c.Actor)
 	case OpSetUserActive:
 		r.User, r.Err = st.SetUserActive(c.ID, c.Active, c.Actor)
 	case OpCreateProject:

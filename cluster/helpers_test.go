@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/extauthz/extauthz/internal/testnet"
 	"github.com/extauthz/extauthz/keystore"
 )
 
@@ -88,12 +90,7 @@ func (ca *testCA) member(t *testing.T, name string) *tls.Config {
 // freeAddr returns a loopback address nothing listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t)
 }
 
 // testNode is one member with its store, restartable in place.
@@ -102,8 +99,10 @@ type testNode struct {
 	tls           *tls.Config
 	peers         []Peer
 	tune          func(*raft.Config)
-	store         *keystore.Store
-	node          *Node
+	// logs, when set, also receives raft's warnings (and worse).
+	logs  io.Writer
+	store *keystore.Store
+	node  *Node
 }
 
 func fastRaft(c *raft.Config) {
@@ -123,10 +122,13 @@ func (tn *testNode) start(t *testing.T) {
 	if tune == nil {
 		tune = fastRaft
 	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: tn.id, Level: hclog.Error, Output: testWriter{t}})
+	if tn.logs != nil {
+		logger = hclog.New(&hclog.LoggerOptions{Name: tn.id, Level: hclog.Warn, Output: io.MultiWriter(testWriter{t}, tn.logs)})
+	}
 	n, err := Start(Config{
 		ID: tn.id, Advertise: tn.addr, Peers: tn.peers, Dir: filepath.Join(tn.dir, "raft"),
-		TLS: tn.tls, Store: st, Raft: tune,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: tn.id, Level: hclog.Error, Output: testWriter{t}}),
+		TLS: tn.tls, Store: st, Raft: tune, Logger: logger,
 	})
 	if err != nil {
 		st.Close()
@@ -232,10 +234,12 @@ func caughtUp(t *testing.T, nodes []*testNode) {
 	if err := l.node.Barrier(); err != nil {
 		t.Fatal(err)
 	}
-	want := l.node.raft.AppliedIndex()
+	// raft's AppliedIndex counts entries handed to the state machine: wait
+	// for the stores' own.
+	want := l.node.fsm.written.Load()
 	eventually(t, "every member applies the leader's log", func() bool {
 		for _, tn := range nodes {
-			if tn.node != nil && tn.node.raft.AppliedIndex() < want {
+			if tn.node != nil && tn.node.fsm.written.Load() < want {
 				return false
 			}
 		}

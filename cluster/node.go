@@ -33,9 +33,10 @@ var (
 	// applied from a raft log that its data dir no longer holds; nothing
 	// is changed.
 	ErrStoreWithoutLog = errors.New("cluster: the store was written by a raft log that the data dir no longer holds; move the store file away and start with an empty data dir: the leader sends this member a snapshot once it is added")
-	// ErrSingleNodeStore refuses to start a member over a store that a
-	// single admin wrote: the data dir is left as it is.
-	ErrSingleNodeStore = errors.New("cluster: the data dir holds a single admin's store and no raft state; joining it to a cluster is not supported yet: start this admin without --raft-peers, or give the member an empty data dir")
+	// ErrSingleNodeStore refuses to start a member other than the first
+	// listed peer over a store that a single admin wrote (only the first
+	// takes one over, see Start): the data dir is left as it is.
+	ErrSingleNodeStore = errors.New("cluster: the data dir holds a single admin's store and no raft state, and only the first member of --raft-peers takes a single admin's store over: list this member first, or give it an empty data dir")
 )
 
 // Peer is one voter of the initial configuration.
@@ -75,11 +76,12 @@ type Config struct {
 	ID        string // this member's id, unique and stable
 	Advertise string // host:port the others reach this member's raft listener at
 	Bind      string // address to listen on; empty means Advertise
-	// Peers is the initial voter set, the same on every member. A member
-	// without raft state that is in it bootstraps with it; one with state
-	// ignores it (membership then changes through ChangeMembership), so
-	// restarting with the same flags is harmless. A member not in it (or
-	// with none) never bootstraps: it waits to be added.
+	// Peers is the initial voter set, the same on every member. Only its
+	// first member, without raft state, bootstraps the cluster with it (and
+	// takes over a single admin's store it finds); the others wait for that
+	// member's leader to reach them. A member with raft state ignores it
+	// (membership then changes through ChangeMembership), so restarting
+	// with the same flags is harmless.
 	Peers []Peer
 	Dir   string          // raft's log store and snapshots
 	TLS   *tls.Config     // see LoadTLS
@@ -104,6 +106,9 @@ type Node struct {
 	wg    sync.WaitGroup
 
 	stream        *streamLayer
+	conns         memberConns
+	leaderReads   readRounds // leaderReadIndex, shared (readindex.go)
+	followerReads readRounds // askReadIndex, shared
 	leaderChanges atomic.Uint64
 	// termBarrier is set once this leader committed an entry of its term:
 	// its commit index then covers every earlier acknowledged write.
@@ -126,6 +131,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
 	}
 	listed, sameAddr := hasPeer(cfg.Peers, cfg.ID, cfg.Advertise)
+	first := listed && cfg.Peers[0].ID == cfg.ID
 	if listed && !sameAddr {
 		return nil, fmt.Errorf("cluster: the peers list this member, %s, at another address than %s", cfg.ID, cfg.Advertise)
 	}
@@ -138,6 +144,7 @@ func Start(cfg Config) (*Node, error) {
 	// The store file is the state: it is fsynced with its applied index
 	// at every entry, so raft restores no snapshot over it on start.
 	rc.NoSnapshotRestoreOnStart = true
+	batchRaft(rc)
 	if cfg.Raft != nil {
 		cfg.Raft(rc)
 	}
@@ -178,37 +185,63 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: raft state: %w", err)
 	}
+	// Bootstrap. The danger is a quorum of members without the keys: with
+	// a single admin's store on one member and two empty ones, the two
+	// empty ones are a quorum of three, and had they a configuration they
+	// could elect a leader whose history lacks every key, then overwrite
+	// the store that has them. So only the first listed peer ever
+	// bootstraps; a member without raft state has no configuration, and
+	// raft never lets a member without one campaign: until the first
+	// member's leader reaches them, the others cannot elect anyone. The
+	// first member bootstraps with every listed peer as a voter:
+	//   - from an empty store, with raft's own bootstrap (a configuration
+	//     entry at index 1);
+	//   - from a single admin's store (records, no raft state), by taking
+	//     it over: a snapshot at index 1, term 1, holding the store as it
+	//     is (records, revisions, store id) and the configuration. The
+	//     raft log is empty, so the leader sends every other member that
+	//     snapshot before any entry: no member holds a history without
+	//     those records. The store id is the single admin's: the first
+	//     leader proposes it (watchLeadership), and it can only be this
+	//     member, the only one with a configuration.
+	// A member listed later with a single admin's store is refused
+	// (ErrSingleNodeStore), as its records would be overwritten.
+	takeOver := false
 	if !has {
-		// A store with records but no raft state is a single admin's:
-		// bootstrapping over it would let members without those records
-		// elect a leader and write a history that never had them.
 		adopted, err := cfg.Store.Adopted()
 		if err != nil {
 			n.closeStores()
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
-		if cfg.Store.Revision() > 0 && !adopted {
+		single := cfg.Store.Revision() > 0 && !adopted
+		if single && !first {
 			n.closeStores()
 			return nil, ErrSingleNodeStore
 		}
+		// A takeover interrupted between its two writes (applied index 1,
+		// no snapshot yet) is taken over again: index 1 is the takeover's.
+		single = single || (first && adopted && n.fsm.inFile.Load() == 1)
 		// A store applied from a raft log this dir no longer holds: a new
 		// log would restart its indexes, and entries at or below the
 		// store's applied index would be taken as already applied.
-		if n.fsm.inFile.Load() > 0 {
+		if !single && n.fsm.inFile.Load() > 0 {
 			n.closeStores()
 			return nil, ErrStoreWithoutLog
+		}
+		if single {
+			if err := n.takeOver(snaps); err != nil {
+				n.closeStores()
+				return nil, err
+			}
+			takeOver = true
 		}
 	}
 	if n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logs, snaps, n.trans); err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
-	if !has && listed {
-		var conf raft.Configuration
-		for _, p := range cfg.Peers {
-			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
-		}
-		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+	if !has && first && !takeOver {
+		if err := n.raft.BootstrapCluster(initialConfiguration(cfg.Peers)).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			n.Close()
 			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
@@ -229,10 +262,45 @@ func Start(cfg Config) (*Node, error) {
 				return
 			case <-observed:
 				n.leaderChanges.Add(1)
+				n.conns.dropIdle() // a connection to a member that went away may look alive
 			}
 		}
 	}()
 	return n, nil
+}
+
+// initialConfiguration makes every listed peer a voter.
+func initialConfiguration(peers []Peer) raft.Configuration {
+	var conf raft.Configuration
+	for _, p := range peers {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+	}
+	return conf
+}
+
+// takeOver makes a single admin's store the state of a new cluster: the
+// store adopts its own store id as the cluster's at log index 1, then a
+// snapshot at index 1 of term 1 (where raft's own bootstrap writes its
+// configuration entry) holds a copy of it and the initial configuration.
+// Raft starts from it without restoring it (the store is already that
+// state) and sends it to every member it adds, whose store then is at
+// index 1 too: a member still without it is behind every read index.
+func (n *Node) takeOver(snaps raft.SnapshotStore) error {
+	st := n.cfg.Store
+	if _, err := st.Applied(1, time.Now()).AdoptStoreID(st.StoreID()); err != nil {
+		return fmt.Errorf("cluster: take over the store: %w", err)
+	}
+	n.fsm.inFile.Store(1)
+	n.fsm.written.Store(1)
+	sink, err := snaps.Create(raft.SnapshotVersionMax, 1, 1, initialConfiguration(n.cfg.Peers), 1, n.trans)
+	if err != nil {
+		return fmt.Errorf("cluster: take over the store: %w", err)
+	}
+	if err := (&fsmSnapshot{store: n.cfg.Store}).Persist(sink); err != nil {
+		return fmt.Errorf("cluster: take over the store: %w", err)
+	}
+	n.cfg.Logger.Info("took over a single admin's store as the first state of a new cluster", "revision", n.cfg.Store.Revision(), "store_id", n.cfg.Store.StoreID())
+	return nil
 }
 
 func hasPeer(peers []Peer, id, addr string) (listed, sameAddr bool) {
@@ -395,6 +463,7 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.done)
+	n.conns.close()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	return errors.Join(err, n.closeStores())

@@ -84,6 +84,15 @@ func (w *Writer) SetKeyRateLimit(id string, limit *keystore.RateLimit, actor str
 	return r.Key, err
 }
 
+// SetKeyQuota is keystore.Store.SetKeyQuota through raft.
+func (w *Writer) SetKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error) {
+	r, err := w.propose(&Command{Op: OpSetQuota, Actor: actor, ID: id, UsageLimit: limit})
+	if r == nil {
+		return nil, err
+	}
+	return r.Key, err
+}
+
 // SetUserActive is keystore.Store.SetUserActive through raft.
 func (w *Writer) SetUserActive(id string, active bool, actor string) (keystore.User, error) {
 	r, err := w.propose(&Command{Op: OpSetUserActive, Actor: actor, ID: id, Active: active})
@@ -108,7 +117,8 @@ func (w *Writer) CreateProject(p *keystore.Project, first *keystore.Key, actor s
 }
 
 // RecordUsage is keystore.Store.RecordUsage through raft; the clamp of
-// reported times is taken from the command's time on every member.
+// reported times is taken from the command's time on every member, and
+// the subtraction from quotas is decided by the batch alone.
 func (w *Writer) RecordUsage(batch []keystore.Usage) error {
 	if len(batch) == 0 {
 		return nil

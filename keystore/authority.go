@@ -26,8 +26,18 @@ func (s *Store) update(fn func(w *wtx) error) error {
 	if err != nil {
 		return err
 	}
-	s.notify(rev)
+	s.notifyWritten(rev)
 	return nil
+}
+
+// notifyWritten tells the watchers of revision rev, just written; inside
+// a batch of log entries (ApplyEntries), once the batch is committed.
+func (s *Store) notifyWritten(rev uint64) {
+	if s.entries != nil {
+		s.entries.rev, s.entries.notify = rev, true
+		return
+	}
+	s.notify(rev)
 }
 
 // CreateKey stores a new record. It fails with ErrDuplicateHash when the
@@ -91,16 +101,17 @@ func (s *Store) ImportKeys(keys []*Key, actor string) (ImportResult, error) {
 // RevokeKey soft-deletes the key: the record stays, with RevokedAt set.
 // It fails with ErrRevoked when the key was already revoked.
 func (s *Store) RevokeKey(id, actor string) (*Key, error) {
-	return s.updateLiveKey(id, actor, "key.revoke", func(w *wtx, k *Key) {
+	return s.updateLiveKey(id, actor, "key.revoke", func(w *wtx, k *Key) error {
 		t := w.now
 		k.RevokedAt, k.RevokedBy = &t, actor
+		return nil
 	})
 }
 
 // updateLiveKey applies change to the live key id in one transaction and
 // saves it with the audit action; it fails with ErrRevoked for a revoked
 // key. It returns the updated record.
-func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key)) (*Key, error) {
+func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key) error) (*Key, error) {
 	var out *Key
 	err := s.update(func(w *wtx) error {
 		k, err := getKeyByID(w.tx, id)
@@ -110,7 +121,9 @@ func (s *Store) updateLiveKey(id, actor, action string, change func(*wtx, *Key))
 		if k.Revoked() {
 			return ErrRevoked
 		}
-		change(w, k)
+		if err := change(w, k); err != nil {
+			return err
+		}
 		out = k
 		return w.saveKey(k, actor, action)
 	})
@@ -129,6 +142,9 @@ func (s *Store) RotateKey(oldID string, next *Key, grace time.Duration, actor st
 		}
 		if old.Revoked() {
 			return ErrRevoked
+		}
+		if err := w.carryQuota(old, next, grace > 0); err != nil {
+			return err
 		}
 		if err := createKey(w, next, actor, "key.rotate.create"); err != nil {
 			return err
@@ -156,7 +172,7 @@ func (s *Store) SetKeyRateLimit(id string, limit *RateLimit, actor string) (*Key
 		l := *limit
 		limit = &l
 	}
-	return s.updateLiveKey(id, actor, "key.update", func(_ *wtx, k *Key) { k.RateLimit = limit })
+	return s.updateLiveKey(id, actor, "key.update", func(_ *wtx, k *Key) error { k.RateLimit = limit; return nil })
 }
 
 // SetUserActive activates or deactivates a user. Deactivation stops every
@@ -218,14 +234,23 @@ const MaxUsageSkew = time.Minute
 // RecordUsage folds usage reports into the records: the latest LastUsedAt
 // wins, clamped to MaxUsageSkew ahead of the store's clock, and counts add
 // up, saturating at the largest uint64 instead of wrapping. Usage is not an
-// enforcement change, so it writes no change-log entry and no audit event.
-// Unknown key ids are ignored.
+// enforcement change, so it writes no change-log entry and no audit event,
+// except for a key with a quota: the count is subtracted from its
+// remaining (and from the live keys sharing it, so that a rotated key's
+// late reports count for its successor), saturating at 0, and that is a
+// change that replicates; reaching 0 is audited as key.quota.exhausted.
+// A report's count can therefore at most exhaust a quota. Everything is
+// decided from the batch and the store's clock, so members of an admin
+// cluster applying the same batch reach the same records. Unknown key ids
+// are ignored.
 func (s *Store) RecordUsage(batch []Usage) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	latest := s.now().Add(MaxUsageSkew)
-	return s.write(func(tx *bolt.Tx) error {
+	var rev uint64
+	err := s.write(func(tx *bolt.Tx) error {
+		w := &wtx{tx: tx, now: s.now().UTC()}
+		latest := w.now.Add(MaxUsageSkew)
 		if err := s.markApplied(tx); err != nil {
 			return err
 		}
@@ -250,10 +275,22 @@ func (s *Store) RecordUsage(batch []Usage) error {
 			} else {
 				k.UseCount += u.Count
 			}
-			if err := putKey(tx, k); err != nil {
+			if k.Quota != nil {
+				// A revoked key's uses, reported late, still count for
+				// the live keys sharing its quota (its successor).
+				err = w.spendQuota(k, u.Count)
+			} else {
+				err = putKey(tx, k)
+			}
+			if err != nil {
 				return err
 			}
 		}
+		rev = w.rev
 		return nil
 	})
+	if err == nil && rev > 0 {
+		s.notifyWritten(rev)
+	}
+	return err
 }

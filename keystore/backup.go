@@ -47,6 +47,13 @@ type Restored struct {
 // numbers, is refused a resume of its watch and loads a new snapshot
 // instead of keeping what the restored store no longer has. The backup
 // itself is not changed.
+//
+// The restored file is a single admin's store even when the backup came
+// from a member of an admin cluster: the member's consensus bookkeeping
+// (the applied log index, the adopted store id) belongs to a raft log the
+// backup does not hold, and is dropped. Started as the first member of a
+// new cluster, the file is taken over as that cluster's first state
+// (package cluster).
 func Restore(backup, path string, opts Options) (Restored, error) {
 	var r Restored
 	// Hold the current file's lock for the whole swap, so that no admin
@@ -77,6 +84,12 @@ func Restore(backup, path string, opts Options) (Restored, error) {
 		meta := tx.Bucket(bucketMeta)
 		r.Revision = getU64(meta.Get(metaRevision))
 		if err := meta.Put(metaStoreID, []byte(r.StoreID)); err != nil {
+			return err
+		}
+		if err := meta.Delete(metaApplied); err != nil {
+			return err
+		}
+		if err := meta.Delete(metaAdopted); err != nil {
 			return err
 		}
 		return meta.Put(metaFileID, []byte(uuid.NewString()))

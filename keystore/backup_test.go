@@ -75,3 +75,43 @@ func TestBackupRestoreStartsANewHistory(t *testing.T) {
 		t.Errorf("restore left its temporary file: %v", err)
 	}
 }
+
+// TestRestoreOfAClusterMembersBackupIsASingleAdminsStore: a member's
+// backup carries its applied log index and adopted store id; the restored
+// file has neither (a new cluster takes it over from its first member).
+func TestRestoreOfAClusterMembersBackupIsASingleAdminsStore(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, filepath.Join(dir, "member.db"), nil)
+	_, k := newKey(t, "read")
+	if err := s.Applied(7, time.Now()).CreateKey(k, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Applied(8, time.Now()).AdoptStoreID("cluster-id"); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, _, err := s.Backup(&buf); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(dir, "backup.db")
+	if err := os.WriteFile(backup, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "extauthz.db")
+	r, err := Restore(backup, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustOpen(t, path, nil)
+	applied, err := got.AppliedIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adopted, err := got.Adopted()
+	if err != nil || applied != 0 || adopted || got.StoreID() != r.StoreID || got.StoreID() == "cluster-id" {
+		t.Fatalf("restored member backup: applied %d, adopted %v (%v), store id %s; want 0, false and the new id %s", applied, adopted, err, got.StoreID(), r.StoreID)
+	}
+	if _, err := got.GetKey(k.ID); err != nil {
+		t.Fatalf("key after the restore: %v", err)
+	}
+}

@@ -7,7 +7,7 @@
 // the wrong role does not compile:
 //
 //   - Store (Open) is the authoritative store of the admin (and standalone)
-//     process, changed through CreateKey, Revoke, Rotate, SetKeyRateLimit,
+//     process, changed through CreateKey, Revoke, Rotate, SetKeyRateLimit, SetKeyQuota,
 //     SetUserActive and friends. Every such change writes the record, one
 //     change-log entry per record (a revision) and an audit event in the
 //     same bbolt transaction, and is fsynced before the call returns.
@@ -30,8 +30,11 @@
 // For an admin cluster (package cluster) the authoritative store is a
 // consensus log's state machine: Applied returns a view whose writes take
 // their time from the log entry and record its index in the same
-// transaction; AdoptStoreID gives every member one store id; Backup and
-// Restore copy the whole file (replicated.go).
+// transaction, and ApplyEntries applies a batch of entries in one
+// transaction as those views would one at a time (a failing entry changes
+// nothing; entries the file already holds are skipped); AdoptStoreID gives
+// every member one store id; Backup and Restore copy the whole file
+// (replicated.go).
 //
 // Lookup is the hot path of every authorization check: a decoded record of a
 // known key is served from a cache valid for one store revision; otherwise

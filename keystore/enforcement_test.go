@@ -221,7 +221,8 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	full := &Key{ID: "k", Hash: HashKey("x"), Prefix: "nex_", Name: "n\nwith newline", Scopes: []string{"a"}, ProjectID: "p", UserID: "u",
 		CreatedAt: at, ExpiresAt: &at, LastUsedAt: &at, UseCount: 3, RevokedAt: &at, CreatedBy: "c", RevokedBy: "r",
-		Metadata: map[string]string{"k": "v\n"}, RateLimit: &RateLimit{Limit: 1, Duration: time.Second}}
+		Metadata: map[string]string{"k": "v\n"}, RateLimit: &RateLimit{Limit: 1, Duration: time.Second},
+		Quota: &Quota{Limit: 10, Remaining: 4, Shared: []string{"k2"}}}
 	// Every field of Key is either in the enforcement view or one of the
 	// extras, never both and never neither (a new field must be placed),
 	// and the fixture above sets them all.

@@ -137,6 +137,7 @@ type Key struct {
 	RevokedBy  string            `json:"revoked_by,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	RateLimit  *RateLimit        `json:"rate_limit,omitempty"`
+	Quota      *Quota            `json:"quota,omitempty"`
 }
 
 // RateLimit is a per-key request budget: at most Limit requests per
@@ -256,7 +257,8 @@ func FormatDuration(d time.Duration) string {
 func quoted(s string) string { return clip.String(s, 32) }
 
 // Enforcement returns the part of k that a sidecar needs to decide a request:
-// id, hash, prefix, scopes, project, user, expiry, revocation, rate limit.
+// id, hash, prefix, scopes, project, user, expiry, revocation, rate limit,
+// quota.
 func (k *Key) Enforcement() *Key {
 	return &Key{
 		ID:        k.ID,
@@ -269,6 +271,7 @@ func (k *Key) Enforcement() *Key {
 		ExpiresAt: k.ExpiresAt,
 		RevokedAt: k.RevokedAt,
 		RateLimit: k.RateLimit,
+		Quota:     k.Quota,
 	}
 }
 

@@ -22,17 +22,105 @@ import (
 // Applied returns a view of s whose writes take their time from at instead
 // of the store's clock and record index as the applied log index in the
 // same transaction as the change. Writes through it are not batched with
-// other callers: a state machine applies one entry at a time. The view
-// shares s's file and must not outlive it.
+// other callers: a state machine applies one entry at a time (or a batch
+// of them in one transaction, ApplyEntries). The view shares s's file and
+// must not outlive it.
 func (s *Store) Applied(index uint64, at time.Time) *Store {
 	at = at.UTC()
 	return &Store{core: s.core, now: func() time.Time { return at }, applied: index}
 }
 
+// LogEntry is one consensus log entry for ApplyEntries.
+type LogEntry struct {
+	Index uint64    // its log index, above zero
+	At    time.Time // the time its writes record, as Applied's at
+	// Apply makes the entry's change through st, a view like
+	// Applied(Index, At) whose writes join the batch's transaction, and
+	// returns the write's error. It may be run more than once (see
+	// ApplyEntries), so it keeps only the results of its last run.
+	Apply func(st *Store) error
+}
+
+// entriesTx is the transaction ApplyEntries shares among its entries' views,
+// and what they leave for after its commit.
+type entriesTx struct {
+	tx      *bolt.Tx
+	rev     uint64 // the revision after the last write that made one
+	notify  bool   // a write made a revision: notify after the commit
+	storeID string // adopted by an entry (AdoptStoreID)
+}
+
+// errEntryFailed aborts one run of ApplyEntries' transaction.
+var errEntryFailed = errors.New("keystore: an entry failed")
+
+// ApplyEntries applies entries in order in one fsynced write transaction,
+// each as its own Applied view would apply it alone, and returns each
+// entry's error (nil when applied). An entry whose Apply fails changes
+// nothing: the transaction is rolled back and run again without it, so it
+// is as if the entry had never been in the log, and the entries after it
+// see the store the way they would have one at a time. Entries at or below
+// the applied index the file records are already in it and are skipped
+// (nil error, Apply not called). The applied index recorded is the last
+// applied entry's. err is set when the transaction itself failed; then no
+// entry was applied.
+func (s *Store) ApplyEntries(entries []LogEntry) (errs []error, err error) {
+	errs = make([]error, len(entries))
+	failed := make([]bool, len(entries))
+	pending := func(done uint64) bool {
+		for i, e := range entries {
+			if !failed[i] && e.Index > done {
+				return true
+			}
+		}
+		return false
+	}
+	for {
+		var et entriesTx
+		var done uint64
+		again := false
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			et = entriesTx{tx: tx}
+			done = getU64(tx.Bucket(bucketMeta).Get(metaApplied))
+			for i, e := range entries {
+				if failed[i] || e.Index <= done {
+					continue
+				}
+				at := e.At.UTC()
+				view := &Store{core: s.core, now: func() time.Time { return at }, applied: e.Index, entries: &et}
+				if err := e.Apply(view); err != nil {
+					errs[i], failed[i], again = err, true, true
+					return errEntryFailed
+				}
+			}
+			return nil
+		})
+		if again && pending(done) {
+			continue
+		}
+		if again { // nothing left to write
+			return errs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keystore: apply entries: %w", err)
+		}
+		if et.storeID != "" {
+			s.storeID.Store(et.storeID)
+		}
+		if et.notify {
+			s.notify(et.rev)
+		}
+		return errs, nil
+	}
+}
+
 // write runs fn in a write transaction: bbolt's Batch for the store's own
-// callers, a plain transaction for an Applied view.
+// callers, a plain transaction for an Applied view, the batch's for a
+// view of ApplyEntries.
 func (s *Store) write(fn func(tx *bolt.Tx) error) error {
-	if s.applied > 0 {
+	switch {
+	case s.entries != nil:
+		return fn(s.entries.tx)
+	case s.applied > 0:
 		return s.db.Update(fn)
 	}
 	return s.db.Batch(fn)
@@ -89,7 +177,11 @@ func (s *Store) AdoptStoreID(id string) (bool, error) {
 		set = true
 		return s.markApplied(tx)
 	})
-	if err == nil && set {
+	switch {
+	case err != nil || !set:
+	case s.entries != nil:
+		s.entries.storeID = id // once the batch is committed
+	default:
 		s.storeID.Store(id)
 	}
 	return set, err

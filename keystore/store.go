@@ -61,6 +61,9 @@ type Store struct {
 	// applied is the consensus log index a view made by Applied records
 	// with each write; zero on the store Open returns (replicated.go).
 	applied uint64
+	// entries is the shared transaction of a view made by ApplyEntries;
+	// nil otherwise.
+	entries *entriesTx
 }
 
 // Open opens or creates the authoritative store file at path, giving it a

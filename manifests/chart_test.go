@@ -18,6 +18,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -134,7 +135,7 @@ func TestChartContent(t *testing.T) {
 	for v, want := range map[string]map[string]int{
 		"":        {"ServiceAccount": 1, "ConfigMap": 1, "StatefulSet": 1, "Service": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
 		"gateway": {"ServiceAccount": 1, "ConfigMap": 2, "StatefulSet": 1, "Deployment": 1, "Service": 2, "NetworkPolicy": 2, "PodDisruptionBudget": 2, "ServiceMonitor": 1, "PrometheusRule": 1},
-		"ha":      {"ServiceAccount": 1, "ConfigMap": 1, "StatefulSet": 1, "Deployment": 1, "Service": 3, "NetworkPolicy": 2, "PodDisruptionBudget": 2},
+		"ha":      {"ServiceAccount": 1, "ConfigMap": 2, "StatefulSet": 1, "Deployment": 1, "Service": 4, "NetworkPolicy": 2, "PodDisruptionBudget": 1},
 	} {
 		if got := kinds(renderedChart(t, v)); !reflect.DeepEqual(got, want) {
 			t.Errorf("variant %q: %v, want %v", v, got, want)
@@ -150,6 +151,17 @@ func TestChartContent(t *testing.T) {
 		"--raft-peers=extauthz-admin-0=extauthz-admin-0.extauthz-admin-raft.extauthz.svc:8300,extauthz-admin-1="} {
 		if !strings.Contains(args, f) {
 			t.Errorf("ha admin args %q lack %s", args, f)
+		}
+	}
+	// The sidecars follow every ready admin, through the headless Service of the members.
+	if svc := ha.get("Service", "extauthz", "extauthz-admin-members"); svc == nil || svc.Obj.(*corev1.Service).Spec.ClusterIP != "None" {
+		t.Error("ha: no headless Service extauthz-admin-members")
+	}
+	for _, w := range workloadsOf(ha) {
+		for _, c := range w.spec().Containers {
+			if len(c.Args) > 0 && c.Args[0] == "sidecar" && !slices.Contains(c.Args, "--admin-url=http://extauthz-admin-members:8181") {
+				t.Errorf("ha: %s's sidecar args %q do not follow the admin members", w.obj, c.Args)
+			}
 		}
 	}
 	// The PrometheusRule carries the tested rule file unchanged.
@@ -214,10 +226,11 @@ func stripLabels(meta map[string]any) {
 }
 
 // TestChartMatchesKustomize: one source of truth. The chart's defaults render manifests/base,
-// ci/envoy-values.yaml manifests/envoy and ci/traefik-values.yaml manifests/traefik, object for
+// ci/envoy-values.yaml manifests/envoy, ci/traefik-values.yaml manifests/traefik and
+// ci/ha-values.yaml manifests/ha, object for
 // object, field for field, once Helm's labels are set aside.
 func TestChartMatchesKustomize(t *testing.T) {
-	for variant, dir := range map[string]string{"": "base", "envoy": "envoy", "traefik": "traefik"} {
+	for variant, dir := range map[string]string{"": "base", "envoy": "envoy", "traefik": "traefik", "ha": "ha"} {
 		t.Run(dir, func(t *testing.T) {
 			kust, err := RenderObjects(dir)
 			if err != nil {

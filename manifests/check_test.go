@@ -413,10 +413,81 @@ func (k *checker) checkWorkload(w *workload) {
 			if n := int32(len(strings.Split(peers, ","))); n != w.replicas || n%2 == 0 {
 				k.p.add("%s: %d replicas for %d raft voters; the voters are the replicas, an odd number", where, w.replicas, n)
 			}
+			k.checkRaft(w, e, where)
 			continue
 		}
 		if (e.role == "admin" || e.role == "standalone") && w.replicas != 1 {
 			k.p.add("%s: runs extauthz %s with %d replicas; the store has one writer: exactly 1", where, e.role, w.replicas)
+		}
+	}
+}
+
+// checkRaft checks an admin cluster's StatefulSet (docs/operations.md): pods started in
+// parallel, each named by the headless governing Service that publishes them before they are
+// ready, every pod one of the listed voters, a PodDisruptionBudget that keeps a quorum, and the
+// raft port open to admin pods only.
+func (k *checker) checkRaft(w *workload, e *extauthz, where string) {
+	sts, ok := w.obj.Obj.(*appsv1.StatefulSet)
+	if !ok {
+		k.p.add("%s: an admin cluster must be a StatefulSet (stable pod names and volumes)", where)
+		return
+	}
+	if sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		k.p.add("%s: podManagementPolicy %q; an admin cluster needs Parallel (a pod is ready only once a quorum runs)", where, sts.Spec.PodManagementPolicy)
+	}
+	ns := w.obj.Namespace
+	gov := k.set.get("Service", ns, sts.Spec.ServiceName)
+	if gov == nil {
+		k.p.add("%s: no governing Service %s", where, sts.Spec.ServiceName)
+	} else if svc := gov.Obj.(*corev1.Service); svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses {
+		k.p.add("%s: governing Service %s must be headless with publishNotReadyAddresses (the raft peers find each other before any is ready)", where, sts.Spec.ServiceName)
+	}
+	// Each pod is named by the downward API and reached under the governing Service.
+	host, _, _ := net.SplitHostPort(e.flags["raft-addr"])
+	domain, ok := strings.CutPrefix(host, "$(POD_NAME).")
+	if !ok || strings.Split(domain, ".")[0] != sts.Spec.ServiceName || e.flags["node-id"] != "$(POD_NAME)" {
+		k.p.add("%s: --node-id=%q --raft-addr=%q; want $(POD_NAME) and $(POD_NAME).%s...:port", where, e.flags["node-id"], e.flags["raft-addr"], sts.Spec.ServiceName)
+	}
+	var podName bool
+	for _, c := range w.spec().Containers {
+		for _, v := range c.Env {
+			podName = podName || (v.Name == "POD_NAME" && v.ValueFrom != nil && v.ValueFrom.FieldRef != nil && v.ValueFrom.FieldRef.FieldPath == "metadata.name")
+		}
+	}
+	if !podName {
+		k.p.add("%s: no POD_NAME from the downward API (metadata.name)", where)
+	}
+	for i, p := range strings.Split(e.flags["raft-peers"], ",") {
+		pod := fmt.Sprintf("%s-%d", sts.Name, i)
+		if want := pod + "=" + pod + "." + domain + ":" + fmt.Sprint(e.raft); p != want {
+			k.p.add("%s: raft peer %d is %q; want %q (the pod, under the governing Service)", where, i, p, want)
+		}
+	}
+	quorum := w.replicas/2 + 1
+	kept := false
+	for _, o := range k.set.byKind("PodDisruptionBudget") {
+		pdb := o.Obj.(*policyv1.PodDisruptionBudget)
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if o.Namespace != ns || err != nil || !sel.Matches(labels.Set(w.tmpl.Labels)) {
+			continue
+		}
+		if m := pdb.Spec.MinAvailable; m != nil && m.Type == intstr.Int && m.IntVal >= quorum && pdb.Spec.MaxUnavailable == nil {
+			kept = true
+		}
+	}
+	if !kept {
+		k.p.add("%s: no PodDisruptionBudget with minAvailable %d keeps a quorum of the %d raft voters through drains", where, quorum, w.replicas)
+	}
+	// The raft port: admin pods only, never the replicas or another namespace.
+	if ok, _ := k.admits(ns, w.tmpl.Labels, e.raft, "raft", ns, w.tmpl.Labels); !ok {
+		k.p.add("%s: the NetworkPolicies do not admit admin pods to each other's raft port %d", where, e.raft)
+	}
+	for _, src := range []struct {
+		ns     string
+		labels map[string]string
+	}{{ns, map[string]string{"extauthz.io/replica": "true"}}, {ns, nil}, {"elsewhere", nil}} {
+		if ok, _ := k.admits(ns, w.tmpl.Labels, e.raft, "raft", src.ns, src.labels); ok {
+			k.p.add("%s: the raft port %d is open to pods %v of namespace %s; admin pods only", where, e.raft, src.labels, src.ns)
 		}
 	}
 }
@@ -849,7 +920,9 @@ func (k *checker) checkWorkloadLinks(w *workload) {
 	}
 	for name, e := range k.ext[w] {
 		if u, ok := e.flags["admin-url"]; ok {
-			k.checkAdminURL(w, w.obj.String()+" container "+name, u)
+			for _, member := range strings.Split(u, ",") { // an admin cluster's members
+				k.checkAdminURL(w, w.obj.String()+" container "+name, strings.TrimSpace(member))
+			}
 		}
 	}
 	for i := range spec.Containers {

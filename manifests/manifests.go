@@ -9,7 +9,7 @@ import (
 )
 
 // Kustomizations are the kustomization directories under manifests/, base first.
-var Kustomizations = []string{"base", "envoy", "traefik", "traefik-tls", "envoy-tls"}
+var Kustomizations = []string{"base", "envoy", "traefik", "traefik-tls", "envoy-tls", "ha"}
 
 // options are kustomize's defaults (files restricted to the kustomization's root, no plugins)
 // with kubectl's "legacy" order: Namespaces first, so the output can be applied as it is.

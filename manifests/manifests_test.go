@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -124,6 +125,22 @@ func TestKustomizationsContent(t *testing.T) {
 	}
 	if w := tr.get("Deployment", "extauthz", "extauthz-auth"); w == nil || *w.Obj.(*appsv1.Deployment).Spec.Replicas < 2 {
 		t.Errorf("traefik: want Deployment extauthz-auth with at least 2 replicas")
+	}
+
+	// The HA admin: three voters beside the Envoy layout, their headless Services, and sidecars
+	// following the ready members' headless Service (any member serves the replication feed).
+	ha := rendered(t, "ha")
+	if got := roles(ha); got["admin"] != 1 || got["sidecar"] != 1 || got["envoy"] != 1 {
+		t.Errorf("ha: containers %v, want the admin, one sidecar and one Envoy", got)
+	}
+	if sts := ha.get("StatefulSet", "extauthz", "extauthz-admin").Obj.(*appsv1.StatefulSet); *sts.Spec.Replicas != 3 || sts.Spec.ServiceName != "extauthz-admin-raft" {
+		t.Errorf("ha: admin StatefulSet of %d replicas governed by %s; want 3 and extauthz-admin-raft", *sts.Spec.Replicas, sts.Spec.ServiceName)
+	}
+	if _, c := container(t, ha, "Deployment", "app", "extauthz"); !slices.Contains(c.Args, "--admin-url=http://extauthz-admin-members:8181") {
+		t.Errorf("ha: sidecar args %v do not follow the admin members' Service", c.Args)
+	}
+	if svc := ha.get("Service", "extauthz", "extauthz-admin-members"); svc == nil || svc.Obj.(*corev1.Service).Spec.ClusterIP != "None" || svc.Obj.(*corev1.Service).Spec.PublishNotReadyAddresses {
+		t.Errorf("ha: want the headless Service extauthz-admin-members of the ready admins")
 	}
 
 	// The TLS overlays: the layout's containers, and the admin's Certificate.
@@ -293,12 +310,55 @@ func TestManifestDriftIsReported(t *testing.T) {
 			expect: []string{"--admin-url", "no Service admin"},
 		},
 		{
+			name: "sidecar admin URL list with a member that names a missing Service", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "Deployment", "extauthz-auth", "extauthz")
+				replaceArg(t, c, "--admin-url=http://extauthz-admin:8181", "--admin-url=http://extauthz-admin:8181,http://admin:8181")
+			},
+			expect: []string{"--admin-url", "no Service admin"},
+		},
+		{
 			name: "sidecar overrides its gRPC address without the probe following", overlay: "envoy",
 			mutate: func(t *testing.T, s *objectSet) {
 				_, c := container(t, s, "Deployment", "app", "extauthz")
 				c.Args = append(c.Args, "--grpc-addr=:7100")
 			},
 			expect: []string{"gRPC probe on port 9191", "7100"},
+		},
+		{
+			name: "HA admin PDB lets a drain break the quorum", overlay: "ha",
+			mutate: func(t *testing.T, s *objectSet) {
+				one := intstr.FromInt32(1)
+				s.get("PodDisruptionBudget", "extauthz", "extauthz-admin").Obj.(*policyv1.PodDisruptionBudget).Spec.MinAvailable = &one
+			},
+			expect: []string{"minAvailable 2 keeps a quorum"},
+		},
+		{
+			name: "HA admin raft port open to the replicas", overlay: "ha",
+			mutate: func(t *testing.T, s *objectSet) {
+				np := s.get("NetworkPolicy", "extauthz", "extauthz-admin").Obj.(*networkingv1.NetworkPolicy)
+				np.Spec.Ingress[0].Ports = append(np.Spec.Ingress[0].Ports, np.Spec.Ingress[len(np.Spec.Ingress)-1].Ports[1])
+			},
+			expect: []string{"raft port 8300 is open to pods map[extauthz.io/replica:true]"},
+		},
+		{
+			name: "HA admin governed by a Service that is not headless", overlay: "ha",
+			mutate: func(t *testing.T, s *objectSet) {
+				s.get("StatefulSet", "extauthz", "extauthz-admin").Obj.(*appsv1.StatefulSet).Spec.ServiceName = "extauthz-admin"
+			},
+			expect: []string{"governing Service extauthz-admin must be headless"},
+		},
+		{
+			name: "HA admin peer named outside the StatefulSet", overlay: "ha",
+			mutate: func(t *testing.T, s *objectSet) {
+				_, c := container(t, s, "StatefulSet", "extauthz-admin", "admin")
+				for i, a := range c.Args {
+					if strings.HasPrefix(a, "--raft-peers=") {
+						c.Args[i] = strings.Replace(a, "extauthz-admin-2=extauthz-admin-2.", "extauthz-admin-2=admin-2.", 1)
+					}
+				}
+			},
+			expect: []string{"raft peer 2 is", "the pod, under the governing Service"},
 		},
 		{
 			name: "admin Service targets a missing port name", overlay: "base",

@@ -14,7 +14,9 @@
 //
 // The sidecar side is Follower: it serves lookups from a local bbolt
 // replica (Dir/replica.db) and its Run loop takes snapshots and follows the
-// watch. A snapshot is written to a new file and swapped in only when its
+// watch, from one member of an admin cluster at a time (a URL list, or a
+// name resolving to several addresses), moving to the next when that one
+// is lost and resuming from the replica's revision (admins.go). A snapshot is written to a new file and swapped in only when its
 // trailer verifies, so lookups see the old or the new replica, never a
 // mix. A change from the watch is handed to keystore.Replica.Stage, which
 // appends it to a write-ahead log (Dir/replica.db.wal, not synced), puts it

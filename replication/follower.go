@@ -1,14 +1,13 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +52,20 @@ const (
 
 // FollowerOptions configures NewFollower.
 type FollowerOptions struct {
-	// AdminURL is the admin's base URL, e.g. http://extauthz-admin:8181.
+	// AdminURL is the admin's base URL, e.g. http://extauthz-admin:8181,
+	// or a comma-separated list of the members of an admin cluster. A
+	// URL whose host name resolves to several addresses (a headless
+	// Service) stands for each of them, resolved again at every
+	// connection. The follower follows one member and moves to the next
+	// when it is lost, resuming from the replica's revision (admins.go).
 	AdminURL string
+	// ListedOrder makes the first connection go to the first member
+	// listed, not to a random one (which spreads a fleet over the
+	// members).
+	ListedOrder bool
+	// Resolver looks up the host names of AdminURL; nil means
+	// net.DefaultResolver.
+	Resolver Resolver
 	// Token is the replication bearer token.
 	Token string
 	// Dir holds the replica at Dir/replica.db (and a temporary
@@ -91,7 +102,8 @@ type FollowerOptions struct {
 	// HTTPClient talks to the admin. Nil means a client with dial,
 	// TLS-handshake and response-header timeouts but no overall timeout,
 	// which would cut the watch stream. A custom client must not set
-	// Timeout either.
+	// Timeout either, and its transport must dial with NewTransport's
+	// DialContext to reach each address of a name separately.
 	HTTPClient *http.Client
 	// Logger receives state changes and failures; never a secret. The
 	// caller names the component (zerolog would repeat a second one).
@@ -102,6 +114,11 @@ type FollowerOptions struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for staleness; nil means time.Now.
 	Now func() time.Time
+	// UsageAcked, when set, is told of every chunk of usage the admin
+	// acknowledged with its revision (HeaderRevision): a replica at that
+	// revision reflects it (package quota). A chunk acknowledged without
+	// one (an older admin) is not passed on.
+	UsageAcked func(acked []keystore.Usage, revision uint64)
 }
 
 // Follower keeps a local replica of the admin's store and answers lookups
@@ -116,7 +133,7 @@ type Follower struct {
 	opts    FollowerOptions
 	log     zerolog.Logger
 	client  *http.Client
-	base    string
+	admins  *admins
 	path    string
 	tmpPath string
 	created time.Time // staleness counts from here until a replica is current
@@ -142,9 +159,12 @@ type Follower struct {
 // moved aside to replica.db.bad and replaced by an empty one; a file
 // locked by another process is an error (keystore.ErrLocked).
 func NewFollower(opts FollowerOptions) (*Follower, error) {
-	u, err := url.Parse(opts.AdminURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("replication: admin URL %q must be an absolute http(s) URL", opts.AdminURL)
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
+	}
+	admins, err := parseAdmins(opts.AdminURL, opts.Resolver, opts.ListedOrder)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Dir == "" {
 		return nil, errors.New("replication: a replica directory is required")
@@ -171,7 +191,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		client:   opts.HTTPClient,
-		base:     strings.TrimRight(opts.AdminURL, "/"),
+		admins:   admins,
 		path:     filepath.Join(opts.Dir, ReplicaFile),
 		tmpPath:  filepath.Join(opts.Dir, ReplicaFile+".tmp"),
 		created:  opts.Now(),
@@ -262,11 +282,16 @@ func defaultClient() *http.Client {
 
 // NewTransport returns the transport of the default HTTPClient: dial,
 // TLS-handshake and response-header timeouts, no overall timeout. A caller
-// that sets its own TLS configuration starts from it.
+// that sets its own TLS configuration starts from it (Clone keeps its
+// dialer). Its dialer connects a request for one address of a name that
+// resolves to several to that address.
 func NewTransport() *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, pinnedAddr(ctx, addr))
+		},
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second,
 		IdleConnTimeout:       90 * time.Second,

@@ -2,8 +2,10 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -86,8 +88,15 @@ type front struct {
 
 func newFront(t testing.TB, h http.Handler) *front {
 	t.Helper()
+	return startFront(t, h, nil, nil)
+}
+
+// startFront is newFront listening on ln (nil: a port of 127.0.0.1) and,
+// with tlsConf, serving TLS.
+func startFront(t testing.TB, h http.Handler, ln net.Listener, tlsConf *tls.Config) *front {
+	t.Helper()
 	f := &front{}
-	f.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.ts = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hp := f.backend.Load()
 		if hp == nil {
 			// Outage: drop the connection without an answer.
@@ -95,6 +104,16 @@ func newFront(t testing.TB, h http.Handler) *front {
 		}
 		(*hp).ServeHTTP(w, r)
 	}))
+	if ln != nil {
+		f.ts.Listener.Close()
+		f.ts.Listener = ln
+	}
+	if tlsConf != nil {
+		f.ts.TLS = tlsConf
+		f.ts.StartTLS()
+	} else {
+		f.ts.Start()
+	}
 	f.set(h)
 	t.Cleanup(func() {
 		f.set(nil)
@@ -149,6 +168,8 @@ func newFollower(t testing.TB, dir, adminURL string, mods ...followerOpt) (*Foll
 		Node:         "test-node",
 		Logger:       zerolog.Nop(),
 		Registerer:   reg,
+		// No DNS: names (memFront's) are dialled as they are.
+		Resolver: staticResolver(nil),
 	}
 	for _, m := range mods {
 		m(&opts)
@@ -159,6 +180,16 @@ func newFollower(t testing.TB, dir, adminURL string, mods ...followerOpt) (*Foll
 	}
 	t.Cleanup(func() { f.Close() })
 	return f, reg
+}
+
+// staticResolver resolves the names it maps and no other.
+type staticResolver map[string][]string
+
+func (r staticResolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	if addrs, ok := r[host]; ok {
+		return addrs, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
 // run starts f.Run and returns a function that stops it and waits.

@@ -29,6 +29,11 @@ import (
 // ServerOptions.Heartbeat is zero.
 const DefaultHeartbeat = 5 * time.Second
 
+// HeaderRevision is the response field of an accepted usage report: the
+// admin's revision once the report is recorded. A replica at that revision
+// or later reflects the report in its quotas' remaining counts.
+const HeaderRevision = "Extauthz-Revision"
+
 // MaxUsageBody bounds the body of a usage report.
 const MaxUsageBody = 1 << 20
 
@@ -68,6 +73,15 @@ type ServerOptions struct {
 	// the follower came from. Zero: such a watch is answered 410 at once,
 	// as one admin must (its store was replaced).
 	BehindWait time.Duration
+	// Current, when not nil, says whether this store may be taken as
+	// current: a member of an admin cluster that knows no leader (an
+	// election, or cut off from the others) cannot tell whether the
+	// others committed changes it lacks. While it returns an error,
+	// snapshots and new watches are answered 503 with that error, so
+	// followers go to another member, and open watches get no heartbeat,
+	// so their followers' staleness grows until the member knows again
+	// (or their idle timeout sends them elsewhere).
+	Current func() error
 }
 
 // Server is the admin's side of replication: an http.Handler for the
@@ -77,6 +91,7 @@ type Server struct {
 	store      *keystore.Store
 	usage      func([]keystore.Usage) error
 	behindWait time.Duration
+	current    func() error
 	token      secret.Token
 	heartbeat  time.Duration
 	mux        *http.ServeMux
@@ -100,6 +115,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		store:      opts.Store,
 		usage:      opts.RecordUsage,
 		behindWait: opts.BehindWait,
+		current:    opts.Current,
 		token:      secret.NewToken(opts.Token),
 		heartbeat:  opts.Heartbeat,
 		mux:        http.NewServeMux(),
@@ -180,7 +196,28 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 // nor the trailer. A failure after the header cannot change the status
 // any more: the stream then simply ends without a trailer, which a
 // follower rejects.
+// notCurrent answers 503 when Current says the store may not be current.
+func (s *Server) notCurrent(w http.ResponseWriter) bool {
+	if s.current == nil {
+		return false
+	}
+	err := s.current()
+	if err == nil {
+		return false
+	}
+	w.Header().Set("Retry-After", "1")
+	jsonresp.Error(w, http.StatusServiceUnavailable, err.Error())
+	return true
+}
+
+// vouches reports whether the store may be taken as current now (see
+// ServerOptions.Current): a heartbeat says so.
+func (s *Server) vouches() bool { return s.current == nil || s.current() == nil }
+
 func (s *Server) serveSnapshot(w http.ResponseWriter, r *http.Request) {
+	if s.notCurrent(w) {
+		return
+	}
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
@@ -287,6 +324,9 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
+	if s.notCurrent(w) {
+		return
+	}
 	oldest, err := s.store.OldestRevision()
 	if err != nil {
 		s.log.Error().Err(err).Msg("watch: read change log")
@@ -332,7 +372,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request) {
 	ticker := time.NewTicker(s.heartbeat)
 	defer ticker.Stop()
 	err = ws.catchUp()
-	if err == nil {
+	if err == nil && s.vouches() {
 		err = ws.heartbeat()
 	}
 	for err == nil {
@@ -349,7 +389,9 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-ticker.C:
-			err = ws.heartbeat()
+			if s.vouches() {
+				err = ws.heartbeat()
+			}
 		case <-ctx.Done():
 			err = ctx.Err()
 		case <-s.done:
@@ -473,5 +515,6 @@ func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Debug().Str("node", rep.Node).Int("keys", len(rep.Usage)).Msg("usage recorded")
+	w.Header().Set(HeaderRevision, strconv.FormatUint(s.store.Revision(), 10))
 	w.WriteHeader(http.StatusNoContent)
 }

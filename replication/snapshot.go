@@ -21,7 +21,7 @@ import (
 // resync downloads a snapshot into a new file and, once its trailer
 // verifies, swaps it in for the current replica. On any failure the
 // current replica keeps serving and the partial file is removed.
-func (f *Follower) resync(ctx context.Context) (err error) {
+func (f *Follower) resync(ctx context.Context, t target) (err error) {
 	started := time.Now()
 	defer func() {
 		switch {
@@ -37,7 +37,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	resp, touch, done, err := f.request(ctx, f.base+PathSnapshot)
+	resp, touch, done, err := f.request(ctx, t, PathSnapshot)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func (f *Follower) resync(ctx context.Context) (err error) {
 	if err := old.Discard(); err != nil {
 		f.log.Warn().Err(err).Msg("close previous replica")
 	}
-	f.log.Info().Str("store_id", hdr.StoreID).Uint64("revision", hdr.Revision).Uint64("records", count).
+	f.log.Info().Str("admin", t.logValue()).Str("store_id", hdr.StoreID).Uint64("revision", hdr.Revision).Uint64("records", count).
 		Dur("took", time.Since(started)).Msg("snapshot loaded")
 	return nil
 }

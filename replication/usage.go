@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/extauthz/extauthz/keystore"
 )
@@ -36,9 +37,10 @@ func (f *Follower) postUsage(ctx context.Context, us []keystore.Usage) (retry bo
 	if err != nil {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
+	t := f.admins.current()
+	ctx, cancel := context.WithTimeout(withTarget(ctx, t), usageTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.base+PathUsage, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.base+PathUsage, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
@@ -51,6 +53,9 @@ func (f *Follower) postUsage(ctx context.Context, us []keystore.Usage) (retry bo
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
+		if rev, err := strconv.ParseUint(resp.Header.Get(HeaderRevision), 10, 64); err == nil && f.opts.UsageAcked != nil {
+			f.opts.UsageAcked(us, rev)
+		}
 		return false, nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return true, statusError(resp)

@@ -89,3 +89,30 @@ func TestWatchAheadOfAClusterMemberWaitsOrRetries(t *testing.T) {
 		t.Fatalf("a member that catches up: %d, want 200", code)
 	}
 }
+
+// TestUsageAckCarriesTheRevision: an accepted report is answered with the
+// admin's revision after it, which the follower hands to UsageAcked with
+// the chunk; a replica at that revision has the quota's uses subtracted.
+func TestUsageAckCarriesTheRevision(t *testing.T) {
+	admin := newAdminStore(t)
+	k := createKey(t, admin, func(k *keystore.Key) { k.Quota = &keystore.Quota{Limit: 100, Remaining: 100} })
+	fr := newFront(t, newServer(t, admin))
+	var acked []keystore.Usage
+	var ackRev uint64
+	f, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+		o.UsageAcked = func(u []keystore.Usage, rev uint64) { acked, ackRev = u, rev }
+	})
+	stop := run(t, f)
+	defer stop()
+	batch := []keystore.Usage{{KeyID: k.key.ID, LastUsedAt: time.Now().Add(-time.Minute), Count: 7}}
+	if retry, err := f.SendUsage(t.Context(), batch); err != nil || len(retry) > 0 {
+		t.Fatalf("SendUsage: %v, %d to retry", err, len(retry))
+	}
+	if len(acked) != 1 || acked[0].Count != 7 || ackRev == 0 || ackRev != admin.Revision() {
+		t.Fatalf("acknowledged %+v at revision %d; admin at %d", acked, ackRev, admin.Revision())
+	}
+	waitFor(t, "the replica reaches the acknowledged revision", func() bool { return f.Revision() >= ackRev })
+	if res := lookup(t, f, k); res.Key.Quota == nil || res.Key.Quota.Remaining != 93 {
+		t.Fatalf("replica's quota %+v, want 93 remaining", res.Key.Quota)
+	}
+}

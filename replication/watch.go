@@ -30,20 +30,33 @@ var errProtocol = errors.New("replication: watch protocol error")
 // Run keeps the replica in step with the admin until ctx is done, then
 // returns nil. Admin failures never
 // end it: the replica keeps serving and Run retries with jittered backoff
-// capped by MaxBackoff. It returns ErrClosed if the follower is closed
-// meanwhile.
+// capped by MaxBackoff, on the next admin member when there are several
+// (admins.go). It returns ErrClosed if the follower is closed meanwhile.
 func (f *Follower) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Base: min(minBackoff, f.opts.MaxBackoff), Max: f.opts.MaxBackoff}
 	needSnapshot := !f.Ready()
 	afterSnapshot := false
 	failing := false
+	moving := false // moved since the last live watch: further moves log at debug
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		t, moved := f.admins.pick(ctx)
+		if moved {
+			// Another address of the same name shares the connection
+			// pool: drop what is left to the member moved away from.
+			f.client.CloseIdleConnections()
+			ev := f.log.Info()
+			if moving {
+				ev = f.log.Debug() // every member fails: said once
+			}
+			moving = true
+			ev.Str("admin", t.logValue()).Uint64("revision", f.Revision()).Msg("moving to another admin")
+		}
 		var err error
 		if needSnapshot {
-			err = f.resync(ctx)
+			err = f.resync(ctx, t)
 			if err == nil {
 				needSnapshot, afterSnapshot = false, true
 				bo.Reset()
@@ -51,14 +64,16 @@ func (f *Follower) Run(ctx context.Context) error {
 			}
 		} else {
 			var live bool
-			live, err = f.watch(ctx)
+			live, err = f.watch(ctx, t)
 			if live {
 				bo.Reset()
-				afterSnapshot, failing = false, false
+				afterSnapshot, failing, moving = false, false, false
 			}
 			if errors.Is(err, errResnapshot) {
+				// A member that cannot continue this replica's history:
+				// a snapshot from it, as from a single admin.
 				needSnapshot = true
-				f.log.Info().Err(err).Msg("taking a new snapshot")
+				f.log.Info().Err(err).Str("admin", t.logValue()).Msg("taking a new snapshot")
 				// Straight away, unless this follows a snapshot just
 				// taken: then back off, so a log compacted faster than a
 				// snapshot loads cannot spin.
@@ -73,34 +88,38 @@ func (f *Follower) Run(ctx context.Context) error {
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
+		if !errors.Is(err, errResnapshot) {
+			f.admins.failed(t) // lost: the next attempt goes to another member
+		}
 		d := bo.Next()
 		ev := f.log.Warn()
 		if failing {
 			ev = f.log.Debug()
 		}
-		ev.Err(err).Dur("retry_in", d).Bool("serving", f.Ready()).Uint64("revision", f.Revision()).Msg("replication interrupted")
+		ev.Err(err).Str("admin", t.logValue()).Dur("retry_in", d).Bool("serving", f.Ready()).Uint64("revision", f.Revision()).Msg("replication interrupted")
 		failing = true
-		t := time.NewTimer(d)
+		tm := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			tm.Stop()
 			return nil
-		case <-t.C:
+		case <-tm.C:
 		}
 	}
 }
 
-// request issues an authenticated GET whose context is cancelled when no
-// line arrives within IdleTimeout; touch resets that timer.
-func (f *Follower) request(ctx context.Context, u string) (resp *http.Response, touch func(), done func(), err error) {
-	ctx, cancel := context.WithCancelCause(ctx)
+// request issues an authenticated GET of path to t whose context is
+// cancelled when no line arrives within IdleTimeout; touch resets that
+// timer.
+func (f *Follower) request(ctx context.Context, t target, path string) (resp *http.Response, touch func(), done func(), err error) {
+	ctx, cancel := context.WithCancelCause(withTarget(ctx, t))
 	idle := time.AfterFunc(f.opts.IdleTimeout, func() { cancel(errIdle) })
 	done = func() {
 		idle.Stop()
 		cancel(nil)
 	}
 	touch = func() { idle.Reset(f.opts.IdleTimeout) }
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.base+path, nil)
 	if err != nil {
 		done()
 		return nil, nil, nil, err
@@ -144,7 +163,7 @@ func statusError(resp *http.Response) error {
 
 // watch follows the change stream from the replica's revision. live
 // reports whether a heartbeat arrived, i.e. the follower was current.
-func (f *Follower) watch(ctx context.Context) (live bool, err error) {
+func (f *Follower) watch(ctx context.Context, t target) (live bool, err error) {
 	st := f.replica()
 	if st == nil {
 		return false, ErrClosed
@@ -156,8 +175,8 @@ func (f *Follower) watch(ctx context.Context) (live bool, err error) {
 			return false, fmt.Errorf("replication: write replica: %w", err)
 		}
 	}
-	u := f.base + PathWatch + "?since=" + strconv.FormatUint(st.Revision(), 10) + "&store_id=" + url.QueryEscape(st.StoreID())
-	resp, touch, done, err := f.request(ctx, u)
+	q := "?since=" + strconv.FormatUint(st.Revision(), 10) + "&store_id=" + url.QueryEscape(st.StoreID())
+	resp, touch, done, err := f.request(ctx, t, PathWatch+q)
 	if err != nil {
 		return false, err
 	}
@@ -173,7 +192,7 @@ func (f *Follower) watch(ctx context.Context) (live bool, err error) {
 	err = f.consumeWatch(st, resp.Body, touch, func() {
 		if !live {
 			live = true
-			f.log.Info().Uint64("revision", f.Revision()).Msg("following admin")
+			f.log.Info().Str("admin", t.logValue()).Uint64("revision", f.Revision()).Msg("following admin")
 		}
 	})
 	if cause := context.Cause(ctx); errors.Is(cause, errIdle) {

@@ -132,7 +132,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return nil, status.Error(codes.Unavailable, "authorization unavailable")
 	case d.Kind == authz.Allow && d.Key != nil:
 		resp := s.allow.Get(&d)
-		if d.Limited() && d.ShowLimit {
+		if d.ShowLimitFields() {
 			return withLimitHeaders(resp, &d), nil
 		}
 		return resp, nil
@@ -158,14 +158,13 @@ func withLimitHeaders(resp *authv3.CheckResponse, d *authz.Decision) *authv3.Che
 	if len(pre) == 0 {
 		return Response(d)
 	}
-	extra, err := proto.Marshal(&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-		ResponseHeadersToAdd: limitHeaders(d),
-	}}})
-	if err != nil {
-		return Response(d)
-	}
+	policy, limit := d.RateLimitPolicyValue(), d.RateLimitValue()
+	b := make([]byte, 0, len(pre)+64+len(policy)+len(limit))
+	b = appendResponseHeaders(append(b, pre...),
+		authz.HeaderRateLimitPolicy, policy,
+		authz.HeaderRateLimit, limit)
 	out := &authv3.CheckResponse{}
-	out.ProtoReflect().SetUnknown(append(append(make([]byte, 0, len(pre)+len(extra)), pre...), extra...))
+	out.ProtoReflect().SetUnknown(b)
 	return out
 }
 
@@ -318,9 +317,9 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 			if v := rateLimitMetadata(d.Limit.RateLimit); v != nil {
 				meta["rate_limit"] = v
 			}
-			if d.ShowLimit {
-				ok.ResponseHeadersToAdd = limitHeaders(d)
-			}
+		}
+		if d.ShowLimitFields() {
+			ok.ResponseHeadersToAdd = limitHeaders(d)
 		}
 		resp.DynamicMetadata = &structpb.Struct{Fields: meta}
 		return resp
@@ -340,8 +339,10 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		headers = append(headers, header("www-authenticate", d.WWWAuthenticate))
 	}
 	if d.Kind == authz.RateLimited {
-		headers = append(headers, header(authz.HeaderRetryAfter, d.RetryAfterValue()))
-		if d.ShowLimit {
+		if v := d.RetryAfterValue(); v != "" {
+			headers = append(headers, header(authz.HeaderRetryAfter, v))
+		}
+		if d.ShowLimitFields() {
 			headers = append(headers, limitHeaders(d)...)
 		}
 	}

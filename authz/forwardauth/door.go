@@ -223,7 +223,7 @@ func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
 			for _, hf := range f.allow.Get(&d).header {
 				h.SetCanonical(hf.name, hf.value)
 			}
-			if d.Limited() && d.ShowLimit {
+			if d.ShowLimitFields() {
 				setLimitHeaders(h, &d)
 			}
 		}
@@ -236,8 +236,10 @@ func (f *Door) Serve(ctx *fasthttp.RequestCtx) {
 		h.SetBytesKV(wwwAuthenticate, []byte(d.WWWAuthenticate))
 	}
 	if d.Kind == authz.RateLimited {
-		h.SetCanonical(retryAfter, []byte(d.RetryAfterValue()))
-		if d.ShowLimit {
+		if v := d.RetryAfterValue(); v != "" {
+			h.SetCanonical(retryAfter, []byte(v))
+		}
+		if d.ShowLimitFields() {
 			setLimitHeaders(h, &d)
 		}
 	}

@@ -30,12 +30,13 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, "extauthz backup: --out is required")
 		return errUsage
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cli.base+"/api/v1/backup", nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+cli.token)
-	resp, err := cli.http.Do(req)
+	resp, err := cli.send(func(base string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/backup", nil)
+		if err == nil {
+			req.Header.Set("Authorization", "Bearer "+cli.token)
+		}
+		return req, err
+	}, true)
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}

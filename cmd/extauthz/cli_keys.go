@@ -8,14 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/extauthz/extauthz/admin"
+	"github.com/extauthz/extauthz/clip"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/tlsfiles"
 )
@@ -32,16 +36,17 @@ const cliRequestTimeout = 30 * time.Second
 const keysUsage = `Usage: extauthz keys <command> [flags] [args]
 
 Commands:
-  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID] [--rate-limit 100/1m]
+  create --name NAME --scopes a,b [--expires-at RFC3339] [--user-id ID] [--project-id ID] [--rate-limit 100/1m] [--usage-limit N]
   list [--user-id ID] [--project-id ID]   live (not revoked) keys
   get ID
-  update ID --rate-limit 100/1m|none       change or remove the key's rate limit
+  update ID [--rate-limit 100/1m|none] [--usage-limit N|none]
+                                           change or remove the key's rate limit or quota
   revoke ID
   rotate ID [--grace-period 24h]           new key; the old one expires after the grace period
   import FILE|-                            NDJSON of existing key hashes (- reads stdin)
 
 Common flags (each also read from EXTAUTHZ_<FLAG_IN_UPPER_SNAKE>; a flag wins):
-  --admin-url URL          admin API base URL (default ` + defaultAdminURL + `)
+  --admin-url URL[,URL]    admin API base URL, or the members of an admin cluster: the first that answers (default ` + defaultAdminURL + `)
   --admin-ca-file FILE     PEM CAs of the admin's certificate (default: the system roots)
   --admin-token TOKEN      operator token (EXTAUTHZ_ADMIN_TOKEN); prefer the file
   --admin-token-file FILE  file holding the operator token
@@ -154,9 +159,33 @@ func rateLimit(l *admin.RateLimitView) string {
 	return fmt.Sprintf("%d/%s", l.Limit, l.Duration)
 }
 
+// usageLimit shows q as "412 of 1000 left", or "-".
+func usageLimit(q *admin.UsageLimitView) string {
+	if q == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d of %d left", q.Remaining, q.Limit)
+}
+
+// usageLimitBody parses a --usage-limit value, a number of requests, into
+// the API's usageLimit; "none" is null (no quota).
+func usageLimitBody(s string) (any, error) {
+	if s == "none" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("must be a whole number of requests, got %q", clip.String(s, 32))
+	}
+	if err := keystore.CheckUsageLimit(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
 // asRecord is a created or rotated key shown like a record.
 func asRecord(c admin.NexgentCreated) admin.NexgentKey {
-	return admin.NexgentKey{ID: c.ID, Name: c.Name, Prefix: c.Prefix, Scopes: c.Scopes, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, RateLimit: c.RateLimit}
+	return admin.NexgentKey{ID: c.ID, Name: c.Name, Prefix: c.Prefix, Scopes: c.Scopes, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt, RateLimit: c.RateLimit, UsageLimit: c.UsageLimit}
 }
 
 // rateLimitBody parses a --rate-limit value ("100/1m") into the API's
@@ -173,9 +202,10 @@ func rateLimitBody(s string) (any, error) {
 }
 
 func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var name, scopes, expiresAt, userID, projectID, rateLimit string
+	var name, scopes, expiresAt, userID, projectID, rateLimit, quota string
 	cli, pos, err := parseCLI("keys create", "", args, getenv, stderr, func(f *flag.FlagSet) {
 		f.StringVar(&rateLimit, "rate-limit", "", "at most N requests per duration, e.g. 100/1m (default: the policy's)")
+		f.StringVar(&quota, "usage-limit", "", "at most N requests in total, a quota (default: none)")
 		f.StringVar(&name, "name", "", "name of the key (required)")
 		f.StringVar(&scopes, "scopes", "", "comma-separated scopes (required)")
 		f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339, e.g. 2026-06-01T00:00:00Z (default: never)")
@@ -207,6 +237,14 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		body["rateLimit"] = rl
 	}
+	if quota != "" {
+		q, err := usageLimitBody(quota)
+		if err != nil || q == nil {
+			fmt.Fprintf(stderr, "extauthz keys create: --usage-limit: %v\n", cmpOr(err, "must be a whole number of requests"))
+			return errUsage
+		}
+		body["usageLimit"] = q
+	}
 	var k admin.NexgentCreated
 	raw, err := cli.call(ctx, http.MethodPost, "/api/v1/api-keys", nil, jsonBody(body), &k)
 	if err != nil {
@@ -236,6 +274,7 @@ func printRecord(w io.Writer, k admin.NexgentKey, key string) error {
 	fmt.Fprintf(tw, "CREATED\t%s\n", k.CreatedAt)
 	fmt.Fprintf(tw, "EXPIRES\t%s\n", orDash(k.ExpiresAt))
 	fmt.Fprintf(tw, "RATE LIMIT\t%s\n", rateLimit(k.RateLimit))
+	fmt.Fprintf(tw, "USAGE LIMIT\t%s\n", usageLimit(k.UsageLimit))
 	if key == "" {
 		fmt.Fprintf(tw, "LAST USED\t%s\n", orDash(k.LastUsedAt))
 	} else {
@@ -273,9 +312,9 @@ func keysList(ctx context.Context, args []string, getenv func(string) string, st
 		return writeIndented(stdout, raw)
 	}
 	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT")
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tRATE LIMIT\tUSAGE LIMIT")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), rateLimit(k.RateLimit))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt, orDash(k.LastUsedAt), orDash(k.ExpiresAt), rateLimit(k.RateLimit), usageLimit(k.UsageLimit))
 	}
 	return tw.Flush()
 }
@@ -321,9 +360,10 @@ func keysRevoke(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func keysUpdate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var rateLimit string
+	var rateLimit, quota string
 	cli, pos, err := parseCLI("keys update", "ID", args, getenv, stderr, func(f *flag.FlagSet) {
-		f.StringVar(&rateLimit, "rate-limit", "", `at most N requests per duration, e.g. 100/1m; "none" removes the limit (required)`)
+		f.StringVar(&rateLimit, "rate-limit", "", `at most N requests per duration, e.g. 100/1m; "none" removes the limit`)
+		f.StringVar(&quota, "usage-limit", "", `at most N requests in total from now, a quota; "none" removes it`)
 	})
 	if err != nil {
 		return err
@@ -332,17 +372,29 @@ func keysUpdate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	if rateLimit == "" {
-		fmt.Fprintln(stderr, "extauthz keys update: --rate-limit is required")
+	if rateLimit == "" && quota == "" {
+		fmt.Fprintln(stderr, "extauthz keys update: --rate-limit or --usage-limit is required")
 		return errUsage
 	}
-	rl, err := rateLimitBody(rateLimit)
-	if err != nil {
-		fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
-		return errUsage
+	body := map[string]any{}
+	if rateLimit != "" {
+		rl, err := rateLimitBody(rateLimit)
+		if err != nil {
+			fmt.Fprintf(stderr, "extauthz keys update: --rate-limit: %v\n", err)
+			return errUsage
+		}
+		body["rateLimit"] = rl
+	}
+	if quota != "" {
+		q, err := usageLimitBody(quota)
+		if err != nil {
+			fmt.Fprintf(stderr, "extauthz keys update: --usage-limit: %v\n", err)
+			return errUsage
+		}
+		body["usageLimit"] = q
 	}
 	var k admin.NexgentKey
-	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(map[string]any{"rateLimit": rl}), &k)
+	raw, err := cli.call(ctx, http.MethodPatch, "/api/v1/api-keys/"+url.PathEscape(id), nil, jsonBody(body), &k)
 	if err != nil {
 		return err
 	}
@@ -430,10 +482,35 @@ func keysImport(ctx context.Context, args []string, getenv func(string) string, 
 
 // adminClient calls the admin API with the operator token.
 type adminClient struct {
-	base  string
+	bases []string // --admin-url: a list of admin members, the first that answers is used
 	token string
 	json  bool
 	http  *http.Client
+}
+
+// send sends the request newReq builds for a base URL to the first member
+// of the list that can be connected to. A member that refuses the
+// connection was sent nothing, so the next one gets the same request; any
+// other failure (TLS included) is the answer. A body that cannot be
+// built again (retry false) goes to the first member only.
+func (c *adminClient) send(newReq func(base string) (*http.Request, error), retry bool) (*http.Response, error) {
+	var errs []error
+	for i, base := range c.bases {
+		req, err := newReq(base)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.http.Do(req)
+		var op *net.OpError
+		if err == nil || !retry || !errors.As(err, &op) || op.Op != "dial" {
+			if err == nil && i > 0 {
+				c.bases = append([]string{base}, slices.Delete(slices.Clone(c.bases), i, i+1)...) // the next call starts there
+			}
+			return resp, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 // requestBody is a request body and its content type. stream marks a body
@@ -453,29 +530,35 @@ func jsonBody(v any) *requestBody {
 // nil), returning the raw body. Any other status is returned as an error
 // carrying the server's message.
 func (c *adminClient) call(ctx context.Context, method, path string, q url.Values, body *requestBody, out any) ([]byte, error) {
-	u := c.base + path
 	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = body.r
+		path += "?" + q.Encode()
 	}
 	if body == nil || !body.stream {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cliRequestTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", body.contentType)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(func(base string) (*http.Request, error) {
+		var rd io.Reader
+		if body != nil {
+			rd = body.r
+			if s, ok := rd.(io.Seeker); ok && !body.stream { // the same body again, for the next member
+				if _, err := s.Seek(0, io.SeekStart); err != nil {
+					return nil, err
+				}
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", body.contentType)
+		}
+		return req, nil
+	}, body == nil || !body.stream)
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
@@ -508,7 +591,7 @@ func (c *adminClient) call(ctx context.Context, method, path string, q url.Value
 func parseCLI(name, argsUsage string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*adminClient, []string, error) {
 	f := newFlagSet(name, argsUsage, stderr)
 	var adminURL, caFile, token, tokenFile, output string
-	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL")
+	f.StringVar(&adminURL, "admin-url", defaultAdminURL, "admin API base URL, or a comma-separated list of an admin cluster's members (the first that answers)")
 	f.StringVar(&caFile, "admin-ca-file", "", "PEM CAs that sign the admin's certificate, for an https:// --admin-url (empty: the system roots)")
 	f.StringVar(&token, "admin-token", "", "operator token; prefer --admin-token-file")
 	f.StringVar(&tokenFile, "admin-token-file", "", "file holding the operator token (surrounding whitespace trimmed)")
@@ -529,13 +612,20 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 	if output != "table" && output != "json" {
 		problems = append(problems, fmt.Errorf("--output %q: want table or json", output))
 	}
-	u, err := url.Parse(adminURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	bases := splitList(adminURL)
+	if len(bases) == 0 {
 		problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL", adminURL))
-	} else if err := checkAdminURLTLS(adminURL, caFile, ""); err != nil {
-		problems = append(problems, err)
-	} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		fmt.Fprintf(stderr, "warning: %s is plain HTTP to another host: the operator token crosses the network in clear; use https://\n", u.Redacted())
+	}
+	for i, b := range bases {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			problems = append(problems, fmt.Errorf("--admin-url %q: want an http:// or https:// URL (or a comma-separated list of them)", b))
+		} else if err := checkAdminURLTLS(b, caFile, ""); err != nil {
+			problems = append(problems, err)
+		} else if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+			fmt.Fprintf(stderr, "warning: %s is plain HTTP to another host: the operator token crosses the network in clear; use https://\n", u.Redacted())
+		}
+		bases[i] = strings.TrimRight(b, "/")
 	}
 	var tr http.RoundTripper = http.DefaultTransport
 	if caFile != "" {
@@ -565,7 +655,7 @@ func parseCLI(name, argsUsage string, args []string, getenv func(string) string,
 		return nil, nil, errors.Join(problems...)
 	}
 	return &adminClient{
-		base:  strings.TrimRight(adminURL, "/"),
+		bases: bases,
 		token: token,
 		json:  output == "json",
 		http:  &http.Client{Transport: tr},

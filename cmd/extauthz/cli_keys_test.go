@@ -271,3 +271,25 @@ func TestCLIFlagsAndErrors(t *testing.T) {
 		t.Errorf("--help printed the token")
 	}
 }
+
+// TestCLIAdminURLList: --admin-url may list an admin cluster's members;
+// the CLI uses the first that can be connected to, sends a write once,
+// and reports every member when none can.
+func TestCLIAdminURLList(t *testing.T) {
+	hs, st := startAdmin(t)
+	dead := "http://" + freeAddr(t) // nothing listens there
+	h := &cliHarness{t: t, env: map[string]string{"EXTAUTHZ_ADMIN_URL": dead + ", " + hs.URL + "/", "EXTAUTHZ_ADMIN_TOKEN": cliTestToken}}
+	h.ok(h.keys("create", "--name", "through the list", "--scopes", "signals"), "create through a list whose first member is down")
+	r := h.ok(h.keys("list", "-o", "json"), "list")
+	var keys []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || len(keys) != 1 {
+		t.Fatalf("list: %v %s; want the one key", err, r.stdout)
+	}
+	if n := st.Revision(); n != 1 {
+		t.Fatalf("store at revision %d after one create, want 1", n)
+	}
+	h.env["EXTAUTHZ_ADMIN_URL"] = dead + "," + dead
+	if r := h.keys("list"); r.err == nil || strings.Count(r.err.Error(), "connection refused") != 2 {
+		t.Fatalf("list with every member down: %v, want both refusals", r.err)
+	}
+}

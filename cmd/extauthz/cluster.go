@@ -129,7 +129,8 @@ func (n *node) startCluster() (*admincluster.Writer, error) {
 }
 
 // clusterNotReady is the cluster's part of /readyz: a member is ready when
-// it knows a leader and has applied what it knows to be committed.
+// it knows a leader, has applied what it knows to be committed, and its
+// store holds every write the leader acknowledged.
 func (n *node) clusterNotReady() error {
 	st, err := n.cluster.Status()
 	if err != nil {
@@ -140,6 +141,18 @@ func (n *node) clusterNotReady() error {
 	}
 	if st.AppliedIndex < st.CommitIndex {
 		return fmt.Errorf("catching up with the cluster (applied %d of %d)", st.AppliedIndex, st.CommitIndex)
+	}
+	// Its own commit index says nothing until the leader's log matched
+	// its: a member that joined is behind the leader's read index.
+	return n.cluster.CaughtUp()
+}
+
+// leaderKnown is the replication feed's ServerOptions.Current on a
+// cluster member: without a leader (an election, or cut off from the
+// others) the member cannot tell whether its store is current.
+func (n *node) leaderKnown() error {
+	if id, _ := n.cluster.Leader(); id == "" {
+		return errors.New("no cluster leader: this admin cannot tell whether it is current; retry")
 	}
 	return nil
 }
@@ -182,23 +195,6 @@ func registerRaftMetrics(reg prometheus.Registerer, node *admincluster.Node) err
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extauthz_raft_leader_changes_total", Help: "Leader changes (a new leader, or none) this admin observed since it started."},
 			func() float64 { return float64(node.Metrics().LeaderChanges) }),
 	)
-}
-
-// readIndexed answers an admin API request on a cluster member only after
-// the member applied every write acknowledged before it arrived (on any
-// member), so a caller reads its own writes whichever member it asks; a
-// member that cannot learn that (no leader) answers 503.
-func (n *node) readIndexed(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			if err := n.cluster.WaitReadIndex(); err != nil {
-				w.Header().Set("Retry-After", "1")
-				jsonresp.Error(w, http.StatusServiceUnavailable, err.Error())
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // clusterRoutes adds the membership routes of an admin cluster member to

@@ -200,9 +200,18 @@ func readyz(t *testing.T, p *proc) (int, string) {
 // labels, or the series whose labels contain label (e.g. `result="ok"`).
 func promValue(t *testing.T, metricsURL, name, label string) float64 {
 	t.Helper()
+	v, err := promSample(metricsURL, name, label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// promSample is promValue returning its errors, for goroutines.
+func promSample(metricsURL, name, label string) (float64, error) {
 	resp, err := faultClient.Get(metricsURL)
 	if err != nil {
-		t.Fatalf("metrics: %v", err)
+		return 0, fmt.Errorf("metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -217,13 +226,12 @@ func promValue(t *testing.T, metricsURL, name, label string) float64 {
 		if series == name || (strings.HasPrefix(series, name+"{") && label != "" && strings.Contains(series, label)) {
 			v, err := strconv.ParseFloat(line[i+1:], 64)
 			if err != nil {
-				t.Fatalf("metric %s: %v", line, err)
+				return 0, fmt.Errorf("metric %s: %w", line, err)
 			}
-			return v
+			return v, nil
 		}
 	}
-	t.Fatalf("metric %s{%s} not found at %s", name, label, metricsURL)
-	return 0
+	return 0, fmt.Errorf("metric %s{%s} not found at %s", name, label, metricsURL)
 }
 
 func replicaRevision(t *testing.T, p *proc) uint64 {

@@ -39,6 +39,7 @@ func TestServeFlagsEnvironment(t *testing.T) {
 		"EXTAUTHZ_ADMIN_TOKEN_FILE":       "/env/admin-token",
 		"EXTAUTHZ_REPLICATION_TOKEN_FILE": "/env/replication-token",
 		"EXTAUTHZ_ADMIN_RATE_LIMIT":       "5/1m",
+		"EXTAUTHZ_QUOTA_ALLOWANCE":        "250",
 	}
 	var out bytes.Buffer
 	c, err := parseServeFlags(roleStandalone, []string{"--log-level", "warn", "--admin-token-file", "/flag/admin-token"}, func(k string) string { return env[k] }, &out)
@@ -61,6 +62,7 @@ func TestServeFlagsEnvironment(t *testing.T) {
 		{"admin-rate-limit (variable)", c.principalRate, admin.Rate{N: 5, Per: time.Minute}},
 		{"public-project-create-rate-limit (default)", c.publicCreateRate, admin.DefaultPublicCreateRate},
 		{"operator-rate-limit (default: none)", c.operatorRate, admin.Rate{}},
+		{"quota-allowance (variable)", c.quotaAllowance, int64(250)},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)

@@ -204,11 +204,11 @@ func httpJSON(t *testing.T, method, url, token string, body any, out any) int {
 
 // tryJSON is httpJSON returning transport and decoding errors.
 func tryJSON(method, url, token string, body any, out any) (int, error) {
-	return tryJSONWith(http.DefaultClient, method, url, token, body, out)
+	return clientJSON(http.DefaultClient, method, url, token, body, out)
 }
 
-// tryJSONWith is tryJSON through client (its timeout).
-func tryJSONWith(client *http.Client, method, url, token string, body any, out any) (int, error) {
+// clientJSON is tryJSON through client.
+func clientJSON(client *http.Client, method, url, token string, body any, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)

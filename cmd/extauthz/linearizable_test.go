@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/extauthz/extauthz/internal/testnet"
 )
 
 // The admin cluster under faults, over three real processes: 16 clients
@@ -147,7 +149,7 @@ func newHACluster(t *testing.T, exe string) *haCluster {
 	for i, id := range hc.ids {
 		ip := fmt.Sprintf("127.0.0.%d", 11+i) // all of 127/8 is loopback on Linux
 		byIP[ip] = id
-		binds = append(binds, freeAddrOn(t, ip))
+		binds = append(binds, testnet.FreeAddrOn(t, ip))
 	}
 	for i, id := range hc.ids {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -385,7 +387,7 @@ func (h *history) client(id int, hc *haCluster, stop <-chan struct{}) {
 		switch p := r.IntN(10); {
 		case p < 4:
 			var k createdKey
-			code, err := tryJSONWith(lzClient, "POST", node+"/api/v1/api-keys", hc.token, map[string]any{"name": "lz", "scopes": []string{"signals"}}, &k)
+			code, err := clientJSON(lzClient, "POST", node+"/api/v1/api-keys", hc.token, map[string]any{"name": "lz", "scopes": []string{"signals"}}, &k)
 			h.answered("POST", code, err)
 			failed = code != 201
 			if err == nil && code == 201 && k.ID != "" {
@@ -399,7 +401,7 @@ func (h *history) client(id int, hc *haCluster, stop <-chan struct{}) {
 			if kid == "" {
 				continue
 			}
-			code, err := tryJSONWith(lzClient, "GET", node+"/api/v1/api-keys/"+kid, hc.token, nil, nil)
+			code, err := clientJSON(lzClient, "GET", node+"/api/v1/api-keys/"+kid, hc.token, nil, nil)
 			h.answered("GET", code, err)
 			failed = code != 200 && code != 404
 			if err == nil && (code == 200 || code == 404) {
@@ -413,7 +415,7 @@ func (h *history) client(id int, hc *haCluster, stop <-chan struct{}) {
 			h.mu.Lock()
 			h.tried[kid] = true
 			h.mu.Unlock()
-			code, err := tryJSONWith(lzClient, "DELETE", node+"/api/v1/api-keys/"+kid, hc.token, nil, nil)
+			code, err := clientJSON(lzClient, "DELETE", node+"/api/v1/api-keys/"+kid, hc.token, nil, nil)
 			h.answered("DELETE", code, err)
 			failed = code != 200 && code != 404
 			switch {
@@ -694,7 +696,7 @@ func TestHAFaultRoundsLinearizable(t *testing.T) {
 	for _, id := range h.ids {
 		for i := range hc.ids {
 			call := h.now()
-			code, err := tryJSONWith(lzClient, "GET", hc.url(i)+"/api/v1/api-keys/"+id, hc.token, nil, nil)
+			code, err := clientJSON(lzClient, "GET", hc.url(i)+"/api/v1/api-keys/"+id, hc.token, nil, nil)
 			if err != nil || code != 200 && code != 404 {
 				t.Fatalf("final read of %s on %s: %d %v", id, hc.ids[i], code, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/testpki"
 	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
@@ -61,42 +63,75 @@ func raftPKI(t *testing.T, dir string, members []string) string {
 	return caFile
 }
 
-// TestAdminClusterOfThree: three admin processes with --raft-peers and
-// mutual TLS elect a leader; a write on any member is committed (a
-// follower forwards it) and read back at once from every member; after
-// SIGKILL of the leader the two others elect another and take writes
-// through either; no raw key is in any file of any member.
-func TestAdminClusterOfThree(t *testing.T) {
+// adminCluster is admin processes of one raft cluster, with mutual TLS
+// between them, on loopback.
+type adminCluster struct {
+	t                        *testing.T
+	dir, policy              string
+	token, adminTok, replTok string // the operator token, its file, the replication token's file
+	ids                      []string
+	procs                    map[string]*proc
+	scheme                   string       // of the admin port: http, or https with a CA
+	client                   *http.Client // for the admin port
+}
+
+// startAdminCluster starts an admin for each id, every one with args
+// added, and waits until each is ready (in a cluster with a leader). With
+// a CA, every admin port serves TLS with a certificate of it for
+// 127.0.0.1.
+func startAdminCluster(t *testing.T, ids []string, ca *testpki.CA, args ...string) *adminCluster {
+	t.Helper()
 	dir := t.TempDir()
-	policy := copyPolicy(t, dir, "nexgent.yaml")
-	token := "operator-token-for-tests-0123456789"
-	adminTok := writeFile(t, dir, "admin-token", token+"\n")
-	replTok := writeFile(t, dir, "replication-token", "replication-token-for-tests-42\n")
-	ids := []string{"a", "b", "c"}
-	ca := raftPKI(t, dir, ids)
+	c := &adminCluster{t: t, dir: dir, policy: copyPolicy(t, dir, "nexgent.yaml"), token: "operator-token-for-tests-0123456789", ids: ids, procs: map[string]*proc{},
+		scheme: "http", client: http.DefaultClient}
+	c.adminTok = writeFile(t, dir, "admin-token", c.token+"\n")
+	c.replTok = writeFile(t, dir, "replication-token", "replication-token-for-tests-42\n")
+	if ca != nil {
+		cert, key := ca.WritePair(t, dir, "admin-port", false, "127.0.0.1")
+		args = append([]string{"--tls-cert-file", cert, "--tls-key-file", key}, args...)
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.PEM)
+		c.scheme, c.client = "https", &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	raftCA := raftPKI(t, dir, ids)
 	var peers []string
 	raftAddrs := map[string]string{}
 	for _, id := range ids {
 		raftAddrs[id] = freeAddr(t)
 		peers = append(peers, id+"="+raftAddrs[id])
 	}
-	procs := map[string]*proc{}
 	for _, id := range ids {
-		procs[id] = startProc(t, binPath, []string{"EXTAUTHZ_RAFT_PEERS=" + strings.Join(peers, ",")},
-			"admin", "--data-dir", filepath.Join(dir, id), "--policy", policy, "--admin-token-file", adminTok,
-			"--replication-token-file", replTok, "--admin-addr", "127.0.0.1:0", "--node-id", id, "--raft-addr", raftAddrs[id],
-			"--raft-tls-cert-file", filepath.Join(dir, id+".pem"), "--raft-tls-key-file", filepath.Join(dir, id+"-key.pem"),
-			"--raft-tls-ca-file", ca)
+		c.procs[id] = startProc(t, binPath, []string{"EXTAUTHZ_RAFT_PEERS=" + strings.Join(peers, ",")},
+			append([]string{"admin", "--data-dir", filepath.Join(dir, id), "--policy", c.policy, "--admin-token-file", c.adminTok,
+				"--replication-token-file", c.replTok, "--admin-addr", "127.0.0.1:0", "--node-id", id, "--raft-addr", raftAddrs[id],
+				"--raft-tls-cert-file", filepath.Join(dir, id+".pem"), "--raft-tls-key-file", filepath.Join(dir, id+"-key.pem"),
+				"--raft-tls-ca-file", raftCA}, args...)...)
 	}
-	ready := func(ids ...string) {
-		for _, id := range ids {
-			eventually(t, id+" ready (in a cluster with a leader)", func() bool {
-				code, _ := tryJSON("GET", procs[id].url("admin")+"/readyz", "", nil, nil)
-				return code == 200
-			})
-		}
+	c.ready(ids...)
+	return c
+}
+
+// ready waits until every member of ids answers /readyz with 200.
+func (c *adminCluster) ready(ids ...string) {
+	for _, id := range ids {
+		eventually(c.t, id+" ready (in a cluster with a leader)", func() bool {
+			code, _ := clientJSON(c.client, "GET", c.url(id)+"/readyz", "", nil, nil)
+			return code == 200
+		})
 	}
-	ready(ids...)
+}
+
+// url is member id's admin port.
+func (c *adminCluster) url(id string) string { return c.scheme + "://" + c.procs[id].addrs["admin"] }
+
+// TestAdminClusterOfThree: three admin processes with --raft-peers and
+// mutual TLS elect a leader; a write on any member is committed (a
+// follower forwards it) and read back at once from every member; after
+// SIGKILL of the leader the two others elect another and take writes
+// through either; no raw key is in any file of any member.
+func TestAdminClusterOfThree(t *testing.T) {
+	ac := startAdminCluster(t, []string{"a", "b", "c"}, nil)
+	dir, token, adminTok, ids, procs, ready := ac.dir, ac.token, ac.adminTok, ac.ids, ac.procs, ac.ready
 
 	var raws []string
 	// state reads a member's extauthz_raft_state.

@@ -2,10 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/testnet"
 )
 
 // cluster is one admin and several sidecars as real processes.
@@ -22,21 +23,12 @@ type cluster struct {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	return freeAddrOn(t, "127.0.0.1")
+	return testnet.FreeAddr(t)
 }
 
-// freeAddrOn returns a free port on ip.
-func freeAddrOn(t *testing.T, ip string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func newCluster(t *testing.T, sidecars int) *cluster {
+// newCluster starts an admin and sidecars processes, each sidecar with
+// the extra flags sidecarFlags.
+func newCluster(t *testing.T, sidecars int, sidecarFlags ...string) *cluster {
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, policy: copyPolicy(t, dir, "nexgent.yaml"), token: "operator-token-for-tests-0123456789"}
 	adminTok := writeFile(t, dir, "admin-token", c.token+"\n")
@@ -49,6 +41,7 @@ func newCluster(t *testing.T, sidecars int) *cluster {
 		args := []string{"sidecar", "--admin-url", "http://" + addr, "--replication-token-file", replTok, "--policy", c.policy,
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("sidecar%d", i)), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--usage-flush", "50ms", "--reconnect-max-backoff", "100ms"}
+		args = append(args, sidecarFlags...)
 		c.sideArgs = append(c.sideArgs, args)
 		c.sidecars = append(c.sidecars, start(t, args...))
 	}

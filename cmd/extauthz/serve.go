@@ -39,6 +39,7 @@ import (
 	admincluster "github.com/extauthz/extauthz/cluster"
 	"github.com/extauthz/extauthz/keystore"
 	"github.com/extauthz/extauthz/metrics"
+	"github.com/extauthz/extauthz/quota"
 	"github.com/extauthz/extauthz/replication"
 	"github.com/extauthz/extauthz/tracing"
 	keyusage "github.com/extauthz/extauthz/usage"
@@ -71,6 +72,7 @@ type serveConfig struct {
 	shutdownTimeout, drainDelay                   time.Duration
 	policyPoll                                    time.Duration
 	usageFlush                                    time.Duration
+	quotaAllowance                                int64
 	releaseEvery                                  time.Duration
 	pprofAddr                                     string
 	// admin
@@ -84,6 +86,7 @@ type serveConfig struct {
 	raft            raftFlags
 	// sidecar
 	adminURL            string
+	adminURLOrder       string
 	maxStaleness        time.Duration
 	reconnectMaxBackoff time.Duration
 	syncInterval        time.Duration
@@ -123,7 +126,8 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		f.StringVar(&c.httpAddr, "http-addr", forwardauth.DefaultHTTPAddr, "listen address of forwardAuth /auth, /healthz, /readyz, /metrics")
 		f.StringVar(&c.trustForward, "trust-forward-headers", strings.Join(forwardauth.DefaultTrustedProxies, ","), "comma-separated CIDRs whose X-Forwarded-*/X-Original-* headers are believed, or none")
 		f.StringVar(&c.forwardHeaders, "forward-headers", forwardauth.FamilyAuto, "which proxy calls /auth: traefik (X-Forwarded-*), nginx (X-Original-*), envoy (path after /auth), or auto (the one family a request carries; a mix is refused)")
-		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often last-used times are flushed")
+		f.DurationVar(&c.usageFlush, "usage-flush", 10*time.Second, "how often usage (last-used times, quota uses) is reported")
+		f.Int64Var(&c.quotaAllowance, "quota-allowance", quota.DefaultAllowance, "uses of one quota'd key this process may allow between two acknowledged usage reports")
 	}
 	if r.administers() {
 		f.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "listen address of the admin API and replication feed")
@@ -148,7 +152,8 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		c.raft.register(f)
 	}
 	if r == roleSidecar {
-		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from (required)")
+		f.StringVar(&c.adminURL, "admin-url", "", "base URL of the admin service to replicate from, or a comma-separated list of an admin cluster's members; a name that resolves to several addresses (a headless Service) stands for each (required)")
+		f.StringVar(&c.adminURLOrder, "admin-url-order", "random", "which admin member is followed first: random (spreads a fleet over the members) or listed (the first of --admin-url); after a loss, the next")
 		f.DurationVar(&c.maxStaleness, "max-staleness", 0, "answer 503 and turn not-ready when the replica is staler than this (0: unlimited)")
 		f.DurationVar(&c.reconnectMaxBackoff, "reconnect-max-backoff", 5*time.Second, "cap of the jittered reconnect backoff")
 		f.DurationVar(&c.syncInterval, "replica-sync-interval", keystore.DefaultSyncInterval, "how long a received change is in force from memory before the replica file gets it (0: at once)")
@@ -201,9 +206,14 @@ func parseServeFlags(r role, args []string, getenv func(string) string, out io.W
 		problems = append(problems, errors.New("--tls-client-cert-file and --tls-client-key-file go together"))
 	}
 	if r == roleSidecar && c.adminURL != "" {
-		if err := checkAdminURLTLS(c.adminURL, c.adminCAFile, c.tlsClientCertFile); err != nil {
-			problems = append(problems, err)
+		for _, u := range splitList(c.adminURL) {
+			if err := checkAdminURLTLS(u, c.adminCAFile, c.tlsClientCertFile); err != nil {
+				problems = append(problems, err)
+			}
 		}
+	}
+	if r == roleSidecar && c.adminURLOrder != "random" && c.adminURLOrder != "listed" {
+		problems = append(problems, fmt.Errorf("--admin-url-order %q: want random or listed", c.adminURLOrder))
 	}
 	if c.jwtJWKSFile != "" && c.jwtAudience == "" {
 		problems = append(problems, errors.New("--jwt-jwks-file needs --jwt-audience: an identity provider signs tokens for many applications, and one issued for another would be accepted here"))
@@ -260,6 +270,7 @@ type node struct {
 	follower *replication.Follower
 	authz    *authz.Authorizer
 	usage    *keyusage.Buffer
+	quota    *quota.Ledger
 	repl     *replication.Server
 	health   *healthServer
 	grpc     *grpc.Server
@@ -312,6 +323,7 @@ func (n *node) build() error {
 	var writer admin.Writer
 	var recordUsage func([]keystore.Usage) error
 	var behindWait time.Duration
+	var feedCurrent func() error
 	if n.role == roleAdmin && c.raft.enabled() {
 		w, err := n.startCluster()
 		if err != nil {
@@ -321,6 +333,9 @@ func (n *node) build() error {
 		// A sidecar that moved from a member ahead of this one waits for
 		// it (or retries) rather than taking a new snapshot.
 		behindWait = clusterBehindWait
+		// A member that knows no leader cannot vouch for its store:
+		// sidecars go to another member, or turn stale.
+		feedCurrent = n.leaderKnown
 	}
 	tp, err := tracing.New(context.Background(), version, os.Getenv)
 	if err != nil {
@@ -350,15 +365,22 @@ func (n *node) build() error {
 			// nil with tracing off: no span, no cost.
 			TracerProvider: tp.TracerProvider(),
 		}
+		// The quota ledger gives a key's local allowance back when the
+		// admin acknowledged a report at a revision the lookups have.
+		var revision func() uint64
+		opts.QuotaRetryAfter = c.usageFlush
 		send := n.recordUsage
 		if n.role == roleSidecar {
-			warnPlainAdminURL(n.log, c.adminURL)
+			for _, u := range splitList(c.adminURL) {
+				warnPlainAdminURL(n.log, u)
+			}
 			client, err := n.replicationClient()
 			if err != nil {
 				return err
 			}
 			n.follower, err = replication.NewFollower(replication.FollowerOptions{
 				AdminURL:     c.adminURL,
+				ListedOrder:  c.adminURLOrder == "listed",
 				HTTPClient:   client,
 				Token:        replToken,
 				Dir:          c.dataDir,
@@ -372,17 +394,25 @@ func (n *node) build() error {
 				ReleaseMemory: c.releaseEvery > 0,
 				Logger:        n.log.With().Str("component", "replica").Logger(),
 				Registerer:    n.reg,
+				UsageAcked:    func(u []keystore.Usage, rev uint64) { n.quota.Acked(u, rev) },
 			})
 			if err != nil {
 				return err
 			}
+			revision = n.follower.Revision
 			n.closers = append(n.closers, n.follower.Close)
 			opts.Keys = n.follower
 			opts.Available = n.follower.Healthy
 			send = n.follower.SendUsage
 		} else {
 			opts.Keys = n.store
+			revision = n.store.Revision
 		}
+		if c.quotaAllowance < 1 {
+			return fmt.Errorf("--quota-allowance must be at least 1, got %d", c.quotaAllowance)
+		}
+		n.quota = quota.New(quota.Options{Allowance: c.quotaAllowance, Revision: revision})
+		opts.Quota = n.quota
 		n.usage, err = keyusage.New(keyusage.Options{
 			Send:       send,
 			Every:      c.usageFlush,
@@ -439,6 +469,7 @@ func (n *node) build() error {
 				Registerer:  n.reg,
 				RecordUsage: recordUsage,
 				BehindWait:  behindWait,
+				Current:     feedCurrent,
 			})
 			if err != nil {
 				return err
@@ -452,7 +483,7 @@ func (n *node) build() error {
 		n.probes(mux)
 		if n.cluster != nil {
 			n.clusterRoutes(mux, adm)
-			mux.Handle("/", n.readIndexed(adm))
+			mux.Handle("/", n.cluster.ReadIndexed(adm))
 		} else {
 			mux.Handle("/", adm)
 		}
@@ -790,6 +821,7 @@ func (n *node) recordUsage(_ context.Context, batch []keystore.Usage) ([]keystor
 	if err := n.store.RecordUsage(batch); err != nil {
 		return batch, fmt.Errorf("record usage: %w", err)
 	}
+	n.quota.Acked(batch, n.store.Revision())
 	return nil, nil
 }
 

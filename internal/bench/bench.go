@@ -65,9 +65,11 @@ type results struct {
 	revocations      []revocationResult
 	revocationErr    error
 	revocationErrAtN int
+	ha               haResult
 }
 
-func (b *bench) run(ctx context.Context) error {
+// setup records the machine and the command and writes the shared files.
+func (b *bench) setup() error {
 	o, r := b.opts, &b.res
 	var err error
 	if b.self, err = os.Executable(); err != nil {
@@ -83,9 +85,53 @@ func (b *bench) run(ctx context.Context) error {
 	for t := range numTargets {
 		r.grpc[t], r.http[t] = map[int]loadResult{}, map[int]loadResult{}
 	}
-	if b.cl, err = newCluster(b.root, o.bin, o.policy); err != nil {
+	b.cl, err = newCluster(b.root, o.bin, o.policy)
+	return err
+}
+
+// runCluster is -only cluster: the admin-cluster rows and the single
+// admin's revocation series they are compared with.
+func (b *bench) runCluster(ctx context.Context) error {
+	if err := b.setup(); err != nil {
 		return err
 	}
+	o := b.opts
+	smallDir := filepath.Join(b.root, "admin-small")
+	var err error
+	if b.small, err = b.cl.prefillAdmin(smallDir, o.keysSmall, o.sample); err != nil {
+		return fmt.Errorf("prefill small store: %w", err)
+	}
+	adminS, err := b.cl.startAdmin(ctx, "admin-small", smallDir)
+	if err != nil {
+		return err
+	}
+	return b.finish(ctx, adminS, nil)
+}
+
+// finish measures revocation propagation on the small admin (first, when
+// not nil, its first sidecar), then the admin cluster, and prints the
+// table.
+func (b *bench) finish(ctx context.Context, adminS, first *childproc.Proc) error {
+	if ctx.Err() == nil {
+		b.revocations(ctx, adminS, first)
+	}
+	_, _ = adminS.Stop(30 * time.Second)
+	if ctx.Err() == nil {
+		b.clusterRows(ctx)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.print(os.Stdout)
+	return nil
+}
+
+func (b *bench) run(ctx context.Context) error {
+	o, r := b.opts, &b.res
+	if err := b.setup(); err != nil {
+		return err
+	}
+	var err error
 
 	// Stores first, before any process runs, so minting does not overlap
 	// a measurement.
@@ -205,15 +251,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	_, _ = adminL.Stop(30 * time.Second)
 
-	// Revocation propagation on the small store.
-	if ctx.Err() == nil {
-		b.revocations(ctx, adminS, scS)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b.print(os.Stdout)
-	return nil
+	return b.finish(ctx, adminS, scS)
 }
 
 // restartSidecar stops p with SIGTERM and starts it again on the same data
@@ -392,21 +430,23 @@ func fsyncRate(dir string, d time.Duration) (float64, error) {
 }
 
 // revocations grows the set of sidecars following the small admin to each
-// -sidecars count and measures -revocations revocations at each.
+// -sidecars count and measures -revocations revocations at each; it stops
+// them all when done.
 func (b *bench) revocations(ctx context.Context, admin, first *childproc.Proc) {
 	o, r := b.opts, &b.res
 	var running []*childproc.Proc
 	if first != nil {
 		running = append(running, first)
 	}
-	ac := b.cl.adminClient(admin, 2)
+	defer func() { stopAll(running) }()
+	ac := []*adminClient{b.cl.adminClient(admin, 2)}
 	next := 0
 	for _, n := range o.sidecars {
 		if ctx.Err() != nil {
 			return
 		}
 		t0 := time.Now()
-		started, err := b.startSidecars(ctx, admin, n-len(running), len(running))
+		started, err := b.startSidecars(ctx, []*childproc.Proc{admin}, n-len(running), len(running), "sidecar-r")
 		running = append(running, started...)
 		res := revocationResult{Sidecars: n}
 		if err != nil {
@@ -453,10 +493,11 @@ func (o *options) revocationRuns() int {
 	return runs
 }
 
-// startSidecars starts count sidecars, at most 8 at a time, numbered from
-// base, and waits until each is ready. It returns those that became ready
-// and the first error.
-func (b *bench) startSidecars(ctx context.Context, admin *childproc.Proc, count, base int) ([]*childproc.Proc, error) {
+// startSidecars starts count sidecars, at most 8 at a time, named prefix
+// and a number from base, sidecar i following admins[i mod len(admins)],
+// and waits until each is ready. It returns those that became ready and
+// the first error.
+func (b *bench) startSidecars(ctx context.Context, admins []*childproc.Proc, count, base int, prefix string) ([]*childproc.Proc, error) {
 	var (
 		mu       sync.Mutex
 		out      []*childproc.Proc
@@ -470,8 +511,8 @@ func (b *bench) startSidecars(ctx context.Context, admin *childproc.Proc, count,
 			defer wg.Done()
 			parallel <- struct{}{}
 			defer func() { <-parallel }()
-			name := fmt.Sprintf("sidecar-r%d", base+i)
-			p, _, err := b.cl.startReadySidecar(ctx, name, filepath.Join(b.root, name), admin, childproc.StartTimeout)
+			name := fmt.Sprintf("%s%d", prefix, base+i)
+			p, _, err := b.cl.startReadySidecar(ctx, name, filepath.Join(b.root, name), admins[i%len(admins)], childproc.StartTimeout)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -181,7 +181,12 @@ func (c *cluster) prefillAdmin(dir string, n, sample int) (*keySet, error) {
 
 // startAdmin runs `extauthz admin` over dir on a free loopback port.
 func (c *cluster) startAdmin(ctx context.Context, name, dir string) (*childproc.Proc, error) {
-	return childproc.Start(ctx, name, c.bin, []string{"admin",
+	return childproc.Start(ctx, name, c.bin, c.adminArgs(dir), nil)
+}
+
+// adminArgs are the arguments of `extauthz admin` over dir.
+func (c *cluster) adminArgs(dir string) []string {
+	return []string{"admin",
 		"--data-dir", dir,
 		"--admin-addr", "127.0.0.1:0",
 		"--admin-token-file", c.adminTokenFile,
@@ -189,7 +194,7 @@ func (c *cluster) startAdmin(ctx context.Context, name, dir string) (*childproc.
 		"--policy", c.policyFile,
 		"--log-level", "info",
 		"--log-format", "json",
-	}, nil)
+	}
 }
 
 // startSidecar runs `extauthz sidecar` following admin, over dir, with

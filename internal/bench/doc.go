@@ -44,6 +44,17 @@
 //     server.
 //   - Admin key creations/s with 16 concurrent operator clients, beside
 //     the disk's fsync rate.
+//   - An admin cluster (ha.go): three `extauthz admin --raft-peers` voters
+//     with mutual TLS (certificates from internal/testpki) and raft's
+//     default timeouts, each row beside a single admin of the same run.
+//     Revocation propagation at the largest -sidecars count, sidecar i
+//     following voter i mod 3, on a store of -keys-small keys created
+//     through the cluster, polling -revoke-probe sidecars per revocation
+//     (beside the single admin's sampled series); creations/s with
+//     -admin-clients clients spread over the voters, in -rounds slices
+//     alternating with the same clients on one admin; and the time from
+//     SIGKILL of the leader to the first 201 through a survivor, beside a
+//     single admin SIGKILLed and started again at once.
 //
 // Progress goes to stderr; the machine, the command line and one markdown
 // table go to stdout. Every child process and temp directory is removed at
@@ -65,6 +76,10 @@
 // to a do-nothing OTLP endpoint, and a sidecar without rate limits beside
 // one whose policy limits every key (never refusing), each with its CPU
 // per check and RSS.
+//
+// -only cluster runs only the cluster rows, and the single admin's
+// revocation series at the largest -sidecars count they are compared
+// with.
 //
 // -quick shrinks everything (2 s points, 20,000 large keys, 1 and 3
 // sidecars) for a smoke test.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -73,5 +74,25 @@ func TestLoadAgainstNoop(t *testing.T) {
 	}
 	if _, err := ph.Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOnlyClusterFlag: -only cluster keeps the largest -sidecars count
+// (unless -sidecars is given) and other values are refused.
+func TestOnlyClusterFlag(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "extauthz")
+	if err := os.WriteFile(bin, nil, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join("..", "..", "examples", "policies", "nexgent.yaml")
+	o, err := parseFlags([]string{"-bin", bin, "-policy", pol, "-only", "cluster"})
+	if err != nil || o.only != onlyCluster || len(o.sidecars) != 1 || o.sidecars[0] != 100 {
+		t.Fatalf("-only cluster: %+v, %v", o, err)
+	}
+	if o, err = parseFlags([]string{"-bin", bin, "-policy", pol, "-only", "cluster", "-sidecars", "2,5"}); err != nil || len(o.sidecars) != 2 {
+		t.Fatalf("-only cluster -sidecars 2,5: %v, %v", o.sidecars, err)
+	}
+	if _, err := parseFlags([]string{"-bin", bin, "-policy", pol, "-only", "check"}); err == nil {
+		t.Fatal("-only check was accepted")
 	}
 }

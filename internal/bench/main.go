@@ -15,6 +15,9 @@ import (
 	"github.com/extauthz/extauthz/internal/childproc"
 )
 
+// onlyCluster is -only's value for the admin-cluster rows.
+const onlyCluster = "cluster"
+
 // options are the command-line flags.
 type options struct {
 	bin            string
@@ -37,6 +40,7 @@ type options struct {
 	nginxKeepalive bool
 	tracing        bool
 	limits         bool
+	only           string
 }
 
 func main() {
@@ -80,6 +84,8 @@ func runMain(opts *options) int {
 		run = b.tracing
 	case opts.limits:
 		run = b.limits
+	case opts.only == onlyCluster:
+		run = b.runCluster
 	}
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -115,6 +121,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.tracing, "tracing", false, "instead of the table: gRPC Check with tracing off beside tracing on at 1 % sampling (OTLP to a do-nothing server), and each sidecar's CPU per check")
 	fs.BoolVar(&o.limits, "limits", false, "instead of the table: gRPC Check with every key under a never-refusing rate limit beside no limits, -sample active keys")
 	fs.BoolVar(&o.nginxKeepalive, "nginx-keepalive", false, "-door-e2e: nginx keeps connections to the sidecars open (upstream keepalive) instead of one per check as the shipped example does")
+	fs.StringVar(&o.only, "only", "", `"cluster": only the admin-cluster rows, with the single admin's revocation series at the largest -sidecars count`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -137,6 +144,9 @@ func parseFlags(args []string) (*options, error) {
 			}
 		}
 	}
+	if o.only == onlyCluster && !set["sidecars"] {
+		*side = (*side)[strings.LastIndex(*side, ",")+1:]
+	}
 	var err error
 	if o.concurrency, err = intList(*conc); err != nil {
 		return nil, fmt.Errorf("-concurrency: %w", err)
@@ -145,6 +155,9 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-sidecars: %w", err)
 	}
 	var problems []error
+	if o.only != "" && o.only != onlyCluster {
+		problems = append(problems, fmt.Errorf("-only %q: the only choice is %q", o.only, onlyCluster))
+	}
 	if o.bin == "" {
 		problems = append(problems, errors.New("-bin is required"))
 	} else if _, err := os.Stat(o.bin); err != nil {

@@ -22,6 +22,7 @@ const (
 	targetRevokeP99    = 100 * time.Millisecond
 	targetRevokeN      = 100
 	targetListP99      = 20 * time.Millisecond // one user's key list on the large store
+	targetFailover     = 3 * time.Second       // leader SIGKILL to the next acknowledged write
 )
 
 // print writes the machine, the command and the table.
@@ -38,6 +39,7 @@ func (b *bench) print(w io.Writer) {
 	top := slices.Max(o.concurrency)
 	small, large := fmt.Sprintf("%s keys", count(o.keysSmall)), fmt.Sprintf("%s keys", count(o.keysLarge))
 
+	full := o.only == ""
 	// Check and forwardAuth rows.
 	for _, door := range []struct {
 		name, base string
@@ -47,6 +49,9 @@ func (b *bench) print(w io.Writer) {
 		{"Check (gRPC)", "do-nothing grpc-go Check server", &r.grpc, true},
 		{"forwardAuth (HTTP)", "do-nothing handler on the same fasthttp server", &r.http, false},
 	} {
+		if !full {
+			break
+		}
 		for _, tk := range []targetKind{targetSmall, targetLarge} {
 			for _, c := range o.concurrency {
 				size := small
@@ -118,6 +123,18 @@ func (b *bench) print(w io.Writer) {
 		t.row("Revocation propagation", fmt.Sprintf("N=%d sidecars", r.revocationErrAtN), "not yet: "+escape(firstLine(r.revocationErr)), "—", "—", "—")
 	}
 
+	if full {
+		b.printSingle(t)
+	}
+	b.printCluster(t)
+	t.write(w)
+	fmt.Fprintf(w, "\nRun time %v. Sidecars log at the shipped level (info): each denied request (10 %% of the load) writes one JSON log line, included in the figures.\n", time.Since(b.began).Round(time.Second))
+}
+
+// printSingle adds the rows of cold start, restart, memory and the admin.
+func (b *bench) printSingle(t *table) {
+	o, r := b.opts, &b.res
+	small, large := fmt.Sprintf("%s keys", count(o.keysSmall)), fmt.Sprintf("%s keys", count(o.keysLarge))
 	// Cold start and restart.
 	if r.cold > 0 {
 		t.row("Cold start", "new sidecar, empty data dir, exec → /readyz 200", fmt.Sprintf("%s: %s", large, secs(r.cold)),
@@ -179,8 +196,68 @@ func (b *bench) print(w io.Writer) {
 		t.row("Admin key list", setup, fmt.Sprintf("p50 %s · p99 %s · max %s", ms(r.list.Quantile(0.5)), ms(r.list.Quantile(0.99)), ms(r.list.Max())),
 			base, ratio, verdict(r.list.Quantile(0.99) < targetListP99, "p99 < 20 ms"))
 	}
-	t.write(w)
-	fmt.Fprintf(w, "\nRun time %v. Sidecars log at the shipped level (info): each denied request (10 %% of the load) writes one JSON log line, included in the figures.\n", time.Since(b.began).Round(time.Second))
+}
+
+// printCluster adds the admin-cluster rows, each beside the single
+// admin's figure of the same run.
+func (b *bench) printCluster(t *table) {
+	o, r := b.opts, &b.res.ha
+	name := fmt.Sprintf("Admin cluster (%d voters)", haNodes)
+	// Creations.
+	setup := fmt.Sprintf("key creations: %d operator clients POST /api/v1/api-keys, client i on voter i mod %d, empty stores; each 201 after a quorum fsynced the entry", o.admins, haNodes)
+	perSec := func(l loadResult) float64 {
+		return float64(l.Requests-l.Unexpected-l.Errors) / l.Window.Seconds()
+	}
+	cell := func(l loadResult) string {
+		return fmt.Sprintf("%s creations/s · p50 %s · p99 %s", count(int(perSec(l))), ms(l.Hist.Quantile(0.5)), ms(l.Hist.Quantile(0.99))) + problems(l)
+	}
+	if r.creationsErr != nil || r.creations.Window == 0 {
+		t.row(name, setup, notMeasured(r.creationsErr), "—", "—", "—")
+	} else {
+		base, ratio := "one admin: not measured", "—"
+		if r.creationsBase.Window > 0 {
+			base = "one admin, empty store, the same clients, interleaved: " + cell(r.creationsBase)
+			ratio = fmt.Sprintf("%.2f× one admin", perSec(r.creations)/max(perSec(r.creationsBase), 1))
+		}
+		t.row(name, setup, cell(r.creations), base, ratio, verdict(perSec(r.creations) >= targetCreations, fmt.Sprintf("≥ %s/s", count(int(targetCreations)))))
+	}
+	// Revocation propagation.
+	n := o.sidecars[len(o.sidecars)-1]
+	setup = fmt.Sprintf("revocation propagation: N=%d sidecars, sidecar i following voter i mod %d, a store of %s keys created through the cluster; %d revoked one at a time, each DELETE on the next voter", n, haNodes, count(o.keysSmall), o.revocations)
+	if r.revocation.Samples == nil {
+		t.row(name, setup, notMeasured(r.revocationErr), "—", "—", "—")
+	} else {
+		rr := r.revocation
+		if rr.Probed < n {
+			setup += fmt.Sprintf("; %d of %d polled per revocation, drawn at random (the load of all %d would be mostly the scheduler's, see the single admin's rows)", rr.Probed, n, n)
+		}
+		setup += fmt.Sprintf("; sidecars' VmRSS %s in all", mib(r.revocationRSS))
+		base, ratio := "one admin, the same series: not measured", "—"
+		for _, s := range b.res.revocations {
+			if s.Sidecars == n && s.Probed == rr.Probed && s.Samples != nil {
+				base = fmt.Sprintf("one admin, %d sidecars, %d polled: p50 %s · p99 %s", n, s.Probed, ms(s.Samples.Quantile(0.5)), ms(s.Samples.Quantile(0.99)))
+				ratio = fmt.Sprintf("%.1f× p99", ratioDur(rr.Samples.Quantile(0.99), s.Samples.Quantile(0.99)))
+			}
+		}
+		base += fmt.Sprintf("; one polling Check round trip here: p50 %s, p99 %s", ms(rr.Probe.Quantile(0.5)), ms(rr.Probe.Quantile(0.99)))
+		target := "—"
+		if n >= targetRevokeN {
+			target = verdict(rr.Samples.Quantile(0.99) < targetRevokeP99 && rr.Timeouts == 0, fmt.Sprintf("p99 < %v at %d sidecars", targetRevokeP99, targetRevokeN))
+		}
+		t.row(name, setup, revocationCell(rr), base, ratio, target)
+	}
+	// Leader failover.
+	setup = "leader SIGKILL (raft's default timeouts: heartbeat and election 1 s) → first 201 of a key created through a surviving voter, tried every 10 ms"
+	if r.failover == 0 {
+		t.row(name, setup, notMeasured(r.failoverErr), "—", "—", "—")
+	} else {
+		base, ratio := "one admin: not measured", "—"
+		if r.failoverBase > 0 {
+			base = fmt.Sprintf("one admin SIGKILLed and started again at once on its data dir → first 201: %s", secs(r.failoverBase))
+			ratio = fmt.Sprintf("%.1f×", ratioDur(r.failover, r.failoverBase))
+		}
+		t.row(name, setup, secs(r.failover), base, ratio, verdict(r.failover < targetFailover, fmt.Sprintf("< %v", targetFailover)))
+	}
 }
 
 // table is a markdown table.

@@ -30,7 +30,8 @@ type revocationResult struct {
 	Unhealthy string // set when not every sidecar could be started
 }
 
-// measureRevocations revokes keys one at a time on the admin and, from the
+// measureRevocations revokes keys one at a time, each on the next of admins
+// (the members of one cluster) in turn, and, from the
 // moment the DELETE's 200 arrives (t0), polls every sidecar's gRPC Check
 // with the revoked key in a tight loop until it answers UNAUTHENTICATED;
 // each sidecar's first denial gives one sample t - t0. The next key is
@@ -44,7 +45,7 @@ type revocationResult struct {
 // scheduler's round over 100 busy processes (the polling round trip alone
 // is p99 ~140 ms) becomes most of what is measured. With poll > 0 each
 // poller pauses that long between polls instead of spinning.
-func measureRevocations(ctx context.Context, admin *adminClient, sidecars []*childproc.Proc, keys []string, ids []string, probe int, poll time.Duration) (revocationResult, error) {
+func measureRevocations(ctx context.Context, admins []*adminClient, sidecars []*childproc.Proc, keys []string, ids []string, probe int, poll time.Duration) (revocationResult, error) {
 	res := revocationResult{Sidecars: len(sidecars), Probed: len(sidecars), Samples: NewHistogram(), Probe: NewHistogram()}
 	if probe > 0 && probe < len(sidecars) {
 		res.Probed = probe
@@ -81,7 +82,7 @@ func measureRevocations(ctx context.Context, admin *adminClient, sidecars []*chi
 				return res, fmt.Errorf("%s before revocation %d: %w", sidecars[i].Name, k, err)
 			}
 		}
-		code, body, err := admin.do(ctx, http.MethodDelete, "/api/v1/api-keys/"+ids[k], nil)
+		code, body, err := admins[k%len(admins)].do(ctx, http.MethodDelete, "/api/v1/api-keys/"+ids[k], nil)
 		t0 := time.Now()
 		if err != nil {
 			return res, fmt.Errorf("revoke: %w", err)

@@ -202,6 +202,11 @@ func (c *churner) create(ctx context.Context) {
 		limit = &keystore.RateLimit{Limit: int64(1 + c.rng.IntN(3)), Duration: time.Second}
 		body["rateLimit"] = map[string]any{"limit": limit.Limit, "duration": "1s"}
 	}
+	var quota *quotaPool
+	if limit == nil && c.rng.IntN(4) == 0 { // small enough for the load to spend it
+		quota = newQuotaPool(int64(20 + c.rng.IntN(60)))
+		body["usageLimit"] = quota.limit
+	}
 	var expAt time.Time
 	if c.rng.IntN(10) == 0 {
 		expAt = time.Now().Add(time.Duration(3000+c.rng.IntN(5000)) * time.Millisecond).Truncate(time.Millisecond)
@@ -218,7 +223,7 @@ func (c *churner) create(ctx context.Context) {
 		c.problem(err != nil || code >= 500 || code/100 == 2, "create", code, err, data)
 		return
 	}
-	k := &key{n: n, id: out.ID, raw: out.Key, scopes: scopes, owner: owner, expiring: !expAt.IsZero(), limit: limit,
+	k := &key{n: n, id: out.ID, raw: out.Key, scopes: scopes, owner: owner, expiring: !expAt.IsZero(), limit: limit, quota: quota,
 		events: []keyEvent{{kind: evCreate, send: send, ack: ack, expAt: expAt}}}
 	c.o.mu.Lock()
 	c.o.keys = append(c.o.keys, k)
@@ -318,7 +323,7 @@ func (c *churner) rotate(ctx context.Context, grace time.Duration) {
 		return
 	}
 	c.acked(old, i, ack)
-	k := &key{n: n, id: out.ID, raw: out.Key, scopes: old.scopes, owner: old.owner, limit: old.limit, // rotation keeps the limit
+	k := &key{n: n, id: out.ID, raw: out.Key, scopes: old.scopes, owner: old.owner, limit: old.limit, quota: old.quota.join(), // rotation keeps the limit and shares the quota
 		events: []keyEvent{{kind: evCreate, send: send, ack: ack}}}
 	c.o.mu.Lock()
 	c.o.keys = append(c.o.keys, k)

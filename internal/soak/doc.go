@@ -19,9 +19,12 @@
 //     lacks the scope (403 / PERMISSION_DENIED); an invalid one is a 401 /
 //     UNAUTHENTICATED.
 //   - Churn: one driver, every -churn-interval, creates keys (some owned by
-//     a user, some with a short expiresAt), rotates them (gracePeriod "0s",
-//     or a short grace), revokes them, and disables and re-enables users,
-//     through the admin API with the operator token.
+//     a user, some with a short expiresAt, one in five with a rate limit of
+//     1 to 3 per second, a quarter of the others with a quota of 20 to 79
+//     requests), rotates them (gracePeriod "0s", or a short grace), revokes
+//     them, and disables and re-enables users, through the admin API with
+//     the operator token. The sidecars run with -quota-allowance (default
+//     5), so that quotas are spent and their bound is tight.
 //   - Oracle: every admin change is recorded with the time its request was
 //     sent and the time its response arrived (t_ack). A request that started
 //     at or after t_ack + -bound must see the change; a request that finished
@@ -32,7 +35,12 @@
 //     revision order is the order the oracle records. Each answer is
 //     correct, wrong (a decision no admissible state explains: must be 0) or
 //     an error (transport error, gRPC error, HTTP 5xx). A 200 / OK must also
-//     name the key's id in x-auth-key-id.
+//     name the key's id in x-auth-key-id. A 429 is admissible exactly when
+//     the key's bucket on that sidecar may be empty (limits.go) or, for a
+//     quota'd key, when its rotation's allowed checks reach the quota or
+//     that sidecar allowed its allowance; an allow of a quota'd key is
+//     wrong past the quota plus sidecars × allowance per key of the
+//     rotation, the documented bound (quota.go).
 //   - Sampler: every 5 s, /metrics of each process (go_goroutines,
 //     process_resident_memory_bytes; the admin's on its admin port, the
 //     sidecars' on their HTTP port), the admin's extauthz_store_revision and

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,12 +40,13 @@ const (
 	outDeny401                // 401 / UNAUTHENTICATED
 	outDeny403                // 403 / PERMISSION_DENIED
 	outLimited                // 429 / RESOURCE_EXHAUSTED: the key's rate limit
+	outQuota                  // 429 / RESOURCE_EXHAUSTED naming the "quota" policy: the key's quota
 	outOther                  // any other decision (always a wrong one)
 	outError                  // transport error, gRPC error, HTTP 5xx
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"allow", "401", "403", "429", "other", "error"}
+var outcomeNames = [numOutcomes]string{"allow", "401", "403", "429", "429 quota", "other", "error"}
 
 // class is the verdict on one answer.
 type class uint8
@@ -151,6 +153,10 @@ func (l *loader) one(ctx context.Context, rng *rand.Rand) {
 
 	s := time.Now()
 	tk := l.o.takes.begin(t.name, k, s)
+	var quotaBefore int64
+	if k != nil && k.quota != nil {
+		quotaBefore = k.quota.allowedNow()
+	}
 	var out outcome
 	var keyID, detail string
 	if fe == feHTTP {
@@ -167,9 +173,14 @@ func (l *loader) one(ctx context.Context, rng *rand.Rand) {
 	var want []outcome
 	if canValid {
 		if k.grants(rt.scope) {
-			canAllow, canLimit := true, false
+			canAllow, canLimit, canQuota := true, false, false
 			if tk != nil {
 				canAllow, canLimit = l.o.takes.verdict(t.name, k, tk, e)
+			}
+			if k.quota != nil {
+				var quotaAllows bool
+				quotaAllows, canQuota = k.quota.verdict(t.name, quotaBefore, l.o.sidecars, l.o.quotaAllowance)
+				canAllow = canAllow && quotaAllows
 			}
 			if canAllow {
 				want = append(want, outAllow)
@@ -177,12 +188,18 @@ func (l *loader) one(ctx context.Context, rng *rand.Rand) {
 			if canLimit {
 				want = append(want, outLimited)
 			}
+			if canQuota {
+				want = append(want, outQuota)
+			}
 		} else {
 			want = append(want, outDeny403)
 		}
 	}
 	if canInvalid {
 		want = append(want, outDeny401)
+	}
+	if k != nil && k.quota != nil {
+		k.quota.finish(t.name, out == outAllow, out == outError)
 	}
 	switch out {
 	case outAllow:
@@ -283,6 +300,8 @@ func (l *loader) forwardAuth(ctx context.Context, t *target, rt route, raw strin
 		return outDeny401, "", ""
 	case c == http.StatusForbidden:
 		return outDeny403, "", ""
+	case c == http.StatusTooManyRequests && strings.HasPrefix(resp.Header.Get("RateLimit-Policy"), `"quota"`):
+		return outQuota, "", ""
 	case c == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "":
 		return outLimited, "", ""
 	case c >= 500:
@@ -341,6 +360,11 @@ func (l *loader) check(ctx context.Context, t *target, rt route, raw string, bea
 	case code == 7 && denied == http.StatusForbidden:
 		return outDeny403, "", ""
 	case code == 8 && denied == http.StatusTooManyRequests:
+		for _, h := range resp.GetDeniedResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == "ratelimit-policy" && strings.HasPrefix(h.GetHeader().GetValue(), `"quota"`) {
+				return outQuota, "", ""
+			}
+		}
 		return outLimited, "", ""
 	default:
 		return outOther, "", fmt.Sprintf("status %d, denied_response %d", code, denied)

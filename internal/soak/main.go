@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ type config struct {
 	duration           time.Duration
 	quick              bool
 	sidecars           int
+	quotaAllowance     int64
 	workers            int
 	rate               float64
 	churnInterval      time.Duration
@@ -46,6 +48,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 10*time.Minute, "how long load and churn run")
 	flag.BoolVar(&c.quick, "quick", false, "a 20 s smoke run (overrides -duration; -warmup defaults to 0.5)")
 	flag.IntVar(&c.sidecars, "sidecars", 2, "number of extauthz sidecar processes")
+	flag.Int64Var(&c.quotaAllowance, "quota-allowance", 5, "the sidecars' --quota-allowance: small, so that the quota's bound is tight")
 	flag.IntVar(&c.workers, "workers", 8, "concurrent load workers")
 	flag.Float64Var(&c.rate, "rate", 1500, "total checks per second (paced, not closed-loop)")
 	flag.DurationVar(&c.churnInterval, "churn-interval", 300*time.Millisecond, "time between admin changes")
@@ -69,8 +72,8 @@ func main() {
 			c.warmup = 0.5 // 4 s would still be the processes' own warm-up
 		}
 	}
-	if c.rate <= 0 || c.workers <= 0 || c.sidecars <= 0 || c.users <= 0 || c.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "soak: -rate, -workers, -sidecars, -users and -duration must be positive")
+	if c.rate <= 0 || c.workers <= 0 || c.sidecars <= 0 || c.quotaAllowance <= 0 || c.users <= 0 || c.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "soak: -rate, -workers, -sidecars, -quota-allowance, -users and -duration must be positive")
 		os.Exit(2)
 	}
 	os.Exit(run(c))
@@ -166,7 +169,8 @@ func (r *runner) setup(ctx context.Context) error {
 		p, err := childproc.Start(ctx, name, bin, []string{"sidecar",
 			"--admin-url", r.admin.URL("admin"), "--replication-token-file", replTok, "--policy", policy,
 			"--data-dir", filepath.Join(r.dir, name), "--node", name,
-			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, jsonLogs)
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+			"--quota-allowance", strconv.FormatInt(c.quotaAllowance, 10)}, jsonLogs)
 		if p != nil {
 			r.procs = append(r.procs, p)
 		}
@@ -196,6 +200,7 @@ func (r *runner) setup(ctx context.Context) error {
 			dbPath: filepath.Join(r.dir, p.Name, "replica.db")})
 	}
 	r.o = newOracle(c.bound, c.expirySlack, r.t0, c.users)
+	r.o.sidecars, r.o.quotaAllowance = int64(c.sidecars), c.quotaAllowance
 	r.churn = &churner{o: r.o, adminURL: r.admin.URL("admin"), token: r.token, client: r.client,
 		rng: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1)), targetLive: c.liveKeys}
 	r.load = &loader{o: r.o, targets: r.targets, st: &stats{}, timeout: c.timeout,

@@ -199,6 +199,7 @@ type key struct {
 	owner  *user
 	events []keyEvent
 	limit  *keystore.RateLimit // the key's rate limit, set at creation; nil: none
+	quota  *quotaPool          // the key's quota, set at creation, shared by its rotations; nil: none
 
 	// latest intent
 	revoked  bool
@@ -233,6 +234,9 @@ type oracle struct {
 	unknown []string
 
 	takes takes // the checks of limited keys, per sidecar
+
+	// sidecars and quotaAllowance bound a quota's overshoot (quotaPool).
+	sidecars, quotaAllowance int64
 }
 
 func newOracle(bound, slack time.Duration, t0 time.Time, users int) *oracle {
@@ -334,6 +338,9 @@ func (o *oracle) history(k *key) string {
 	fmt.Fprintf(&b, "key #%d id=%s prefix=%s scopes=%v", k.n, k.id, k.raw[:8], k.scopes)
 	if k.limit != nil {
 		fmt.Fprintf(&b, " rate limit %s", k.limit)
+	}
+	if k.quota != nil {
+		fmt.Fprintf(&b, " quota %d (%d allowed so far)", k.quota.limit, k.quota.allowedNow())
 	}
 	for _, ev := range k.events {
 		switch ev.kind {

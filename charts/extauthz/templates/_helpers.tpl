@@ -16,6 +16,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* The sidecars' --admin-url: the admin Service, or with several admins the headless Service of their ready members, each followed in turn (docs/replication.md). */}}
+{{- define "extauthz.adminURL" -}}
+{{- if gt (int .Values.admin.replicas) 1 -}}
+http://{{ include "extauthz.fullname" . }}-admin-members:8181
+{{- else -}}
+http://{{ include "extauthz.fullname" . }}-admin:8181
+{{- end -}}
+{{- end -}}
+
 {{- define "extauthz.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
@@ -52,7 +61,7 @@ seccompProfile:
   {{- end }}
   args:
     - sidecar
-    - --admin-url=http://{{ include "extauthz.fullname" $ }}-admin:8181
+    - --admin-url={{ include "extauthz.adminURL" $ }}
     - --data-dir=/var/lib/extauthz
     - --policy=/etc/extauthz/policy/policy.yaml
     - --replication-token-file=/etc/extauthz/secrets/replication-token

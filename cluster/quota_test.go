@@ -1,0 +1,67 @@
+package cluster
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/keystore"
+)
+
+// TestQuotaUsesThroughRaft: a quota set and its uses reported through
+// raft, concurrently, leave the same remaining count (the sum subtracted
+// exactly once) on every member, down to exhaustion, and a refill
+// replicates the same way.
+func TestQuotaUsesThroughRaft(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 3, nil)
+	_, k := newKey(t, "q-1", "u1")
+	write(t, nodes, func(w *Writer) error { return w.CreateKey(k, "op") })
+	limit := int64(1000)
+	write(t, nodes, func(w *Writer) error { _, err := w.SetKeyQuota(k.ID, &limit, "op"); return err })
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 10 {
+				for attempt := 0; ; attempt++ {
+					l := leader(t, nodes)
+					err := (&Writer{Node: l.node}).RecordUsage([]keystore.Usage{{KeyID: k.ID, LastUsedAt: time.Now(), Count: 7}})
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, ErrNotLeader) || attempt > 50 {
+						t.Error(err)
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sameState(t, nodes)
+	for _, tn := range nodes {
+		got, err := tn.store.GetKey(k.ID)
+		if err != nil || got.Quota == nil || got.Quota.Remaining != 1000-8*10*7 || got.UseCount != 8*10*7 {
+			t.Fatalf("%s: %+v, %v; want 440 remaining after 560 uses", tn.id, got, err)
+		}
+	}
+	write(t, nodes, func(w *Writer) error {
+		return w.RecordUsage([]keystore.Usage{{KeyID: k.ID, LastUsedAt: time.Now(), Count: 1 << 62}})
+	})
+	sameState(t, nodes)
+	for _, tn := range nodes {
+		if got, _ := tn.store.GetKey(k.ID); got.Quota == nil || !got.Quota.Exhausted() {
+			t.Fatalf("%s: quota not exhausted: %+v", tn.id, got.Quota)
+		}
+	}
+	write(t, nodes, func(w *Writer) error { _, err := w.SetKeyQuota(k.ID, &limit, "op"); return err })
+	sameState(t, nodes)
+	for _, tn := range nodes {
+		if got, _ := tn.store.GetKey(k.ID); got.Quota == nil || got.Quota.Remaining != limit {
+			t.Fatalf("%s: refill did not replicate: %+v", tn.id, got.Quota)
+		}
+	}
+}
