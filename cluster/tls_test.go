@@ -1,18 +1,18 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/extauthz/extauthz/internal/testpki"
 )
 
 // dialOnly is a raft stream layer that dials with a given TLS client
@@ -87,36 +87,6 @@ func TestLoadTLSRequiresAllThreeFiles(t *testing.T) {
 	}
 }
 
-// writeMember writes the certificate and key of a member configuration
-// (testCA.member) as PEM files and returns their paths.
-func writeMember(t *testing.T, dir, name string, cfg *tls.Config) (certFile, keyFile string) {
-	t.Helper()
-	kb, err := x509.MarshalECPrivateKey(cfg.Certificates[0].PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	writePEM(t, certFile, pem.Block{Type: "CERTIFICATE", Bytes: cfg.Certificates[0].Certificate[0]})
-	writePEM(t, keyFile, pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, file string, blocks ...pem.Block) {
-	t.Helper()
-	var b []byte
-	for _, bl := range blocks {
-		b = append(b, pem.EncodeToMemory(&bl)...)
-	}
-	// A rotation replaces the file, as a Secret volume's update does.
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // serveHandshakes accepts TLS connections with cfg until the test ends,
 // writing one byte on each after its handshake; it returns the address.
 func serveHandshakes(t *testing.T, cfg *tls.Config) string {
@@ -144,15 +114,26 @@ func serveHandshakes(t *testing.T, cfg *tls.Config) string {
 // the CA file as it is now, and the peer's name too.
 func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
 	dir := t.TempDir()
-	caA, caB := newTestCA(t), newTestCA(t)
-	caFile := filepath.Join(dir, "ca.pem")
-	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caA.cert.Raw})
-	certFile, keyFile := writeMember(t, dir, "member", caA.member(t, "member"))
+	caA, caB := testpki.NewCA(t, "raft CA A"), testpki.NewCA(t, "raft CA B")
+	caFile := caA.WriteCA(t, dir, "ca.crt")
+	certFile, keyFile := caA.WritePeerPair(t, dir, "member", "127.0.0.1")
 	cfg, err := LoadTLS(certFile, keyFile, caFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := serveHandshakes(t, cfg)
+	// peer is a would-be member with a certificate from ca, trusting
+	// both CAs.
+	peer := func(ca *testpki.CA) *tls.Config {
+		pair, err := tls.X509KeyPair(ca.IssuePeer(t, "127.0.0.1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(caA.Cert)
+		roots.AddCert(caB.Cert)
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, RootCAs: roots}
+	}
 	// dial completes a handshake and reads the server's first byte (a
 	// refused client certificate fails there under TLS 1.3); it returns
 	// the server's certificate.
@@ -168,38 +149,37 @@ func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
 		}
 		return c.ConnectionState().PeerCertificates[0], nil
 	}
-	peerB := caB.member(t, "peer")
-	peerB.RootCAs = x509.NewCertPool()
-	peerB.RootCAs.AddCert(caA.cert)
-	peerB.RootCAs.AddCert(caB.cert)
-	if _, err := dial(addr, peerB); err == nil {
+	rewrite := func(file string, pems ...[]byte) {
+		if err := os.WriteFile(file, bytes.Join(pems, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dial(addr, peer(caB)); err == nil {
 		t.Fatal("a peer with a certificate from a CA not (yet) in the CA file was answered")
 	}
-	if _, err := dial(addr, caA.member(t, "peer")); err != nil {
+	if _, err := dial(addr, peer(caA)); err != nil {
 		t.Fatalf("a peer from the CA: %v", err)
 	}
 
 	// Rotation: a bundle of both CAs, and a certificate from the new one.
-	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caA.cert.Raw}, pem.Block{Type: "CERTIFICATE", Bytes: caB.cert.Raw})
-	writeMember(t, dir, "member", caB.member(t, "member"))
-	presented, err := dial(addr, peerB)
+	rewrite(caFile, caA.PEM, caB.PEM)
+	caB.WritePeerPair(t, dir, "member", "127.0.0.1")
+	presented, err := dial(addr, peer(caB))
 	if err != nil {
 		t.Fatalf("a peer from the new CA after the rotation: %v", err)
 	}
-	if err := presented.CheckSignatureFrom(caB.cert); err != nil {
+	if err := presented.CheckSignatureFrom(caB.Cert); err != nil {
 		t.Fatalf("the member still presents its old certificate after the rotation: %v", err)
 	}
 
 	// Dialling with cfg: the server's chain is verified against the CA
 	// file's current content, and its name against the address.
-	other := newTestCA(t)
-	srvCfg := other.member(t, "server")
-	srvCfg.ClientAuth, srvCfg.ClientCAs = tls.NoClientCert, nil
-	srv := serveHandshakes(t, srvCfg)
+	other := testpki.NewCA(t, "another CA")
+	srv := serveHandshakes(t, peer(other))
 	if _, err := dial(srv, cfg); err == nil {
 		t.Fatal("dialled a server whose certificate is from a CA not in the CA file")
 	}
-	writePEM(t, caFile, pem.Block{Type: "CERTIFICATE", Bytes: caB.cert.Raw}, pem.Block{Type: "CERTIFICATE", Bytes: other.cert.Raw})
+	rewrite(caFile, caB.PEM, other.PEM)
 	if _, err := dial(srv, cfg); err != nil {
 		t.Fatalf("dialling a server from a CA added to the CA file: %v", err)
 	}
