@@ -53,6 +53,7 @@ var wireErrors = map[string]error{
 	"not_found":      keystore.ErrNotFound,
 	"duplicate_hash": keystore.ErrDuplicateHash,
 	"quota_shared":   keystore.ErrQuotaShared,
+	"quota_raise":    keystore.ErrQuotaRaise,
 }
 
 func errorToWire(err error, w *wireResult) {

@@ -117,6 +117,10 @@ func apply(st *keystore.Store, c *Command) *Result {
 	case OpSetRateLimit:
 		r.Key, r.Err = st.SetKeyRateLimit(c.ID, c.RateLimit, c.Actor)
 	case OpSetQuota:
+		if c.LowerOnly {
+			r.Key, r.Err = st.LowerKeyQuota(c.ID, c.UsageLimit, c.Actor)
+			break
+		}
 		r.Key, r.Err = st.SetKeyQuota(c.ID, c.UsageLimit, c.Actor)
 	case OpSetUserActive:
 		r.User, r.Err = st.SetUserActive(c.ID, c.Active, c.Actor)
