@@ -104,6 +104,8 @@ func TestUsageAckCarriesTheRevision(t *testing.T) {
 	})
 	stop := run(t, f)
 	defer stop()
+	// A replica of the admin's store (a sidecar allows nothing before).
+	waitFor(t, "the replica holds the admin's store", func() bool { return f.StoreID() == admin.StoreID() })
 	batch := []keystore.Usage{{KeyID: k.key.ID, LastUsedAt: time.Now().Add(-time.Minute), Count: 7}}
 	if retry, err := f.SendUsage(t.Context(), batch); err != nil || len(retry) > 0 {
 		t.Fatalf("SendUsage: %v, %d to retry", err, len(retry))
@@ -114,5 +116,39 @@ func TestUsageAckCarriesTheRevision(t *testing.T) {
 	waitFor(t, "the replica reaches the acknowledged revision", func() bool { return f.Revision() >= ackRev })
 	if res := lookup(t, f, k); res.Key.Quota == nil || res.Key.Quota.Remaining != 93 {
 		t.Fatalf("replica's quota %+v, want 93 remaining", res.Key.Quota)
+	}
+}
+
+// TestUsageAckOfAnotherStoreIsNotAcknowledged: a usage report accepted by
+// an admin of another store (the sidecar's replica is of one store, the
+// member that took the report holds another history) is not handed to
+// UsageAcked: that store's revision, at or below the replica's, would
+// give the sidecar its quota allowance back with nothing subtracted from
+// the counts it reads.
+func TestUsageAckOfAnotherStoreIsNotAcknowledged(t *testing.T) {
+	followed := newAdminStore(t)
+	k := createKey(t, followed, func(k *keystore.Key) { k.Quota = &keystore.Quota{Limit: 100, Remaining: 100} })
+	createKey(t, followed, nil)
+	other := newAdminStore(t)
+	mux := http.NewServeMux()
+	mux.Handle("/", newServer(t, followed))
+	mux.Handle(PathUsage, newServer(t, other))
+	fr := newFront(t, mux)
+	acked := false
+	f, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+		o.UsageAcked = func([]keystore.Usage, uint64) { acked = true }
+	})
+	stop := run(t, f)
+	defer stop()
+	waitFor(t, "the replica holds the followed store", func() bool { return f.Revision() == followed.Revision() })
+	if other.Revision() > f.Revision() || other.StoreID() == f.StoreID() {
+		t.Fatalf("setup: other store %s at %d, replica of %s at %d", other.StoreID(), other.Revision(), f.StoreID(), f.Revision())
+	}
+	batch := []keystore.Usage{{KeyID: k.key.ID, LastUsedAt: time.Now().Add(-time.Minute), Count: 7}}
+	if retry, err := f.SendUsage(t.Context(), batch); err != nil || len(retry) > 0 {
+		t.Fatalf("SendUsage: %v, %d to retry", err, len(retry))
+	}
+	if acked {
+		t.Fatal("another store's acknowledgement was handed to UsageAcked")
 	}
 }
