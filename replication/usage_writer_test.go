@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,5 +151,36 @@ func TestUsageAckOfAnotherStoreIsNotAcknowledged(t *testing.T) {
 	}
 	if acked {
 		t.Fatal("another store's acknowledgement was handed to UsageAcked")
+	}
+}
+
+// TestNewHistoryAfterASnapshotOfAnotherStore: NewHistory is called once
+// the replica is replaced by a snapshot of another store (a restored
+// admin), at a revision below the replica's, and not for the first
+// snapshot or a resumed watch.
+func TestNewHistoryAfterASnapshotOfAnotherStore(t *testing.T) {
+	adminA := newAdminStore(t)
+	for range 3 {
+		createKey(t, adminA, nil)
+	}
+	fr := newFront(t, newServer(t, adminA))
+	var calls atomic.Int32
+	f, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+		o.NewHistory = func() { calls.Add(1) }
+	})
+	stop := run(t, f)
+	defer stop()
+	caughtUp(t, f, adminA)
+	createKey(t, adminA, nil)
+	caughtUp(t, f, adminA)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("NewHistory called %d times while following one store", n)
+	}
+	adminB := newAdminStore(t)
+	createKey(t, adminB, nil)
+	fr.set(newServer(t, adminB))
+	caughtUp(t, f, adminB)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("NewHistory called %d times for the other store, want once", n)
 	}
 }
