@@ -275,6 +275,9 @@ func (n *Node) waitApplied(idx uint64) error {
 // or log reached its store, and must not serve sidecars its empty store
 // meanwhile.
 func (n *Node) CaughtUp() error {
+	if err := n.fsm.haltErr(); err != nil {
+		return err
+	}
 	idx, err := n.readIndex()
 	if err != nil {
 		return err
