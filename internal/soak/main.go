@@ -380,10 +380,10 @@ func (r *runner) soak(ctx context.Context) int {
 			rssBad = append(rssBad, msg)
 		}
 	}
-	fmt.Printf("  per 1,000 changes, mean of the first and last %d samples after the baseline (anonymous RSS / Go heap goal / bbolt file, KiB):", smoothSamples)
+	fmt.Printf("  per 1,000 changes, mean of the first and last %d samples after the baseline (RSS anon / file, Go heap goal, bbolt file; KiB):", smoothSamples)
 	for _, s := range r.series {
 		if g, ok := s.growthPer1000(from); ok {
-			fmt.Printf(" %s %+.0f / %+.0f / %+.0f;", s.name, g.anon, g.heapGoal, g.dbSize)
+			fmt.Printf(" %s %+.0f/%+.0f, %+.0f, %+.0f;", s.name, g.anon, g.file, g.heapGoal, g.dbSize)
 		}
 	}
 	fmt.Println()

@@ -147,7 +147,7 @@ const smoothSamples = 12
 
 // growth is how much a process's memory grew per 1,000 changes (store
 // revisions), in KiB.
-type growth struct{ anon, heapGoal, dbSize float64 }
+type growth struct{ anon, file, heapGoal, dbSize float64 }
 
 // growthPer1000 compares the mean of the first smoothSamples good samples at
 // or after from with the mean of the last smoothSamples, per 1,000
@@ -166,12 +166,13 @@ func (s *series) growthPer1000(from time.Duration) (growth, bool) {
 	mean := func(part []sample) (g growth, rev float64) {
 		for _, x := range part {
 			g.anon += float64(x.anon)
+			g.file += float64(x.file)
 			g.heapGoal += x.heapGoal
 			g.dbSize += float64(x.dbSize)
 			rev += x.revision
 		}
 		n := float64(len(part))
-		return growth{g.anon / n, g.heapGoal / n, g.dbSize / n}, rev / n
+		return growth{g.anon / n, g.file / n, g.heapGoal / n, g.dbSize / n}, rev / n
 	}
 	a, revA := mean(xs[:smoothSamples])
 	b, revB := mean(xs[len(xs)-smoothSamples:])
@@ -179,7 +180,7 @@ func (s *series) growthPer1000(from time.Duration) (growth, bool) {
 		return growth{}, false
 	}
 	k := (revB - revA) / 1000 * 1024
-	return growth{(b.anon - a.anon) / k, (b.heapGoal - a.heapGoal) / k, (b.dbSize - a.dbSize) / k}, true
+	return growth{(b.anon - a.anon) / k, (b.file - a.file) / k, (b.heapGoal - a.heapGoal) / k, (b.dbSize - a.dbSize) / k}, true
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
