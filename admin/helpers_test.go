@@ -76,6 +76,9 @@ type envConfig struct {
 	start        time.Time
 	// rate limits; zero: none
 	principalRate, operatorRate, publicCreateRate Rate
+	// wrapWriter, when set, wraps the writer the server is given; usage
+	// records uses as the store's RecordUsage does.
+	wrapWriter func(w Writer, usage func([]keystore.Usage) error) Writer
 }
 
 // onCluster runs the suite against a follower of a three-member admin
@@ -143,6 +146,9 @@ func newEnv(t testing.TB, cfg envConfig) *testEnv {
 		t.Cleanup(func() { st.Close() })
 		leader, served, writer, usage = st, st, st, st.RecordUsage
 		serve = func(h http.Handler) http.Handler { return h }
+	}
+	if cfg.wrapWriter != nil {
+		writer = cfg.wrapWriter(writer, usage)
 	}
 	pol := mustPolicy(t, cfg.policy)
 	logs := &keystoretest.LogBuffer{}

@@ -29,7 +29,7 @@ func TestNexgentUsageLimit(t *testing.T) {
 	if q := usageLimitOf(t, created["usageLimit"]); q["limit"] != 1000.0 || q["remaining"] != 1000.0 {
 		t.Fatalf("create answered usageLimit %v", created["usageLimit"])
 	}
-	if err := e.store.RecordUsage([]keystore.Usage{{KeyID: id, Count: 588}}); err != nil {
+	if err := e.usage([]keystore.Usage{{KeyID: id, Count: 588}}); err != nil {
 		t.Fatal(err)
 	}
 	got := e.expect(e.request("GET", "/api/v1/api-keys/"+id, jwt, ""), 200, "get").object(t)
@@ -137,4 +137,54 @@ func TestUsageLimitRefused(t *testing.T) {
 		t.Fatalf("NexGraph list does not show the usage limit: %v", list)
 	}
 	g.expect(g.request("PATCH", "/api/v1/projects/"+pid+"/api-keys/"+kid, testAdminToken, `{"usage_limit":null}`), 200, "operator removes")
+}
+
+// usesBeforeQuota is a Writer that records uses of a key just before each
+// change of its quota: a usage report applied between the API's read of
+// the key and its write.
+type usesBeforeQuota struct {
+	Writer
+	usage func([]keystore.Usage) error
+	n     uint64
+}
+
+func (w usesBeforeQuota) report(id string) {
+	if err := w.usage([]keystore.Usage{{KeyID: id, Count: w.n}}); err != nil {
+		panic(err)
+	}
+}
+
+func (w usesBeforeQuota) SetKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error) {
+	w.report(id)
+	return w.Writer.SetKeyQuota(id, limit, actor)
+}
+
+func (w usesBeforeQuota) LowerKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error) {
+	w.report(id)
+	return w.Writer.LowerKeyQuota(id, limit, actor)
+}
+
+// TestHolderCannotRefillQuotaInARace: a holder "lowers" the quota to the
+// remaining count it read, while uses reported meanwhile bring the count
+// below it. The check is made again as the write is applied: the holder
+// gets the 403, and the uses stay subtracted (setting the limit it read
+// would have given them back, a refill in the holder's hands).
+func TestHolderCannotRefillQuotaInARace(t *testing.T) {
+	e := newEnv(t, envConfig{wrapWriter: func(w Writer, usage func([]keystore.Usage) error) Writer {
+		return usesBeforeQuota{Writer: w, usage: usage, n: 100}
+	}})
+	jwt := e.userToken("carol")
+	id := e.createNexKey(jwt, `{"name":"bot","scopes":["signals"],"usageLimit":1000}`)["id"].(string)
+	r := e.expect(e.request("PATCH", "/api/v1/api-keys/"+id, jwt, `{"usageLimit":1000}`), http.StatusForbidden, "owner sets the remaining count it read")
+	if msg := r.errorMessage(t); !strings.Contains(msg, "usageLimit: only the operator token") {
+		t.Fatalf("owner: %q", msg)
+	}
+	got := e.expect(e.request("GET", "/api/v1/api-keys/"+id, testAdminToken, ""), 200, "get").object(t)
+	if q := usageLimitOf(t, got["usageLimit"]); q["remaining"] != 900.0 {
+		t.Fatalf("after the holder's patch: usageLimit %v, want 900 remaining", got["usageLimit"])
+	}
+	patched := e.expect(e.request("PATCH", "/api/v1/api-keys/"+id, jwt, `{"usageLimit":500}`), 200, "owner lowers").object(t)
+	if q := usageLimitOf(t, patched["usageLimit"]); q["limit"] != 500.0 || q["remaining"] != 500.0 {
+		t.Fatalf("owner lowers: %v", patched["usageLimit"])
+	}
 }

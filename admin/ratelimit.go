@@ -137,6 +137,21 @@ func readKeyPatch(w http.ResponseWriter, r *http.Request, rateField, quotaField 
 	return out, fe.err()
 }
 
+// setQuota stores the new usage limit n of k for p: a caller other than
+// the operator may only lower it, and that is checked again as the change
+// is applied, against the count left then (uses reported after k was read
+// are not given back).
+func (s *Server) setQuota(p principal, k *keystore.Key, n *int64, field string) (*keystore.Key, error) {
+	if p.kind == kindOperator {
+		return s.writer.SetKeyQuota(k.ID, n, p.actor())
+	}
+	out, err := s.writer.LowerKeyQuota(k.ID, n, p.actor())
+	if errors.Is(err, keystore.ErrQuotaRaise) {
+		return nil, forbidden(field + ": only the operator token may raise or remove a quota (the key has fewer requests left)")
+	}
+	return out, err
+}
+
 // applyKeyPatch checks that p may make the change c to k, stores it and
 // answers with show(updated key).
 func (s *Server) applyKeyPatch(w http.ResponseWriter, r *http.Request, p principal, k *keystore.Key, c keyPatch, rateField, quotaField string, show func(*keystore.Key) any) error {
@@ -155,7 +170,7 @@ func (s *Server) applyKeyPatch(w http.ResponseWriter, r *http.Request, p princip
 		k, err = s.writer.SetKeyRateLimit(k.ID, c.rate, p.actor())
 	}
 	if err == nil && c.quotaSet {
-		k, err = s.writer.SetKeyQuota(k.ID, c.quota, p.actor())
+		k, err = s.setQuota(p, k, c.quota, quotaField)
 	}
 	if errors.Is(err, keystore.ErrRevoked) || errors.Is(err, keystore.ErrNotFound) {
 		return notFound(msgKeyNotFound)

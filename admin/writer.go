@@ -19,6 +19,7 @@ type Writer interface {
 	RotateKey(oldID string, next *keystore.Key, grace time.Duration, actor string) (*keystore.Key, error)
 	SetKeyRateLimit(id string, limit *keystore.RateLimit, actor string) (*keystore.Key, error)
 	SetKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error)
+	LowerKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error)
 	SetUserActive(id string, active bool, actor string) (keystore.User, error)
 	CreateProject(p *keystore.Project, first *keystore.Key, actor string) error
 }

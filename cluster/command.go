@@ -47,6 +47,9 @@ type Command struct {
 	RateLimit *keystore.RateLimit `json:"rate_limit,omitempty"`
 	// UsageLimit is set_quota's new limit (nil removes the key's quota).
 	UsageLimit *int64 `json:"usage_limit,omitempty"`
+	// LowerOnly makes set_quota fail, as applied, if it would give the key
+	// more requests than it has left (keystore.Store.LowerKeyQuota).
+	LowerOnly bool `json:"lower_only,omitempty"`
 }
 
 // commandVersion is the first byte of an encoded command. A member that

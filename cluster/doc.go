@@ -19,6 +19,11 @@
 // connections to the leader (memberconn.go); concurrent read-index waits
 // share one leadership check (readindex.go).
 //
+// A committed entry a member cannot apply as the others do (a command its
+// build cannot read, or a store write that fails) halts its state machine
+// at that entry (fsm.halt, ErrHalted) instead of being skipped, which would
+// make the member diverge.
+//
 // A snapshot is a consistent copy of the bbolt file (keystore.Store.Backup);
 // installing one replaces the store's content in one transaction. On start
 // the store file, fsynced at every applied entry, is itself the state: raft

@@ -53,6 +53,7 @@ var wireErrors = map[string]error{
 	"not_found":      keystore.ErrNotFound,
 	"duplicate_hash": keystore.ErrDuplicateHash,
 	"quota_shared":   keystore.ErrQuotaShared,
+	"quota_raise":    keystore.ErrQuotaRaise,
 }
 
 func errorToWire(err error, w *wireResult) {
@@ -133,6 +134,9 @@ func (n *Node) answer(kind byte, payload []byte) (out []byte, ok bool) {
 			break
 		}
 		r, err := n.applyHere(cmd)
+		// The store's log index with cmd applied: the follower waits for
+		// its own store to reach it before it answers.
+		w.Index = n.fsm.written.Load()
 		if r != nil {
 			w.Key, w.New, w.Keys, w.Project, w.User, w.Import = r.Key, r.New, r.Keys, r.Project, r.User, r.Import
 		}
@@ -183,14 +187,25 @@ func (n *Node) askAt(id, addr string, kind byte, payload []byte) (*wireResult, e
 	return &w, nil
 }
 
-// forward has the leader apply c.
+// forward has the leader apply c, and returns once this member's store
+// holds it too (the leader's log index with c applied), as Writer
+// promises: a follower's answer that names its own revision (a usage
+// report's) then covers the write.
 func (n *Node) forward(c *Command, b []byte) (*Result, error) {
 	w, err := n.ask(reqForward, b)
 	if err != nil {
 		return nil, err
 	}
 	r := &Result{Key: w.Key, New: w.New, Keys: w.Keys, Project: w.Project, User: w.User, Import: w.Import, Err: errorFromWire(w)}
-	return r, r.Err
+	if r.Err != nil {
+		return r, r.Err
+	}
+	if err := n.waitApplied(w.Index); err != nil {
+		// Committed, but this member cannot show it yet: the caller must
+		// check before it writes again.
+		return nil, unavailable(fmt.Errorf("%w: applied by the leader, not yet here: %w", ErrOutcomeUnknown, err), "")
+	}
+	return r, nil
 }
 
 // leaderReadIndex is, on the leader, the log index of the last change in
@@ -239,6 +254,12 @@ func (n *Node) WaitReadIndex() error {
 	if err != nil {
 		return err
 	}
+	return n.waitApplied(idx)
+}
+
+// waitApplied returns once this member's store holds log index idx, or
+// fails with an *UnavailableError after ApplyTimeout.
+func (n *Node) waitApplied(idx uint64) error {
 	deadline := time.Now().Add(n.cfg.ApplyTimeout)
 	// raft's AppliedIndex counts entries handed to the state machine, not
 	// applied by it: wait for the store's own.
@@ -257,6 +278,9 @@ func (n *Node) WaitReadIndex() error {
 // or log reached its store, and must not serve sidecars its empty store
 // meanwhile.
 func (n *Node) CaughtUp() error {
+	if err := n.fsm.haltErr(); err != nil {
+		return err
+	}
 	idx, err := n.readIndex()
 	if err != nil {
 		return err

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/extauthz/extauthz/keystore"
@@ -21,6 +23,41 @@ type fsm struct {
 	// entry of its last change. Members that applied the same log hold
 	// the same value (WaitReadIndex).
 	written atomic.Uint64
+
+	// halted is why this member stopped applying the log (see halt); nil
+	// while it applies.
+	halted atomic.Pointer[error]
+	stop   <-chan struct{} // closed when the member shuts down
+	log    hclog.Logger
+}
+
+// ErrHalted means this member stopped applying the log: it met a committed
+// entry that it cannot apply as the other members do. CaughtUp wraps it.
+var ErrHalted = errors.New("cluster: this member stopped applying the log")
+
+// halt stops this member at the committed entry index that it cannot apply
+// as the others do: a command its build cannot read (written by a newer
+// member, or corrupt), or a store that failed to write it. Skipping the
+// entry, as an error result would, lets the next entries apply over a
+// store that lacks it: this member would diverge from the others, and the
+// sidecars it serves with it. It blocks raft's apply loop instead, until
+// the member shuts down: raft keeps its log (which still votes and
+// replicates), the store stays at the entry before, the member turns not
+// ready, and once restarted with a build that can apply it (or a working
+// disk) it carries on from its store's applied index.
+func (f *fsm) halt(index uint64, err error) {
+	err = fmt.Errorf("%w at log index %d: %w; it applies nothing more until it is restarted with a build that can apply the entry (the other members' build) or a working disk", ErrHalted, index, err)
+	f.halted.Store(&err)
+	f.log.Error("stopped applying the raft log", "error", err)
+	<-f.stop
+}
+
+// haltErr is why this member stopped applying, or nil.
+func (f *fsm) haltErr() error {
+	if p := f.halted.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // batchRaft sets raft's knobs for the batches of ApplyBatch. The leader
@@ -39,8 +76,8 @@ func batchRaft(rc *raft.Config) {
 	rc.CommitTimeout = 5 * time.Millisecond
 }
 
-func newFSM(st *keystore.Store) (*fsm, error) {
-	f := &fsm{store: st}
+func newFSM(st *keystore.Store, stop <-chan struct{}, log hclog.Logger) (*fsm, error) {
+	f := &fsm{store: st, stop: stop, log: log}
 	n, err := st.AppliedIndex()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: read applied index: %w", err)
@@ -61,16 +98,24 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	results := make([]*Result, len(logs))
+	if err := f.haltErr(); err != nil {
+		return haltedResults(out, 0, err)
+	}
 	var entries []keystore.LogEntry
 	var at []int // entries[j] is logs[at[j]]
+	bad, badErr := -1, error(nil)
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
 		}
 		c, err := DecodeCommand(l.Data)
 		if err != nil {
-			out[i] = &Result{Err: err}
-			continue
+			if l.Index <= f.written.Load() { // in the store file already
+				out[i] = &Result{}
+				continue
+			}
+			bad, badErr = i, err
+			break
 		}
 		entries = append(entries, keystore.LogEntry{Index: l.Index, At: c.At, Apply: func(st *keystore.Store) error {
 			results[i] = apply(st, c)
@@ -78,24 +123,34 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}})
 		at = append(at, i)
 	}
-	if len(entries) == 0 {
-		return out
-	}
-	_, err := f.store.ApplyEntries(entries)
-	for _, i := range at {
-		switch {
-		case err != nil:
-			out[i] = &Result{Err: err}
-		case results[i] == nil: // replayed after a restart: already in the file
-			out[i] = &Result{}
-		default:
-			out[i] = results[i]
+	if len(entries) > 0 {
+		if _, err := f.store.ApplyEntries(entries); err != nil {
+			f.halt(entries[0].Index, err)
+			return haltedResults(out, 0, f.haltErr())
 		}
-	}
-	if err == nil {
+		for _, i := range at {
+			if results[i] == nil { // replayed after a restart: already in the file
+				out[i] = &Result{}
+			} else {
+				out[i] = results[i]
+			}
+		}
 		if n, err := f.store.AppliedIndex(); err == nil {
 			f.written.Store(n)
 		}
+	}
+	if bad >= 0 {
+		f.halt(logs[bad].Index, badErr)
+		return haltedResults(out, bad, f.haltErr())
+	}
+	return out
+}
+
+// haltedResults answers every entry of a batch from the first unapplied
+// one with err.
+func haltedResults(out []any, from int, err error) []any {
+	for i := from; i < len(out); i++ {
+		out[i] = &Result{Err: err}
 	}
 	return out
 }
@@ -117,6 +172,10 @@ func apply(st *keystore.Store, c *Command) *Result {
 	case OpSetRateLimit:
 		r.Key, r.Err = st.SetKeyRateLimit(c.ID, c.RateLimit, c.Actor)
 	case OpSetQuota:
+		if c.LowerOnly {
+			r.Key, r.Err = st.LowerKeyQuota(c.ID, c.UsageLimit, c.Actor)
+			break
+		}
 		r.Key, r.Err = st.SetKeyQuota(c.ID, c.UsageLimit, c.Actor)
 	case OpSetUserActive:
 		r.User, r.Err = st.SetUserActive(c.ID, c.Active, c.Actor)

@@ -4,20 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/extauthz/extauthz/keystore"
+	"github.com/extauthz/extauthz/keystore/keystoretest"
 )
 
 // TestApplyBatchGivesEachEntryItsResult: a batch of committed entries
-// with commands that fail (one after a partial write), a configuration
-// entry and an undecodable one is applied in one store transaction, each
-// command with its own result; after a restart raft replays the batch and
-// nothing is applied twice.
+// with commands that fail (one after a partial write) and a configuration
+// entry is applied in one store transaction, each command with its own
+// result, and the undecodable entry after them halts the member; after a
+// restart raft replays the batch and nothing is applied twice.
 func TestApplyBatchGivesEachEntryItsResult(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keystore.db")
 	st, err := keystore.Open(path, keystore.Options{})
@@ -48,7 +51,7 @@ func TestApplyBatchGivesEachEntryItsResult(t *testing.T) {
 		logs = append(logs, &raft.Log{Index: uint64(i + 2), Type: raft.LogCommand, Data: b})
 	}
 	logs = append(logs, &raft.Log{Index: 9, Type: raft.LogCommand, Data: []byte{commandVersion, '{'}})
-	f, err := newFSM(st)
+	f, err := newFSM(st, stopped, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +72,8 @@ func TestApplyBatchGivesEachEntryItsResult(t *testing.T) {
 			t.Errorf("entry %d (%s): %v, want %v", i+2, cmds[i].Op, got, want)
 		}
 	}
-	if errOf(8) == nil {
-		t.Error("an undecodable entry was applied")
+	if err := errOf(8); !errors.Is(err, ErrHalted) {
+		t.Errorf("an undecodable entry: %v, want ErrHalted", err)
 	}
 	if r := out[3].(*Result); r.Key == nil || r.Key.RevokedAt == nil || !r.Key.RevokedAt.Equal(cmds[2].At) {
 		t.Errorf("the revocation's result %+v does not carry its own time", r.Key)
@@ -97,7 +100,7 @@ func TestApplyBatchGivesEachEntryItsResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if f, err = newFSM(st); err != nil {
+	if f, err = newFSM(st, stopped, hclog.NewNullLogger()); err != nil {
 		t.Fatal(err)
 	}
 	out = f.ApplyBatch(logs)
@@ -108,6 +111,89 @@ func TestApplyBatchGivesEachEntryItsResult(t *testing.T) {
 	}
 	if after := storeState(t, st); after != before {
 		t.Fatalf("the replay changed the store:\n got %s\nwant %s", after, before)
+	}
+}
+
+// stopped is the stop channel of a member that is shutting down: a halt
+// returns at once.
+var stopped = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// TestAnEntryItCannotReadHaltsTheMember: a committed command this build
+// cannot read (a newer member's, with a field it does not know) stops the
+// member at that entry, with the entries before it applied and none after
+// it, until it shuts down; a member restarted with a build that reads the
+// entry carries on from there. Skipping it would apply the next entries
+// over a store that lacks it.
+func TestAnEntryItCannotReadHaltsTheMember(t *testing.T) {
+	st := keystoretest.Open(t, keystore.Options{})
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	_, k1 := newKey(t, "k1", "")
+	_, k2 := newKey(t, "k2", "")
+	enc := func(c *Command) []byte {
+		t.Helper()
+		c.At, c.Actor = at, "op"
+		b, err := c.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	newer := enc(&Command{Op: OpRevokeKey, ID: "k1"})
+	newer = append(newer[:len(newer)-1], []byte(`,"from_a_newer_build":true}`)...)
+	logs := []*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: enc(&Command{Op: OpCreateKey, Key: k1})},
+		{Index: 2, Type: raft.LogCommand, Data: newer},
+		{Index: 3, Type: raft.LogCommand, Data: enc(&Command{Op: OpCreateKey, Key: k2})},
+	}
+	stop := make(chan struct{})
+	f, err := newFSM(st, stop, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []any)
+	go func() { done <- f.ApplyBatch(logs) }()
+	for f.haltErr() == nil {
+		select {
+		case out := <-done:
+			t.Fatalf("the batch was applied past an entry this build cannot read: %v", out)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := f.haltErr(); !errors.Is(err, ErrHalted) || !strings.Contains(err.Error(), "log index 2") {
+		t.Fatalf("halt: %v", err)
+	}
+	if _, err := st.GetKey("k1"); err != nil {
+		t.Fatalf("k1, before the entry: %v", err)
+	}
+	if _, err := st.GetKey("k2"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("k2, after the entry, was applied: %v", err)
+	}
+	if n := f.written.Load(); n != 1 {
+		t.Fatalf("written index %d, want 1", n)
+	}
+	close(stop) // the member shuts down
+	out := <-done
+	for i := 1; i < 3; i++ {
+		if r := out[i].(*Result); !errors.Is(r.Err, ErrHalted) {
+			t.Errorf("entry %d: %v, want ErrHalted", i+1, r.Err)
+		}
+	}
+
+	// Restarted with a build that reads the entry: it carries on.
+	logs[1].Data = enc(&Command{Op: OpRevokeKey, ID: "k1"})
+	if f, err = newFSM(st, stopped, hclog.NewNullLogger()); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range f.ApplyBatch(logs) {
+		if err := r.(*Result).Err; err != nil {
+			t.Fatalf("entry %d after the upgrade: %v", i+1, err)
+		}
+	}
+	if k, err := st.GetKey("k1"); err != nil || k.RevokedAt == nil {
+		t.Fatalf("k1 after the upgrade: %+v, %v", k, err)
+	}
+	if _, err := st.GetKey("k2"); err != nil {
+		t.Fatalf("k2 after the upgrade: %v", err)
 	}
 }
 

@@ -150,7 +150,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, done: make(chan struct{})}
 	var err error
-	if n.fsm, err = newFSM(cfg.Store); err != nil {
+	if n.fsm, err = newFSM(cfg.Store, n.done, cfg.Logger); err != nil {
 		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, cfg.Logger)

@@ -188,3 +188,43 @@ func TestLoadTLSFollowsRotatedFiles(t *testing.T) {
 		t.Fatal("dialled a server whose certificate does not name the host dialled")
 	}
 }
+
+// askStatus sends a member's status request (reqConn, reqStatus, an empty
+// message) to addr over TLS with cfg and returns the answer's length.
+func askStatus(addr string, cfg *tls.Config) (int, error) {
+	c, err := (&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}).Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte{reqConn, reqStatus, 0, 0, 0, 0}); err != nil {
+		return 0, err
+	}
+	b, err := readMsg(c, maxAnswer)
+	return len(b), err
+}
+
+// TestMemberRequestsRefusePeersWithoutAClientCertificateFromTheCA: the
+// members' own requests on the raft port (status here; forwarded writes
+// and read indexes go the same way) are answered only to a peer whose
+// client certificate the cluster CA signed.
+func TestMemberRequestsRefusePeersWithoutAClientCertificateFromTheCA(t *testing.T) {
+	ca := newTestCA(t)
+	nodes := newCluster(t, ca, 1, nil)
+	leader(t, nodes)
+	addr := nodes[0].addr
+	if n, err := askStatus(addr, ca.member(t, "peer")); err != nil || n == 0 {
+		t.Fatalf("a peer with a certificate from the CA: %v (%d bytes), want a status", err, n)
+	}
+	noCert := ca.member(t, "peer")
+	noCert.Certificates = nil
+	if n, err := askStatus(addr, noCert); err == nil {
+		t.Fatalf("a peer without a client certificate was answered (%d bytes)", n)
+	}
+	other := newTestCA(t).member(t, "peer")
+	other.RootCAs = ca.pool
+	if n, err := askStatus(addr, other); err == nil {
+		t.Fatalf("a peer with a certificate from another CA was answered (%d bytes)", n)
+	}
+}

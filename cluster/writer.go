@@ -93,6 +93,16 @@ func (w *Writer) SetKeyQuota(id string, limit *int64, actor string) (*keystore.K
 	return r.Key, err
 }
 
+// LowerKeyQuota is keystore.Store.LowerKeyQuota through raft: the check
+// is made as each member applies the command.
+func (w *Writer) LowerKeyQuota(id string, limit *int64, actor string) (*keystore.Key, error) {
+	r, err := w.propose(&Command{Op: OpSetQuota, Actor: actor, ID: id, UsageLimit: limit, LowerOnly: true})
+	if r == nil {
+		return nil, err
+	}
+	return r.Key, err
+}
+
 // SetUserActive is keystore.Store.SetUserActive through raft.
 func (w *Writer) SetUserActive(id string, active bool, actor string) (keystore.User, error) {
 	r, err := w.propose(&Command{Op: OpSetUserActive, Actor: actor, ID: id, Active: active})

@@ -45,12 +45,29 @@ func CheckUsageLimit(n int64) error {
 	return nil
 }
 
+// ErrQuotaRaise means LowerKeyQuota was asked for more requests than the
+// key has left, or to remove its quota.
+var ErrQuotaRaise = errors.New("keystore: the new usage limit is above the requests the key has left")
+
 // SetKeyQuota gives the live key id a new quota of limit requests, all of
 // them remaining (a refill), or removes its quota (nil). The keys sharing
 // its quota (Quota.Shared) get the same. It returns the updated record and
 // fails with ErrRevoked for a revoked key. The change replicates like any
 // other.
 func (s *Store) SetKeyQuota(id string, limit *int64, actor string) (*Key, error) {
+	return s.setKeyQuota(id, limit, actor, false)
+}
+
+// LowerKeyQuota is SetKeyQuota for a caller who may only tighten a quota
+// (a key's holder): it fails with ErrQuotaRaise when, as the change is
+// applied, the key has a quota and limit is nil or above the requests it
+// has left, so uses subtracted after the caller read the key are never
+// given back.
+func (s *Store) LowerKeyQuota(id string, limit *int64, actor string) (*Key, error) {
+	return s.setKeyQuota(id, limit, actor, true)
+}
+
+func (s *Store) setKeyQuota(id string, limit *int64, actor string, lowerOnly bool) (*Key, error) {
 	if limit != nil {
 		if err := CheckUsageLimit(*limit); err != nil {
 			return nil, fmt.Errorf("keystore: usage limit: %w", err)
@@ -68,6 +85,9 @@ func (s *Store) SetKeyQuota(id string, limit *int64, actor string) (*Key, error)
 		k.Quota = &Quota{Limit: *limit, Remaining: *limit, Shared: shared}
 	}
 	return s.updateLiveKey(id, actor, "key.update", func(w *wtx, k *Key) error {
+		if lowerOnly && k.Quota != nil && (limit == nil || *limit > k.Quota.Remaining) {
+			return fmt.Errorf("%w (%d of %d left)", ErrQuotaRaise, k.Quota.Remaining, k.Quota.Limit)
+		}
 		members, err := w.quotaMembers(k)
 		if err != nil {
 			return err

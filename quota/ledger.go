@@ -169,6 +169,19 @@ func (l *Ledger) sweep(cur uint64) {
 	}
 }
 
+// Reset forgets every key's unreflected uses and acknowledgements: for a
+// replica that loaded another history (a restored store, a new store id),
+// whose revisions start again below the ones they were counted at, so
+// that none of them would settle (and keys without an entry would be
+// denied) until the new history passed the old revisions. Each key gets
+// its allowance again, as after a restart.
+func (l *Ledger) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.m)
+	l.swept = 0
+}
+
 // Len returns how many keys have unreflected uses.
 func (l *Ledger) Len() int {
 	l.mu.Lock()

@@ -137,3 +137,31 @@ func TestOvershootBound(t *testing.T) {
 		}
 	}
 }
+
+// TestResetForANewHistory: once acknowledgements settled a key at a
+// revision, a replica of a new history (restored store, lower revisions)
+// found every quota'd key without an entry denied, and a key with uses
+// waiting for a revision of the old history denied at its allowance,
+// until the new history passed the old revisions. Reset starts over.
+func TestResetForANewHistory(t *testing.T) {
+	l := New(Options{Allowance: 2, Revision: func() uint64 { return 1000 }})
+	q := &keystore.Quota{Limit: 100, Remaining: 100}
+	for _, id := range []string{"a", "b"} {
+		if !l.Take(id, q, 990).Allowed {
+			t.Fatalf("%s: first use denied", id)
+		}
+	}
+	l.Acked([]keystore.Usage{{KeyID: "a", Count: 1}}, 1000) // a settles and is swept at 1000
+	l.Acked([]keystore.Usage{{KeyID: "b", Count: 1}}, 1001) // b waits for 1001
+	l.Take("b", q, 990)
+	// The new history's replica is at revision 10.
+	if l.Take("c", q, 10).Allowed || l.Take("b", q, 10).Allowed {
+		t.Fatal("setup: the old history's revisions did not hold the keys back")
+	}
+	l.Reset()
+	for _, id := range []string{"a", "b", "c"} {
+		if r := l.Take(id, q, 10); !r.Allowed {
+			t.Fatalf("%s after Reset: %+v", id, r)
+		}
+	}
+}

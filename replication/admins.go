@@ -76,7 +76,7 @@ func parseAdmins(list string, resolver Resolver, listed bool) (*admins, error) {
 		}
 		u, err := url.Parse(strings.TrimRight(part, "/"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("replication: admin URL %q must be an absolute http(s) URL", part)
+			return nil, fmt.Errorf("replication: admin URL %q must be an absolute http(s) URL", RedactedURL(part))
 		}
 		a.urls = append(a.urls, u)
 	}
@@ -160,6 +160,17 @@ func (a *admins) current() target {
 }
 
 // urlTarget is u dialled as it says.
+// RedactedURL is raw for an error or a log: its password, if any, shown
+// as xxxxx; a URL that does not parse is not shown at all (it may hold
+// one that cannot be told apart).
+func RedactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
 func urlTarget(u *url.URL) target {
 	return target{base: u.String(), name: u.Redacted(), host: net.JoinHostPort(u.Hostname(), urlPort(u))}
 }

@@ -297,4 +297,10 @@ func TestAdminsLogNoPassword(t *testing.T) {
 	if v := tg.logValue(); strings.Contains(v, "s3cret-pass") || !strings.Contains(v, "a:1") {
 		t.Fatalf("logged as %q", v)
 	}
+	// Nor an error about a member of the list.
+	for _, bad := range []string{"http://a:1,ftp://user:s3cret-pass@b", "http://a:1,http://user:s3cret-pass@b:1%zz"} {
+		if _, err := parseAdmins(bad, nil, false); err == nil || strings.Contains(err.Error(), "s3cret-pass") {
+			t.Errorf("parseAdmins(%q): %v", bad, err)
+		}
+	}
 }

@@ -119,6 +119,10 @@ type FollowerOptions struct {
 	// revision reflects it (package quota). A chunk acknowledged without
 	// one (an older admin) is not passed on.
 	UsageAcked func(acked []keystore.Usage, revision uint64)
+	// NewHistory, when set, is called after a snapshot of another store
+	// id, or of a revision below the replica's, replaced the replica: the
+	// revisions UsageAcked was told of before are of another history.
+	NewHistory func()
 }
 
 // Follower keeps a local replica of the admin's store and answers lookups

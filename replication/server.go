@@ -34,6 +34,11 @@ const DefaultHeartbeat = 5 * time.Second
 // or later reflects the report in its quotas' remaining counts.
 const HeaderRevision = "Extauthz-Revision"
 
+// HeaderStoreID is the other response field of an accepted usage report:
+// the id of the store the revision belongs to. A revision of another
+// store says nothing of a replica's quotas.
+const HeaderStoreID = "Extauthz-Store-Id"
+
 // MaxUsageBody bounds the body of a usage report.
 const MaxUsageBody = 1 << 20
 
@@ -516,5 +521,6 @@ func (s *Server) serveUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Debug().Str("node", rep.Node).Int("keys", len(rep.Usage)).Msg("usage recorded")
 	w.Header().Set(HeaderRevision, strconv.FormatUint(s.store.Revision(), 10))
+	w.Header().Set(HeaderStoreID, s.store.StoreID())
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -69,6 +69,9 @@ func (f *Follower) resync(ctx context.Context, t target) (err error) {
 	f.rep = ns
 	f.mu.Unlock()
 	f.healthChanged() // loaded, and current
+	if f.opts.NewHistory != nil && old.StoreID() != "" && (old.StoreID() != hdr.StoreID || hdr.Revision < old.Revision()) {
+		f.opts.NewHistory()
+	}
 	// No lookup holds the old replica any more: the exclusive lock above
 	// waited for them. Its staged changes and its log are of no use to the
 	// new file; Discard removes the log before the watch, on this

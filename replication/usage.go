@@ -53,7 +53,12 @@ func (f *Follower) postUsage(ctx context.Context, us []keystore.Usage) (retry bo
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
-		if rev, err := strconv.ParseUint(resp.Header.Get(HeaderRevision), 10, 64); err == nil && f.opts.UsageAcked != nil {
+		// A revision settles this replica's quotas only if it is of the
+		// replica's store: not one of a member of another history, or of a
+		// cluster restored under a new id (the uses stay unreflected, so
+		// the sidecar's allowance for them is not given back).
+		id := resp.Header.Get(HeaderStoreID)
+		if rev, err := strconv.ParseUint(resp.Header.Get(HeaderRevision), 10, 64); err == nil && f.opts.UsageAcked != nil && id != "" && id == f.StoreID() {
 			f.opts.UsageAcked(us, rev)
 		}
 		return false, nil

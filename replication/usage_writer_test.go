@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,6 +105,8 @@ func TestUsageAckCarriesTheRevision(t *testing.T) {
 	})
 	stop := run(t, f)
 	defer stop()
+	// A replica of the admin's store (a sidecar allows nothing before).
+	waitFor(t, "the replica holds the admin's store", func() bool { return f.StoreID() == admin.StoreID() })
 	batch := []keystore.Usage{{KeyID: k.key.ID, LastUsedAt: time.Now().Add(-time.Minute), Count: 7}}
 	if retry, err := f.SendUsage(t.Context(), batch); err != nil || len(retry) > 0 {
 		t.Fatalf("SendUsage: %v, %d to retry", err, len(retry))
@@ -114,5 +117,70 @@ func TestUsageAckCarriesTheRevision(t *testing.T) {
 	waitFor(t, "the replica reaches the acknowledged revision", func() bool { return f.Revision() >= ackRev })
 	if res := lookup(t, f, k); res.Key.Quota == nil || res.Key.Quota.Remaining != 93 {
 		t.Fatalf("replica's quota %+v, want 93 remaining", res.Key.Quota)
+	}
+}
+
+// TestUsageAckOfAnotherStoreIsNotAcknowledged: a usage report accepted by
+// an admin of another store (the sidecar's replica is of one store, the
+// member that took the report holds another history) is not handed to
+// UsageAcked: that store's revision, at or below the replica's, would
+// give the sidecar its quota allowance back with nothing subtracted from
+// the counts it reads.
+func TestUsageAckOfAnotherStoreIsNotAcknowledged(t *testing.T) {
+	followed := newAdminStore(t)
+	k := createKey(t, followed, func(k *keystore.Key) { k.Quota = &keystore.Quota{Limit: 100, Remaining: 100} })
+	createKey(t, followed, nil)
+	other := newAdminStore(t)
+	mux := http.NewServeMux()
+	mux.Handle("/", newServer(t, followed))
+	mux.Handle(PathUsage, newServer(t, other))
+	fr := newFront(t, mux)
+	acked := false
+	f, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+		o.UsageAcked = func([]keystore.Usage, uint64) { acked = true }
+	})
+	stop := run(t, f)
+	defer stop()
+	waitFor(t, "the replica holds the followed store", func() bool { return f.Revision() == followed.Revision() })
+	if other.Revision() > f.Revision() || other.StoreID() == f.StoreID() {
+		t.Fatalf("setup: other store %s at %d, replica of %s at %d", other.StoreID(), other.Revision(), f.StoreID(), f.Revision())
+	}
+	batch := []keystore.Usage{{KeyID: k.key.ID, LastUsedAt: time.Now().Add(-time.Minute), Count: 7}}
+	if retry, err := f.SendUsage(t.Context(), batch); err != nil || len(retry) > 0 {
+		t.Fatalf("SendUsage: %v, %d to retry", err, len(retry))
+	}
+	if acked {
+		t.Fatal("another store's acknowledgement was handed to UsageAcked")
+	}
+}
+
+// TestNewHistoryAfterASnapshotOfAnotherStore: NewHistory is called once
+// the replica is replaced by a snapshot of another store (a restored
+// admin), at a revision below the replica's, and not for the first
+// snapshot or a resumed watch.
+func TestNewHistoryAfterASnapshotOfAnotherStore(t *testing.T) {
+	adminA := newAdminStore(t)
+	for range 3 {
+		createKey(t, adminA, nil)
+	}
+	fr := newFront(t, newServer(t, adminA))
+	var calls atomic.Int32
+	f, _ := newFollower(t, t.TempDir(), fr.url(), func(o *FollowerOptions) {
+		o.NewHistory = func() { calls.Add(1) }
+	})
+	stop := run(t, f)
+	defer stop()
+	caughtUp(t, f, adminA)
+	createKey(t, adminA, nil)
+	caughtUp(t, f, adminA)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("NewHistory called %d times while following one store", n)
+	}
+	adminB := newAdminStore(t)
+	createKey(t, adminB, nil)
+	fr.set(newServer(t, adminB))
+	caughtUp(t, f, adminB)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("NewHistory called %d times for the other store, want once", n)
 	}
 }

@@ -226,6 +226,8 @@ func TestSidecarAdminURLListFlags(t *testing.T) {
 	}{
 		{[]string{"--admin-url", "https://a:8181,https://b:8181", "--admin-ca-file", "ca"}, ""},
 		{[]string{"--admin-url", "https://a:8181, http://b:8181", "--admin-ca-file", "ca"}, `"http://b:8181" is plain http://`},
+		// Without the password the URL held.
+		{[]string{"--admin-url", "https://a:8181, http://u:s3cret-pass@b:8181", "--admin-ca-file", "ca"}, `"http://u:xxxxx@b:8181" is plain http://`},
 		{[]string{"--admin-url", "http://a:8181", "--admin-url-order", "listed"}, ""},
 		{[]string{"--admin-url", "http://a:8181", "--admin-url-order", "first"}, "want random or listed"},
 	} {

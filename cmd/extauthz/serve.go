@@ -395,6 +395,7 @@ func (n *node) build() error {
 				Logger:        n.log.With().Str("component", "replica").Logger(),
 				Registerer:    n.reg,
 				UsageAcked:    func(u []keystore.Usage, rev uint64) { n.quota.Acked(u, rev) },
+				NewHistory:    func() { n.quota.Reset() },
 			})
 			if err != nil {
 				return err

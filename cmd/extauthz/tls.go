@@ -92,9 +92,9 @@ func checkAdminURLTLS(raw, caFile, certFile string) error {
 	}
 	switch {
 	case caFile != "":
-		return fmt.Errorf("--admin-ca-file is set but --admin-url %q is plain http://: use https://", raw)
+		return fmt.Errorf("--admin-ca-file is set but --admin-url %q is plain http://: use https://", u.Redacted())
 	case certFile != "":
-		return fmt.Errorf("--tls-client-cert-file is set but --admin-url %q is plain http://: use https://", raw)
+		return fmt.Errorf("--tls-client-cert-file is set but --admin-url %q is plain http://: use https://", u.Redacted())
 	}
 	return nil
 }

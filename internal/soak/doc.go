@@ -42,12 +42,16 @@
 //     wrong past the quota plus sidecars × allowance per key of the
 //     rotation, the documented bound (quota.go).
 //   - Sampler: every 5 s, /metrics of each process (go_goroutines,
-//     process_resident_memory_bytes; the admin's on its admin port, the
+//     process_resident_memory_bytes, go_memstats_heap_inuse_bytes and the
+//     heap goal go_memstats_next_gc_bytes; the admin's on its admin port, the
 //     sidecars' on their HTTP port), the admin's extauthz_store_revision and
-//     each sidecar's extauthz_replica_revision.
+//     each sidecar's extauthz_replica_revision; RssAnon and RssFile from
+//     /proc and the size of its bbolt file.
 //
 // The summary compares each process's first sample at or after 20 % of the
-// duration (the baseline, after warm-up) with the last one, and the verdicts
+// duration (the baseline, after warm-up) with the last one, gives the
+// growth per 1,000 changes of anonymous and file-backed RSS, heap goal and
+// bbolt file between the means of 12 samples at each end, and the verdicts
 // are: no wrong decisions, errors within -max-error-ratio, goroutines flat
 // (last ≤ baseline + -goroutine-slack), RSS growth below -rss-growth, every
 // process alive until the end, replicas converged to the admin's revision,

@@ -349,7 +349,7 @@ func (r *runner) soak(ctx context.Context) int {
 
 	from := time.Duration(float64(c.duration) * c.warmup)
 	fmt.Printf("processes     baseline = first sample at or after %v; last = the end of the run\n", from.Round(time.Second))
-	fmt.Printf("  %-10s %-12s %-36s %-24s %-20s %s\n", "process", "goroutines", "RSS (process_resident_memory_bytes)", "RSS anon / file, MiB", "bbolt file", "revision")
+	fmt.Printf("  %-10s %-12s %-36s %-24s %-22s %-20s %s\n", "process", "goroutines", "RSS (process_resident_memory_bytes)", "RSS anon / file, MiB", "Go heap in use / goal", "bbolt file", "revision")
 	goroutinesOK, rssOK := true, true
 	var goroutineBad, rssBad []string
 	for _, s := range r.series {
@@ -362,10 +362,11 @@ func (r *runner) soak(ctx context.Context) int {
 			continue
 		}
 		growth := 100 * (last.rss - first.rss) / first.rss
-		fmt.Printf("  %-10s %-12s %-36s %-24s %-20s %.0f → %.0f\n", s.name,
+		fmt.Printf("  %-10s %-12s %-36s %-24s %-22s %-20s %.0f → %.0f\n", s.name,
 			fmt.Sprintf("%.0f → %.0f", first.goroutines, last.goroutines),
 			fmt.Sprintf("%s → %s (%+.1f%%)", mib(first.rss), mib(last.rss), growth),
 			fmt.Sprintf("%s/%s → %s/%s", mibShort(first.anon), mibShort(first.file), mibShort(last.anon), mibShort(last.file)),
+			fmt.Sprintf("%.1f/%.1f → %.1f/%.1f", first.heapInuse/(1<<20), first.heapGoal/(1<<20), last.heapInuse/(1<<20), last.heapGoal/(1<<20)),
 			fmt.Sprintf("%s → %s", mibShort(first.dbSize), mibShort(last.dbSize)),
 			first.revision, last.revision)
 		if last.goroutines > first.goroutines+c.goroutineSlack {
@@ -380,9 +381,17 @@ func (r *runner) soak(ctx context.Context) int {
 					100*float64(last.anon-first.anon)/float64(first.anon), float64(last.file-first.file)/(1<<20),
 					float64(last.dbSize-first.dbSize)/(1<<20))
 			}
+			msg += fmt.Sprintf(", Go heap goal %+.1f MiB", (last.heapGoal-first.heapGoal)/(1<<20))
 			rssBad = append(rssBad, msg)
 		}
 	}
+	fmt.Printf("  per 1,000 changes, mean of the first and last %d samples after the baseline (RSS anon / file, Go heap goal, bbolt file; KiB):", smoothSamples)
+	for _, s := range r.series {
+		if g, ok := s.growthPer1000(from); ok {
+			fmt.Printf(" %s %+.0f/%+.0f, %+.0f, %+.0f;", s.name, g.anon, g.file, g.heapGoal, g.dbSize)
+		}
+	}
+	fmt.Println()
 	for _, s := range r.series {
 		var errs int
 		for _, x := range s.all() {
@@ -488,7 +497,7 @@ func (r *runner) progress(start time.Time) {
 			parts = append(parts, fmt.Sprintf("%s scrape failed: %v", s.name, x.err))
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s g=%.0f rss=%.1fMiB rev=%.0f", s.name, x.goroutines, x.rss/(1<<20), x.revision))
+		parts = append(parts, fmt.Sprintf("%s g=%.0f rss=%.1fMiB heap=%.1fMiB rev=%.0f", s.name, x.goroutines, x.rss/(1<<20), x.heapInuse/(1<<20), x.revision))
 	}
 	fmt.Printf("[%4.0fs] checks %s wrong %d errors %d churn %d | %s\n", time.Since(start).Seconds(), num(total), wrong, errs, cc.total(), strings.Join(parts, " | "))
 }
