@@ -220,16 +220,73 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		id, _ := n.Leader()
 		return 0, unavailable(ErrNotLeader, id)
 	}
-	if !n.termBarrier.Load() {
-		if err := n.Barrier(); err != nil {
+	term := n.raft.CurrentTerm()
+	if n.barrierTerm.Load() != term {
+		if err := n.termBarrier(); err != nil {
 			return 0, unavailable(err, "")
 		}
-		n.termBarrier.Store(true)
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return 0, unavailable(fmt.Errorf("cluster: verify leadership: %w", err), "")
 	}
-	return n.fsm.written.Load(), nil
+	if err := n.applyCommitted(); err != nil {
+		return 0, err
+	}
+	idx := n.fsm.written.Load()
+	if n.raft.CurrentTerm() != term || n.barrierTerm.Load() != term {
+		return 0, unavailable(errors.New("cluster: leadership changed during a read"), "")
+	}
+	return idx, nil
+}
+
+// applyCommitted waits until this member's store applied every command
+// committed now. raft hands committed entries to each member's state
+// machine asynchronously, so a follower may apply an entry before the
+// leader that committed it: the leader's store alone is no read index (a
+// read on that follower saw a revocation that a later read through the
+// leader did not; the fault rounds found it).
+func (n *Node) applyCommitted() error {
+	commit := n.raft.CommitIndex()
+	// The last command at or below commit: barriers, no-ops and
+	// configuration entries never reach the store. An index no longer in
+	// the log is in a snapshot, which is applied already.
+	var last uint64
+	for i := commit; i > n.fsm.seen.Load(); i-- {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			break
+		}
+		if l.Type == raft.LogCommand {
+			last = i
+			break
+		}
+	}
+	deadline := time.Now().Add(n.cfg.ApplyTimeout)
+	for n.fsm.seen.Load() < last {
+		if err := n.fsm.haltErr(); err != nil {
+			return unavailable(err, "")
+		}
+		if time.Now().After(deadline) {
+			return unavailable(fmt.Errorf("cluster: the leader's store is at log index %d of its committed %d", n.fsm.seen.Load(), last), "")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return nil
+}
+
+// termBarrier commits a barrier in the current term and records that
+// term, unless the term changed meanwhile: the leader's commit index then
+// covers every write acknowledged in earlier terms.
+func (n *Node) termBarrier() error {
+	term := n.raft.CurrentTerm()
+	if err := n.Barrier(); err != nil {
+		return err
+	}
+	if n.raft.CurrentTerm() != term {
+		return errors.New("cluster: leadership changed during the barrier")
+	}
+	n.barrierTerm.Store(term)
+	return nil
 }
 
 // askReadIndex asks the leader for its read index.

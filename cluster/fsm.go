@@ -23,6 +23,10 @@ type fsm struct {
 	// entry of its last change. Members that applied the same log hold
 	// the same value (WaitReadIndex).
 	written atomic.Uint64
+	// seen is the log index of the last entry ApplyBatch finished with,
+	// whatever its outcome: the leader's read index waits for it
+	// (applyCommitted).
+	seen atomic.Uint64
 
 	// halted is why this member stopped applying the log (see halt); nil
 	// while it applies.
@@ -84,6 +88,7 @@ func newFSM(st *keystore.Store, stop <-chan struct{}, log hclog.Logger) (*fsm, e
 	}
 	f.inFile.Store(n)
 	f.written.Store(n)
+	f.seen.Store(n)
 	return f, nil
 }
 
@@ -142,6 +147,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if bad >= 0 {
 		f.halt(logs[bad].Index, badErr)
 		return haltedResults(out, bad, f.haltErr())
+	}
+	if len(logs) > 0 {
+		f.seen.Store(logs[len(logs)-1].Index)
 	}
 	return out
 }
@@ -211,6 +219,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.inFile.Store(n)
 	f.written.Store(n)
+	f.seen.Store(n)
 	return nil
 }
 

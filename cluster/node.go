@@ -110,9 +110,11 @@ type Node struct {
 	leaderReads   readRounds // leaderReadIndex, shared (readindex.go)
 	followerReads readRounds // askReadIndex, shared
 	leaderChanges atomic.Uint64
-	// termBarrier is set once this leader committed an entry of its term:
-	// its commit index then covers every earlier acknowledged write.
-	termBarrier atomic.Bool
+	// barrierTerm is the last term in which this member, leading,
+	// committed a barrier (termBarrier): its commit index then covers
+	// every earlier acknowledged write. Per term, so that a member elected
+	// again never reuses its earlier term's.
+	barrierTerm atomic.Uint64
 }
 
 // Start opens the raft state in cfg.Dir, listens on cfg.Bind and joins or
@@ -339,15 +341,13 @@ func (n *Node) watchLeadership() {
 		case <-n.done:
 			return
 		case leader := <-n.raft.LeaderCh():
-			n.termBarrier.Store(false)
 			if !leader {
 				continue
 			}
-			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+			if err := n.termBarrier(); err != nil {
 				n.cfg.Logger.Warn("barrier after election", "error", err)
 				continue
 			}
-			n.termBarrier.Store(true)
 			if ok, err := n.cfg.Store.Adopted(); err != nil || ok {
 				continue
 			}
