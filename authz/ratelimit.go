@@ -38,14 +38,18 @@ func (d *Decision) Limited() bool { return d.Limit.RateLimit.Limit > 0 }
 // `"key";q=100;w=60` (quota and window in seconds) for its rate limit,
 // then `"quota";q=1000` for its quota.
 func (d *Decision) RateLimitPolicyValue() string {
-	b := make([]byte, 0, 40)
+	return string(d.AppendRateLimitPolicy(make([]byte, 0, 40)))
+}
+
+// AppendRateLimitPolicy appends RateLimitPolicyValue to b.
+func (d *Decision) AppendRateLimitPolicy(b []byte) []byte {
 	if d.Limited() {
 		b = append(b, `"`+RateLimitPolicyName+`";q=`...)
 		b = strconv.AppendInt(b, d.Limit.RateLimit.Limit, 10)
 		b = append(b, ";w="...)
 		b = strconv.AppendInt(b, int64(d.Limit.Duration/time.Second), 10)
 	}
-	return string(d.appendQuotaPolicy(b))
+	return d.appendQuotaPolicy(b)
 }
 
 // RateLimitValue is the RateLimit field of d's key after the request:
@@ -53,14 +57,18 @@ func (d *Decision) RateLimitPolicyValue() string {
 // bucket is full again (rounded up), then `"quota";r=412`, the quota's
 // remaining count.
 func (d *Decision) RateLimitValue() string {
-	b := make([]byte, 0, 40)
+	return string(d.AppendRateLimit(make([]byte, 0, 40)))
+}
+
+// AppendRateLimit appends RateLimitValue to b.
+func (d *Decision) AppendRateLimit(b []byte) []byte {
 	if d.Limited() {
 		b = append(b, `"`+RateLimitPolicyName+`";r=`...)
 		b = strconv.AppendInt(b, d.Limit.Remaining, 10)
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, ceilSeconds(d.Limit.Reset), 10)
 	}
-	return string(d.appendQuotaState(b))
+	return d.appendQuotaState(b)
 }
 
 // RetryAfterValue is the Retry-After field of a 429: the seconds until the

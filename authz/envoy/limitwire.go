@@ -30,49 +30,49 @@ func fieldNumber(m interface {
 	return f.Number()
 }
 
+// respHeader is one header of response_headers_to_add.
+type respHeader struct {
+	key   string
+	value []byte
+}
+
 // appendResponseHeaders appends the encoding of a CheckResponse whose
 // ok_response holds only response_headers_to_add: one overwriting header
-// (append=false, as header builds it) per key and value of kv, which
-// alternates keys and values. It encodes exactly what proto.Marshal makes
-// of the same message built with header (TestLimitHeadersWire), without
-// building that message: a limited key's allowed answer is the cached one
-// plus these bytes, for every request.
-func appendResponseHeaders(b []byte, kv ...string) []byte {
+// (append=false, as header builds it) per element of hs. It encodes
+// exactly what proto.Marshal makes of the same message built with header
+// (TestLimitHeadersWire), without building that message: a limited key's
+// allowed answer is the cached one plus these bytes, for every request.
+func appendResponseHeaders(b []byte, hs ...respHeader) []byte {
 	size := func(n protowire.Number, l int) int { return protowire.SizeTag(n) + protowire.SizeBytes(l) }
-	str := func(n protowire.Number, s string) int { // proto3 leaves out an empty string
-		if s == "" {
+	str := func(n protowire.Number, l int) int { // proto3 leaves out an empty string
+		if l == 0 {
 			return 0
 		}
-		return size(n, len(s))
+		return size(n, l)
 	}
-	headerLen := func(k, v string) int { return str(fieldHeaderKey, k) + str(fieldHeaderValue, v) }
-	optionLen := func(k, v string) int {
-		return size(fieldOptionHeader, headerLen(k, v)) + size(fieldOptionAppend, 0)
+	headerLen := func(h respHeader) int { return str(fieldHeaderKey, len(h.key)) + str(fieldHeaderValue, len(h.value)) }
+	optionLen := func(h respHeader) int {
+		return size(fieldOptionHeader, headerLen(h)) + size(fieldOptionAppend, 0)
 	}
 	ok := 0
-	for i := 0; i+1 < len(kv); i += 2 {
-		ok += size(fieldResponseAdd, optionLen(kv[i], kv[i+1]))
+	for _, h := range hs {
+		ok += size(fieldResponseAdd, optionLen(h))
 	}
 	b = protowire.AppendTag(b, fieldOkResponse, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(ok))
-	for i := 0; i+1 < len(kv); i += 2 {
-		k, v := kv[i], kv[i+1]
+	for _, h := range hs {
 		b = protowire.AppendTag(b, fieldResponseAdd, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(optionLen(k, v)))
+		b = protowire.AppendVarint(b, uint64(optionLen(h)))
 		b = protowire.AppendTag(b, fieldOptionHeader, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(headerLen(k, v)))
-		b = appendString(b, fieldHeaderKey, k)
-		b = appendString(b, fieldHeaderValue, v)
+		b = protowire.AppendVarint(b, uint64(headerLen(h)))
+		if h.key != "" {
+			b = protowire.AppendString(protowire.AppendTag(b, fieldHeaderKey, protowire.BytesType), h.key)
+		}
+		if len(h.value) > 0 {
+			b = protowire.AppendBytes(protowire.AppendTag(b, fieldHeaderValue, protowire.BytesType), h.value)
+		}
 		b = protowire.AppendTag(b, fieldOptionAppend, protowire.BytesType)
 		b = protowire.AppendVarint(b, 0)
 	}
 	return b
-}
-
-// appendString appends string field n unless s is empty (proto3's rule).
-func appendString(b []byte, n protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	return protowire.AppendString(protowire.AppendTag(b, n, protowire.BytesType), s)
 }

@@ -158,11 +158,12 @@ func withLimitHeaders(resp *authv3.CheckResponse, d *authz.Decision) *authv3.Che
 	if len(pre) == 0 {
 		return Response(d)
 	}
-	policy, limit := d.RateLimitPolicyValue(), d.RateLimitValue()
+	var pv, lv [96]byte // the values, on the stack
+	policy, limit := d.AppendRateLimitPolicy(pv[:0]), d.AppendRateLimit(lv[:0])
 	b := make([]byte, 0, len(pre)+64+len(policy)+len(limit))
 	b = appendResponseHeaders(append(b, pre...),
-		authz.HeaderRateLimitPolicy, policy,
-		authz.HeaderRateLimit, limit)
+		respHeader{authz.HeaderRateLimitPolicy, policy},
+		respHeader{authz.HeaderRateLimit, limit})
 	out := &authv3.CheckResponse{}
 	out.ProtoReflect().SetUnknown(b)
 	return out

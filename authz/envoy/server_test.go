@@ -112,7 +112,7 @@ func TestLimitHeadersWire(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := appendResponseHeaders([]byte("pre"), authz.HeaderRateLimitPolicy, `"key";q=100;w=60`, k, v)
+		got := appendResponseHeaders([]byte("pre"), respHeader{authz.HeaderRateLimitPolicy, []byte(`"key";q=100;w=60`)}, respHeader{k, []byte(v)})
 		if string(got[:3]) != "pre" || !bytes.Equal(got[3:], want) {
 			t.Fatalf("value of %d bytes:\n got %x\nwant %x", n, got[3:], want)
 		}
