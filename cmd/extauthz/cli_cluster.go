@@ -40,16 +40,8 @@ type cliCluster struct {
 
 // runCluster runs "extauthz cluster status|add|remove"; args start after "cluster".
 func runCluster(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		w := stderr
-		if len(args) > 0 {
-			w = stdout
-		}
-		fmt.Fprint(w, clusterUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
+	if done, err := commandHelp(args, clusterUsage, stdout, stderr); done {
+		return err
 	}
 	sub := args[0]
 	var method, path, argsUsage string

@@ -69,16 +69,8 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 
 // runUsers runs "extauthz users disable|enable ID"; args start after "users".
 func runUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		w := stderr
-		if len(args) > 0 {
-			w = stdout
-		}
-		fmt.Fprint(w, usersUsage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
+	if done, err := commandHelp(args, usersUsage, stdout, stderr); done {
+		return err
 	}
 	sub := args[0]
 	var active bool
@@ -112,15 +104,25 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	return tw.Flush()
 }
 
+// commandHelp answers a command group called without a subcommand (its
+// usage on stderr, errUsage) or with -h/--help (its usage on stdout);
+// done is false when args name a subcommand.
+func commandHelp(args []string, usage string, stdout, stderr io.Writer) (done bool, err error) {
+	switch {
+	case len(args) == 0:
+		fmt.Fprint(stderr, usage)
+		return true, errUsage
+	case isHelp(args[0]):
+		fmt.Fprint(stdout, usage)
+		return true, nil
+	}
+	return false, nil
+}
+
 // runKeysIO is runKeys with stdin as a parameter, for tests.
 func runKeysIO(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		if len(args) == 0 {
-			fmt.Fprint(stderr, keysUsage)
-			return errUsage
-		}
-		fmt.Fprint(stdout, keysUsage)
-		return nil
+	if done, err := commandHelp(args, keysUsage, stdout, stderr); done {
+		return err
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
