@@ -2,8 +2,7 @@
 // limits a sidecar enforces by itself.
 //
 // A key limited to N requests per duration D has a bucket of N tokens,
-// refilled evenly at N/D tokens per second (golang.org/x/time/rate does
-// the arithmetic); a request takes its route's cost in tokens or is
+// refilled evenly at N/D tokens per second; a request takes its route's cost in tokens or is
 // refused. Buckets exist only for keys used recently: a bucket idle for
 // its whole duration has refilled completely, so it is dropped and a new,
 // full one takes its place on the key's next request, which is exactly
