@@ -186,7 +186,8 @@ func checkRequest(key string, n int) *authv3.CheckRequest {
 func newGRPCLoad(addr string, conns int, valid, invalid []string, check bool) (*grpcLoad, error) {
 	g := &grpcLoad{check: check}
 	for range conns {
-		cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newStatusCodec())))
 		if err != nil {
 			g.Close()
 			return nil, err
