@@ -18,13 +18,16 @@ import (
 	"github.com/extauthz/extauthz/internal/childproc"
 )
 
-// Sizes of the three load targets, in the order they are measured.
+// The load targets, in the order they are measured: the do-nothing
+// server, the sidecars of the small and the large store, and a second
+// sidecar of the large store whose policy limits every key (gRPC only).
 type targetKind int
 
 const (
 	targetNoop targetKind = iota
 	targetSmall
 	targetLarge
+	targetLimited
 	numTargets
 )
 
@@ -55,6 +58,8 @@ type results struct {
 	shutdown         time.Duration
 	mem, memSmall    childproc.Mem
 	memNoop          childproc.Mem
+	memLimited       childproc.Mem // the limited sidecar after the gRPC load
+	memUnlimited     childproc.Mem // the large store's sidecar at the same time
 	memErr           error
 	admin            loadResult
 	adminErr         error
@@ -188,13 +193,31 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 
-	// Load: per front door and concurrency, the three targets back to back
-	// so that each figure and its baseline see the same machine.
-	targets := [numTargets]*childproc.Proc{noopG, scS, scL}
-	keys := [numTargets]*keySet{b.small, b.small, b.large}
-	names := [numTargets]string{"do-nothing", fmt.Sprintf("extauthz %d keys", o.keysSmall), fmt.Sprintf("extauthz %d keys", o.keysLarge)}
+	// The large store's sidecar again, with every key limited, after the
+	// cold starts so that it does not slow them.
+	var scLim *childproc.Proc
+	if ctx.Err() == nil {
+		if scLim, err = b.limitedSidecar(ctx, "sidecar-large-limited", adminL); err != nil {
+			r.targetErr[targetLimited] = err
+			b.progress("sidecar (large store, limited) failed: %v", err)
+		}
+	}
+
+	// Load: per front door and concurrency, the targets back to back so
+	// that each figure and its baseline see the same machine.
+	targets := [numTargets]*childproc.Proc{noopG, scS, scL, scLim}
+	keys := [numTargets]*keySet{b.small, b.small, b.large, b.large}
+	names := [numTargets]string{"do-nothing", fmt.Sprintf("extauthz %d keys", o.keysSmall), fmt.Sprintf("extauthz %d keys", o.keysLarge),
+		fmt.Sprintf("extauthz %d keys, every key limited", o.keysLarge)}
 	b.loadGRPC(ctx, targets, keys, names)
-	targets[targetNoop] = noopH
+	if scLim != nil { // both large-store sidecars after the same gRPC load
+		r.memLimited, _ = scLim.Memory()
+		if scL != nil {
+			r.memUnlimited, _ = scL.Memory()
+		}
+		_, _ = scLim.Stop(30 * time.Second)
+	}
+	targets[targetNoop], targets[targetLimited] = noopH, nil
 	b.loadHTTP(ctx, targets, keys, names)
 
 	// Memory after the load.

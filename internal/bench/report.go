@@ -15,6 +15,7 @@ const (
 	targetCheckP99     = 1.5  // extauthz / do-nothing p99
 	targetForwardRatio = 0.85
 	targetLargeCost    = 0.10 // throughput lost from the small to the large store
+	targetLimitsCost   = 0.10 // throughput and RSS added by limiting every active key
 	targetCold         = 5 * time.Second
 	targetRestart      = time.Second
 	targetRSS          = 300 << 20
@@ -86,6 +87,9 @@ func (b *bench) print(w io.Writer) {
 				t.row(door.name, setup, loadCell(got), baseCell(door.base, base, bok), ratio, orDash(strings.Join(verdicts, "; ")))
 			}
 		}
+		if door.grpc {
+			b.printLimited(t, large)
+		}
 	}
 
 	// Revocation propagation: one row per measured series, then the
@@ -129,6 +133,36 @@ func (b *bench) print(w io.Writer) {
 	b.printCluster(t)
 	t.write(w)
 	fmt.Fprintf(w, "\nRun time %v. Sidecars log at the shipped level (info): each denied request (10 %% of the load) writes one JSON log line, included in the figures.\n", time.Since(b.began).Round(time.Second))
+}
+
+// printLimited adds the rows of Check with every key of the large store
+// limited, against the same store's sidecar without limits.
+func (b *bench) printLimited(t *table, large string) {
+	o, r := b.opts, &b.res
+	name := "Check (gRPC), every key limited"
+	for _, c := range o.concurrency {
+		setup := fmt.Sprintf("c=%d, %s, %s active, each under a never-refusing rate limit (policy default 1e9/1s, RateLimit fields on every answer)", c, large, count(o.sample))
+		got, ok := r.grpc[targetLimited][c]
+		base, bok := r.grpc[targetLarge][c]
+		baseName := fmt.Sprintf("the %s sidecar without limits", large)
+		if !ok {
+			t.row(name, setup, notMeasured(r.targetErr[targetLimited]), baseCell(baseName, base, bok), "—", "—")
+			continue
+		}
+		ratio, target := "—", "—"
+		if bok && base.RPS() > 0 {
+			ratio = fmt.Sprintf("%.2f× req/s, %.2f× p99", got.RPS()/base.RPS(), ratioDur(got.Hist.Quantile(0.99), base.Hist.Quantile(0.99)))
+			target = verdict(got.RPS()/base.RPS() >= 1-targetLimitsCost, fmt.Sprintf("≥ %.2f× req/s", 1-targetLimitsCost))
+		}
+		t.row(name, setup, loadCell(got), baseCell(baseName, base, bok), ratio, target)
+	}
+	if lim, base := r.memLimited, r.memUnlimited; lim.RSS > 0 && base.RSS > 0 {
+		t.row("Memory (VmRSS), every key limited", fmt.Sprintf("the limited sidecar after the gRPC Check load, %s", large),
+			fmt.Sprintf("%s (anon %s, file-backed %s)", mib(lim.RSS), mib(lim.Anon), mib(lim.File)),
+			fmt.Sprintf("the %s sidecar without limits, then: %s (anon %s)", large, mib(base.RSS), mib(base.Anon)),
+			fmt.Sprintf("%.2f×", float64(lim.RSS)/float64(base.RSS)),
+			verdict(float64(lim.RSS) <= (1+targetLimitsCost)*float64(base.RSS), fmt.Sprintf("≤ %.2f×", 1+targetLimitsCost)))
+	}
 }
 
 // printSingle adds the rows of cold start, restart, memory and the admin.

@@ -68,19 +68,11 @@ func (b *bench) limits(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	src, err := os.ReadFile(b.cl.policyFile)
-	if err != nil {
-		return err
-	}
-	limited := filepath.Join(b.root, "policy-limited.yaml")
-	if err := os.WriteFile(limited, append(src, []byte("\nrateLimits: {default: {limit: 1000000000, duration: 1s}}\n")...), 0o600); err != nil {
-		return err
-	}
 	off, err := b.readySidecar(ctx, "sidecar-unlimited", admin, nil, nil)
 	if err != nil {
 		return err
 	}
-	on, err := b.readySidecarPolicy(ctx, "sidecar-limited", admin, limited, nil, nil)
+	on, err := b.limitedSidecar(ctx, "sidecar-limited", admin)
 	if err != nil {
 		return err
 	}
@@ -91,4 +83,20 @@ func (b *bench) limits(ctx context.Context) error {
 	}
 	printArms(os.Stdout, b, fmt.Sprintf("Check (gRPC), %d keys, %d active", keys.Total, len(keys.Valid)), "vs no limits", arms)
 	return nil
+}
+
+// limitedSidecar starts a sidecar following admin whose policy is the
+// bench's with a default rate limit for every key that never refuses
+// (rateLimits.default 1e9/1s, limit headers shown), and waits until it is
+// ready.
+func (b *bench) limitedSidecar(ctx context.Context, name string, admin *childproc.Proc) (*childproc.Proc, error) {
+	src, err := os.ReadFile(b.cl.policyFile)
+	if err != nil {
+		return nil, err
+	}
+	limited := filepath.Join(b.root, name+"-policy.yaml")
+	if err := os.WriteFile(limited, append(src, []byte("\nrateLimits: {default: {limit: 1000000000, duration: 1s}}\n")...), 0o600); err != nil {
+		return nil, err
+	}
+	return b.readySidecarPolicy(ctx, name, admin, limited, nil, nil)
 }
