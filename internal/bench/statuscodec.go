@@ -49,44 +49,39 @@ func (c statusCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // as protobuf merges it: the last code wins.
 func statusCode(b []byte) (int32, error) {
 	var code int32
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		if num != fieldStatus || typ != protowire.BytesType {
+			return nil
+		}
+		st, _ := protowire.ConsumeBytes(v)
+		return eachField(st, func(num protowire.Number, typ protowire.Type, v []byte) error {
+			if num == fieldCode && typ == protowire.VarintType {
+				c, _ := protowire.ConsumeVarint(v)
+				code = int32(c)
+			}
+			return nil
+		})
+	})
+	return code, err
+}
+
+// eachField calls f with each field of the message encoded in b: its
+// number, its wire type and its encoded value (for a bytes field, the
+// length prefix included).
+func eachField(b []byte, f func(protowire.Number, protowire.Type, []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
 		b = b[n:]
-		if num == fieldStatus && typ == protowire.BytesType {
-			st, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return 0, protowire.ParseError(n)
-			}
-			for len(st) > 0 {
-				num, typ, m := protowire.ConsumeTag(st)
-				if m < 0 {
-					return 0, protowire.ParseError(m)
-				}
-				st = st[m:]
-				if num == fieldCode && typ == protowire.VarintType {
-					v, m := protowire.ConsumeVarint(st)
-					if m < 0 {
-						return 0, protowire.ParseError(m)
-					}
-					code = int32(v)
-					st = st[m:]
-					continue
-				}
-				if m = protowire.ConsumeFieldValue(num, typ, st); m < 0 {
-					return 0, protowire.ParseError(m)
-				}
-				st = st[m:]
-			}
-			b = b[n:]
-			continue
-		}
 		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return 0, protowire.ParseError(n)
+			return protowire.ParseError(n)
+		}
+		if err := f(num, typ, b[:n]); err != nil {
+			return err
 		}
 		b = b[n:]
 	}
-	return code, nil
+	return nil
 }
