@@ -76,6 +76,8 @@ const (
 	ReasonAmbiguousPath = "ambiguous_path"
 	ReasonConflict      = "ambiguous_forwarding"
 	ReasonOverride      = "method_override"
+	ReasonMethodCase    = "ambiguous_method"
+	ReasonPathOverride  = "path_override"
 	ReasonStoreError    = "store_error"
 	ReasonStale         = "replica_unavailable"
 )
@@ -103,40 +105,14 @@ type Request struct {
 	// which request it is asked about (forwarded headers of two proxies,
 	// a repeated one, none at all): Check refuses it with 400.
 	Conflict string
-	// MethodOverride reports that the request carries one of
-	// MethodOverrideHeaders.
-	MethodOverride bool
+	// MethodOverride and PathOverride report that the request carries
+	// one of MethodOverrideHeaders or PathOverrideHeaders (see
+	// OverrideHeader). ContentType holds the Content-Type header values.
+	MethodOverride, PathOverride bool
+	ContentType                  []string
 	// TraceParent and TraceState are the request's W3C trace-context
 	// headers, read only when tracing is on (Authorizer.Tracing).
 	TraceParent, TraceState string
-}
-
-// MethodOverrideHeaders are the headers with which frameworks let a POST
-// stand for another method (Express method-override, ASP.NET Core
-// UseHttpMethodOverride, Symfony); the query parameter _method does the
-// same. The decision cannot know whether the upstream honours them, so a
-// request carrying one is refused.
-var MethodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
-
-// methodOverrideParams are the query parameters that override the method.
-var methodOverrideParams = [...]string{"_method", "x-http-method-override", "x-http-method", "x-method-override"}
-
-// queryOverridesMethod reports whether target's query has a parameter
-// named in methodOverrideParams (names compared without ASCII case).
-func queryOverridesMethod(target string) bool {
-	i := strings.IndexByte(target, '?')
-	if i < 0 {
-		return false
-	}
-	for param := range strings.SplitSeq(target[i+1:], "&") {
-		name, _, _ := strings.Cut(param, "=")
-		for _, p := range methodOverrideParams {
-			if strings.EqualFold(name, p) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Decision is the outcome of Check.
@@ -293,10 +269,14 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	if r.Conflict != "" {
 		return Decision{Kind: AmbiguousPath, Reason: ReasonConflict, Status: statusBadRequest, Body: bodyConflict}, ""
 	}
-	if r.MethodOverride || queryOverridesMethod(r.Path) {
-		return Decision{Kind: AmbiguousPath, Reason: ReasonOverride, Status: statusBadRequest, Body: bodyOverride}, ""
-	}
 	pol := st.pol
+	if reason := overridden(pol, r); reason != "" {
+		body := bodyOverride
+		if reason == ReasonPathOverride {
+			body = bodyAmbiguous
+		}
+		return Decision{Kind: AmbiguousPath, Reason: reason, Status: statusBadRequest, Body: body}, ""
+	}
 	path, err := policy.NormalizePath(r.Path)
 	if err != nil {
 		return Decision{Kind: AmbiguousPath, Reason: ReasonAmbiguousPath, Status: statusBadRequest, Body: bodyAmbiguous}, ""

@@ -1,13 +1,15 @@
 package authz_test
 
 import (
-	"github.com/extauthz/extauthz/authz/forwardauth"
-
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/authz/forwardauth"
+	"github.com/extauthz/extauthz/policy"
 )
 
 // viaNginx sends what nginx auth_request sends with the documented
@@ -52,19 +54,23 @@ var allDoors = []door{
 type outcome int
 
 const (
-	allowed    outcome = iota
-	noKey              // 401
-	noScope            // 403, missing scope
-	notProject         // 403, other project
-	ambiguous          // 400 (HTTP doors), 403 denied_response (gRPC)
+	allowed         outcome = iota
+	noKey                   // 401
+	noScope                 // 403, missing scope
+	notProject              // 403, other project
+	ambiguous               // 400 (HTTP doors), 403 denied_response (gRPC)
+	ambiguousMethod         // the same, "ambiguous request method"
 )
 
 func (o outcome) check(t *testing.T, d string, got result) {
 	t.Helper()
-	wantStatus, wantBody := map[outcome]int{allowed: 200, noKey: 401, noScope: 403, notProject: 403, ambiguous: 400}[o], ""
+	wantStatus, wantBody := map[outcome]int{allowed: 200, noKey: 401, noScope: 403, notProject: 403, ambiguous: 400, ambiguousMethod: 400}[o], ""
 	switch o {
-	case ambiguous:
+	case ambiguous, ambiguousMethod:
 		wantBody = `{"error":"ambiguous request path"}`
+		if o == ambiguousMethod {
+			wantBody = `{"error":"ambiguous request method"}`
+		}
 		if d == "envoy-grpc" {
 			wantStatus = 403
 		}
@@ -115,10 +121,12 @@ func TestSpellingsNexgent(t *testing.T) {
 		{"GET", "/HEALTHZ", "", ambiguous},
 		{"GET", "/API/v1/api-keys", "", ambiguous},
 		{"GET", "/api/v1/Trading-Signals", signals, ambiguous},
-		// Methods are compared exactly: "get" is not GET, so it falls to
-		// unmatched (full_access).
-		{"get", "/api/v1/agents", agents, noScope},
-		{"get", "/healthz", "", noKey},
+		// A method in lower case is refused: routes list upper-case
+		// methods, and Django's views and ASP.NET Core's routing run
+		// "delete" as DELETE.
+		{"get", "/api/v1/agents", agents, ambiguousMethod},
+		{"get", "/healthz", "", ambiguousMethod},
+		{"Delete", "/api/v1/trading-signals/1", signals, ambiguousMethod},
 	}
 	for _, d := range allDoors {
 		for _, r := range rows {
@@ -350,6 +358,27 @@ func TestMethodOverrideRefused(t *testing.T) {
 		{"/api/v1/trading-signals/123", map[string]string{"x-method-override": "DELETE"}},
 		{"/api/v1/trading-signals/123?_method=DELETE", nil},
 		{"/api/v1/trading-signals/123?a=1&_METHOD=put", nil},
+		// Header names as CGI, PHP and Rack read them.
+		{"/api/v1/trading-signals/123", map[string]string{"X_HTTP_Method_Override": "DELETE"}},
+		{"/api/v1/trading-signals/123", map[string]string{"x_method_override": "DELETE"}},
+		// Parameter names as frameworks decode them (Express, PHP, a
+		// server that decodes twice), and Traefik's ';' for '&'.
+		{"/api/v1/trading-signals/123?%5Fmethod=DELETE", nil},
+		{"/api/v1/trading-signals/123?%5fmethod=DELETE", nil},
+		{"/api/v1/trading-signals/123?_metho%64=DELETE", nil},
+		{"/api/v1/trading-signals/123?%255Fmethod=DELETE", nil},
+		{"/api/v1/trading-signals/123?x%2Dhttp%2Dmethod%2Doverride=DELETE", nil},
+		{"/api/v1/trading-signals/123?.method=DELETE", nil},
+		{"/api/v1/trading-signals/123?%20_method=DELETE", nil},
+		{"/api/v1/trading-signals/123?_method[]=DELETE", nil},
+		{"/api/v1/trading-signals/123?a=1;_method=DELETE", nil},
+		// A form body the door never sees could hold _method.
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "Application/X-WWW-Form-Urlencoded; charset=utf-8"}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "multipart/form-data; boundary=x"}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/json, application/x-www-form-urlencoded"}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "json"}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": ""}},
 	}
 	for _, d := range allDoors {
 		for _, c := range cases {
@@ -367,8 +396,72 @@ func TestMethodOverrideRefused(t *testing.T) {
 			}
 		}
 	}
-	// The same POST without an override is judged as before.
-	if got := e.viaEnvoy("POST", "/api/v1/trading-signals/123?method=x", map[string]string{"X-API-Key": signals}); got.status != 200 {
-		t.Errorf("plain POST: %d %s", got.status, got.body)
+	// Content-Type twice, the form first: fasthttp keeps the last value,
+	// Puma joins both and Rack reads the first.
+	req, _ := http.NewRequest(http.MethodGet, e.httpURL+"/auth", nil)
+	req.Header.Set("X-Forwarded-Method", "POST")
+	req.Header.Set("X-Forwarded-Uri", "/api/v1/trading-signals/123")
+	req.Header.Set("X-Api-Key", signals)
+	req.Header.Add("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Add("Content-Type", "application/json")
+	if got := e.do(req); got.status != 400 || got.body != `{"error":"ambiguous request method"}` {
+		t.Errorf("two Content-Types: %d %s; want 400 ambiguous request method", got.status, got.body)
+	}
+	// The same POST without an override is judged as before, and so is a
+	// form that is not a POST.
+	for _, d := range allDoors {
+		for _, c := range []struct {
+			method, path string
+			hdr          map[string]string
+		}{
+			{"POST", "/api/v1/trading-signals/123?method=x&a_method=y&_methods=z", nil},
+			{"POST", "/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/json; charset=utf-8"}},
+			{"GET", "/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
+		} {
+			hdr := map[string]string{"X-API-Key": signals}
+			for k, v := range c.hdr {
+				hdr[k] = v
+			}
+			if got := d.check(e, c.method, c.path, hdr); got.status != 200 {
+				t.Errorf("%s %s %s %v: %d %s; want 200", d.name, c.method, c.path, c.hdr, got.status, got.body)
+			}
+		}
+	}
+}
+
+// TestFormBodiesAllowed: with formBodies: allow, a form POST is judged by
+// its method.
+func TestFormBodiesAllowed(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml", func(o *authz.Options) {
+		p := *o.Policy
+		p.FormBodies = policy.FormBodiesAllow
+		o.Policy = &p
+	})
+	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
+	for _, d := range allDoors {
+		hdr := map[string]string{"X-API-Key": signals, "Content-Type": "multipart/form-data; boundary=x"}
+		if got := d.check(e, "POST", "/api/v1/trading-signals", hdr); got.status != 200 {
+			t.Errorf("%s: %d %s; want 200", d.name, got.status, got.body)
+		}
+	}
+}
+
+// TestPathOverrideRefused: X-Original-URL and X-Rewrite-URL, with which
+// some frameworks route a request to another path than its target's, are
+// refused through every door, in any case and spelt with '_'.
+func TestPathOverrideRefused(t *testing.T) {
+	e := newEnv(t, "nexgent.yaml")
+	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
+	for _, d := range allDoors {
+		for _, h := range []string{"X-Original-URL", "x-rewrite-url", "X_Original_Url"} {
+			got := d.check(e, "GET", "/api/v1/trading-signals", map[string]string{"X-API-Key": signals, h: "/api/v1/admin/users"})
+			want := 400
+			if d.name == "envoy-grpc" {
+				want = 403
+			}
+			if got.status != want || got.body != `{"error":"ambiguous request path"}` {
+				t.Errorf("%s %s: %d %s; want %d ambiguous request path", d.name, h, got.status, got.body, want)
+			}
+		}
 	}
 }

@@ -35,8 +35,11 @@ const (
 )
 
 // checkHeaders are the request headers an HTTP-mode proxy must send to extauthz: the key in
-// both its places, and the method overrides extauthz must see to refuse them.
-var checkHeaders = []string{"x-api-key", "authorization", "x-http-method-override", "x-http-method", "x-method-override"}
+// both its places, the method and path overrides extauthz must see to refuse them (also spelt
+// with '_'), and the Content-Type of a POST, which may be a form.
+var checkHeaders = []string{"x-api-key", "authorization", "x-http-method-override", "x-http-method", "x-method-override",
+	"x_http_method_override", "x_http_method", "x_method_override",
+	"x-original-url", "x-rewrite-url", "x_original_url", "x_rewrite_url", "content-type"}
 
 // ecoDoc is one example file, as YAML converted to JSON.
 type ecoDoc struct {

@@ -139,7 +139,8 @@ func checkNginxExample(conf string, p ports) []string {
 			fmt.Sprintf("auth_request_set $extauthz_%s $upstream_http_%s", h[1], strings.ReplaceAll(strings.ToLower(h[0]), "-", "_")),
 			fmt.Sprintf("proxy_set_header %s $extauthz_%s", h[0], h[1]))
 	}
-	for _, h := range []string{"X-Api-Key", "Authorization", "X-Forwarded-Method", "X-Forwarded-Uri", "X-Original-Method", "X-Original-URI"} {
+	for _, h := range []string{"X-Api-Key", "Authorization", "X-Forwarded-Method", "X-Forwarded-Uri", "X-Original-Method", "X-Original-URI",
+		"Forwarded", "X-Forwarded-Prefix", "X-Forwarded-Port", "X-Forwarded-Path"} {
 		app = append(app, "proxy_set_header "+h+` ""`)
 	}
 	app = append(app, "proxy_set_header X-Forwarded-For $remote_addr", "proxy_set_header X-Real-IP $remote_addr",

@@ -27,6 +27,8 @@
 //   - keys.stripCredential: true
 //   - realm: "api"
 //   - unmatched: deny
+//   - formBodies: refuse (or allow: the upstream never takes the method
+//     from a form body)
 //   - each message independently: missingKey "API key required", invalidKey
 //     "Invalid API key", missingScope "API key missing required scope:
 //     {scope}", wrongProject "Forbidden: API key does not belong to this

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,4 +156,34 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("Match(%q, %q) project = %q (isolated %v), want %q", method, path, m.Project, m.Isolated, project)
 		}
 	})
+}
+
+// FuzzCanonicalParamName: a name that Go's query decoding, once or twice,
+// reads as a method-override parameter in any case is spelt as one.
+func FuzzCanonicalParamName(f *testing.F) {
+	for _, s := range []string{"_method", "%5Fmethod", "%255fMETHOD", "+_method", ".method", "_method[]", "x-http-method", "a%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		got := CanonicalParamName(name)
+		once, err := url.QueryUnescape(name)
+		if err != nil {
+			return
+		}
+		for _, d := range []string{once, unescapeOrEmpty(once)} {
+			if w := strings.ToLower(d); w == "_method" || w == "x-http-method-override" {
+				if want := strings.ReplaceAll(w, "-", "_"); got != want {
+					t.Fatalf("CanonicalParamName(%q) = %q; Go decodes it to %q", name, got, d)
+				}
+			}
+		}
+	})
+}
+
+func unescapeOrEmpty(s string) string {
+	d, err := url.QueryUnescape(s)
+	if err != nil {
+		return ""
+	}
+	return d
 }

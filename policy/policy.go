@@ -34,6 +34,23 @@ const (
 	UnmatchedAllow Unmatched = "allow"
 )
 
+// FormBodies says whether a POST with a form body may be judged
+// (docs/security.md, "Method overrides"): the front doors never see the
+// body, and Rails, Laravel, Symfony, Express's method-override and
+// ASP.NET Core can run such a POST as the method a _method form field
+// names.
+type FormBodies string
+
+// The values of the policy's "formBodies" field.
+const (
+	// FormBodiesRefuse refuses a POST whose Content-Type is a form or
+	// cannot be read (the default).
+	FormBodiesRefuse FormBodies = "refuse"
+	// FormBodiesAllow judges such a POST by its method: the upstream
+	// never takes the method from a body.
+	FormBodiesAllow FormBodies = "allow"
+)
+
 const defaultRealm = "api"
 
 // Default messages, used for each message the policy leaves empty.
@@ -137,6 +154,7 @@ type Policy struct {
 	Unmatched  Unmatched  `json:"unmatched,omitempty"`
 	Messages   Messages   `json:"messages,omitempty"`
 	RateLimits RateLimits `json:"rateLimits,omitempty"`
+	FormBodies FormBodies `json:"formBodies,omitempty"`
 
 	// isolations are the path sets that project routes isolate, each
 	// once: every request under one must carry a key of the project it

@@ -203,6 +203,11 @@ var problemCases = []struct {
 		want: []string{"routes[0].methods: must not be empty (omit it to match every method)"},
 	},
 	{
+		name: "formBodies not refuse or allow",
+		yaml: policyWith("formBodies: accept"),
+		want: []string{`formBodies: "accept" must be refuse or allow`},
+	},
+	{
 		name: "lower-case method",
 		yaml: policyWith("routes: [{methods: [GET, post], path: /a}]"),
 		want: []string{`routes[0].methods[1]: "post" must be upper-case`},

@@ -20,6 +20,9 @@ func (p *Policy) applyDefaults() {
 	if p.Unmatched == "" {
 		p.Unmatched = UnmatchedDeny
 	}
+	if p.FormBodies == "" {
+		p.FormBodies = FormBodiesRefuse
+	}
 	m := &p.Messages
 	for _, f := range []struct {
 		field *string
@@ -70,6 +73,9 @@ func (p *Policy) validate() []string {
 		}
 	default:
 		ps.add("unmatched", "%q must be deny, authenticate, require-super or allow", p.Unmatched)
+	}
+	if p.FormBodies != FormBodiesRefuse && p.FormBodies != FormBodiesAllow {
+		ps.add("formBodies", "%q must be refuse or allow", p.FormBodies)
 	}
 	m := p.Messages
 	for _, f := range []struct{ name, text string }{

@@ -17,15 +17,18 @@ import (
 // decoded. FuzzProjectCheckRequest fails if envoyRequest reads one that is
 // not here.
 var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization, "x-request-id", ":method", ":path", ":authority",
-	authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2], headerTraceParent, headerTraceState}
+	headerContentType, headerTraceParent, headerTraceState}
 
+// envoyReadsHeader reports whether envoyRequest reads the header name: one
+// of envoyReadHeaders, or one that authz.OverrideHeader names.
 func envoyReadsHeader(name string) bool {
 	for _, h := range envoyReadHeaders {
 		if len(name) == len(h) && strings.EqualFold(name, h) {
 			return true
 		}
 	}
-	return false
+	m, p := authz.OverrideHeader(name)
+	return m || p
 }
 
 // Field numbers of the parts of a CheckRequest that envoyRequest reads

@@ -147,6 +147,10 @@ const (
 	headerTraceState  = "tracestate"
 )
 
+// headerContentType is read for a POST, which may carry a form (authz,
+// "overridden").
+const headerContentType = "content-type"
+
 // withLimitHeaders returns the cached allow response resp with d's
 // RateLimit fields added to the client's response. A pre-encoded response
 // gets the encoding of an ok_response holding only
@@ -218,59 +222,53 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 			if v == "" {
 				v = hv.GetValue()
 			}
-			switch strings.ToLower(hv.GetKey()) {
-			case authz.HeaderAPIKey:
-				r.APIKey = append(r.APIKey, v)
-			case authz.HeaderAuthorization:
-				r.Authorization = append(r.Authorization, v)
-			case "x-request-id":
-				r.RequestID = v
-			case ":method":
-				if r.Method == "" {
-					r.Method = v
-				}
-			case ":path":
-				if r.Path == "" {
-					r.Path = v
-				}
-			case ":authority":
-				if r.Host == "" {
-					r.Host = v
-				}
-			case authz.MethodOverrideHeaders[0], authz.MethodOverrideHeaders[1], authz.MethodOverrideHeaders[2]:
-				r.MethodOverride = true
-			case headerTraceParent:
-				r.TraceParent = v
-			case headerTraceState:
-				r.TraceState = v
-			}
+			requestHeader(&r, strings.ToLower(hv.GetKey()), v)
 		}
 		return r
 	}
-	hdr := h.GetHeaders()
-	if v, ok := hdr[authz.HeaderAPIKey]; ok {
-		r.APIKey = []string{v}
-	}
-	if v, ok := hdr[authz.HeaderAuthorization]; ok {
-		r.Authorization = []string{v}
-	}
-	r.RequestID = hdr["x-request-id"]
-	for _, name := range authz.MethodOverrideHeaders {
-		if _, ok := hdr[name]; ok {
-			r.MethodOverride = true
-		}
-	}
-	r.TraceParent, r.TraceState = hdr[headerTraceParent], hdr[headerTraceState]
-	if r.Method == "" {
-		r.Method = hdr[":method"]
-	}
-	if r.Path == "" {
-		r.Path = hdr[":path"]
-	}
-	if r.Host == "" {
-		r.Host = hdr[":authority"]
+	// Envoy joins a repeated header's values with commas here, and sends
+	// names in lower case.
+	for k, v := range h.GetHeaders() {
+		requestHeader(&r, k, v)
 	}
 	return r
+}
+
+// requestHeader reads one request header, its name in lower case, into r:
+// the headers of envoyReadHeaders and those authz.OverrideHeader names.
+// The method, path and host come from the pseudo-headers only when the
+// request's attributes lack them.
+func requestHeader(r *authz.Request, name, v string) {
+	switch name {
+	case authz.HeaderAPIKey:
+		r.APIKey = append(r.APIKey, v)
+	case authz.HeaderAuthorization:
+		r.Authorization = append(r.Authorization, v)
+	case "x-request-id":
+		r.RequestID = v
+	case ":method":
+		if r.Method == "" {
+			r.Method = v
+		}
+	case ":path":
+		if r.Path == "" {
+			r.Path = v
+		}
+	case ":authority":
+		if r.Host == "" {
+			r.Host = v
+		}
+	case headerContentType:
+		r.ContentType = append(r.ContentType, v)
+	case headerTraceParent:
+		r.TraceParent = v
+	case headerTraceState:
+		r.TraceState = v
+	default:
+		m, p := authz.OverrideHeader(name)
+		r.MethodOverride = r.MethodOverride || m
+		r.PathOverride = r.PathOverride || p
+	}
 }
 
 // header is a header to set with overwrite semantics. The deprecated append

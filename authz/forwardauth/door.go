@@ -291,7 +291,7 @@ type forwarded struct {
 	fwdMethod, fwdURI, fwdHost, fwdFor []byte
 	origMethod, origURI, realIP        []byte
 	repeated                           bool
-	override                           bool // a method-override header
+	override, pathOverride             bool // a method- or path-override header (authz.OverrideHeader)
 	traefik, nginx                     bool
 }
 
@@ -307,7 +307,7 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 		*dst = v
 	}
 	for k, v := range hd.All() {
-		if len(k) < 9 || (k[0]|0x20) != 'x' || k[1] != '-' {
+		if len(k) < 9 || (k[0]|0x20) != 'x' {
 			continue
 		}
 		switch {
@@ -329,8 +329,10 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 			fw.nginx = true
 		case equalHeaderName(k, "X-Real-Ip"):
 			set(6, &fw.realIP, v)
-		case equalHeaderName(k, authz.MethodOverrideHeaders[0]), equalHeaderName(k, authz.MethodOverrideHeaders[1]), equalHeaderName(k, authz.MethodOverrideHeaders[2]):
-			fw.override = true
+		default:
+			m, p := authz.OverrideHeader(string(k))
+			fw.override = fw.override || m
+			fw.pathOverride = fw.pathOverride || p
 		}
 	}
 	return fw
@@ -369,7 +371,7 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 		sub = "" // /auth with a query of its own
 	}
 	fw := readFamilies(hd)
-	r.MethodOverride = fw.override
+	r.MethodOverride, r.PathOverride = fw.override, fw.pathOverride
 	envoy := sub != ""
 
 	family := f.family
@@ -419,7 +421,23 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 			r.SourceIP = lastAddress(fw.fwdFor, ip)
 		}
 	}
+	if r.Method == http.MethodPost {
+		r.ContentType = contentTypes(hd)
+	}
 	return r
+}
+
+// contentTypes returns every Content-Type value of the request, in the
+// order received: fasthttp keeps only the last one, and a repeated header
+// is read differently by different servers.
+func contentTypes(hd *fasthttp.RequestHeader) []string {
+	var out []string
+	for k, v := range hd.AllInOrder() {
+		if equalHeaderName(k, "Content-Type") {
+			out = append(out, string(v))
+		}
+	}
+	return out
 }
 
 // original sets r's method, path and host from one family's headers, which
