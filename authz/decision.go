@@ -30,9 +30,10 @@ type KeyLookup interface {
 }
 
 // UsageRecorder is told about every allowed request's key, for last-used
-// times. It must not block.
+// times and quotas (quota: the key has one, so the use must reach the
+// admin). It must not block.
 type UsageRecorder interface {
-	Record(keyID string, at time.Time)
+	Record(keyID string, at time.Time, quota bool)
 }
 
 // Kind classifies a decision; it picks the HTTP status and the gRPC code.
@@ -354,7 +355,7 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 		return d, path
 	}
 	if a.usage != nil {
-		a.usage.Record(k.ID, now)
+		a.usage.Record(k.ID, now, k.Quota != nil)
 	}
 	return d, path
 }

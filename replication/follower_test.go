@@ -476,10 +476,10 @@ func TestUsageReachesAdmin(t *testing.T) {
 	t1 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second) // in the past: the admin clamps future uses
 	t2 := t1.Add(time.Minute)
 	for _, at := range []time.Time{t2, t2, t1, t1, t1} {
-		buf.Record(k1.key.ID, at)
+		buf.Record(k1.key.ID, at, false)
 	}
-	buf.Record(k2.key.ID, t1)
-	buf.Record("unknown-key", t1)
+	buf.Record(k2.key.ID, t1, false)
+	buf.Record("unknown-key", t1, false)
 	buf.Flush(ctx)
 	a, err1 := admin.GetKey(k1.key.ID)
 	b, err2 := admin.GetKey(k2.key.ID)
@@ -492,12 +492,12 @@ func TestUsageReachesAdmin(t *testing.T) {
 
 	// While the admin is down, reports are kept and merged, then delivered.
 	fr.set(nil)
-	buf.Record(k2.key.ID, t2)
+	buf.Record(k2.key.ID, t2, false)
 	buf.Flush(ctx)
 	if buf.Len() != 1 {
 		t.Fatalf("%d keys buffered after a failed flush; want the one kept", buf.Len())
 	}
-	buf.Record(k2.key.ID, t1)
+	buf.Record(k2.key.ID, t1, false)
 	fr.set(newServer(t, admin))
 	buf.Flush(ctx)
 	b, err = admin.GetKey(k2.key.ID)

@@ -16,7 +16,8 @@ import (
 // Defaults of Options.
 const (
 	DefaultEvery = 10 * time.Second
-	// DefaultMax bounds the distinct keys buffered between two flushes.
+	// DefaultMax bounds the distinct keys without a quota buffered between
+	// two flushes.
 	DefaultMax = 100_000
 	// DefaultFinalFlush bounds the flush Run makes when its context ends.
 	DefaultFinalFlush = 2 * time.Second
@@ -34,7 +35,8 @@ type Options struct {
 	Send SendFunc
 	// Every is the interval between flushes; zero means DefaultEvery.
 	Every time.Duration
-	// Max is the cap on distinct keys buffered; zero means DefaultMax.
+	// Max is the cap on distinct keys without a quota buffered; zero
+	// means DefaultMax.
 	Max int
 	// FinalFlush bounds the last flush, when Run's context ends; zero
 	// means DefaultFinalFlush.
@@ -53,8 +55,9 @@ type Buffer struct {
 	log     zerolog.Logger
 	dropped prometheus.Counter
 
-	mu      sync.Mutex // guards m and lost
-	m       map[string]keystore.Usage
+	mu      sync.Mutex // guards m, plain and lost
+	m       map[string]pending
+	plain   int        // the keys of m without a quota, which Max bounds
 	lost    uint64     // uses dropped at the cap since the last flush, for its log line
 	flushMu sync.Mutex // one flush at a time, so that a retried batch keeps its order
 }
@@ -76,10 +79,10 @@ func New(opts Options) (*Buffer, error) {
 	b := &Buffer{
 		opts: opts,
 		log:  opts.Logger,
-		m:    make(map[string]keystore.Usage),
+		m:    make(map[string]pending),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "extauthz_usage_dropped_total",
-			Help: "Key uses not reported because the usage buffer held its maximum of distinct keys.",
+			Help: "Uses of keys without a quota not reported because the usage buffer held its maximum of such keys.",
 		}),
 	}
 	if err := metrics.Register(opts.Registerer, "usage", b.dropped); err != nil {
@@ -99,27 +102,45 @@ func NewDiscard() *Buffer {
 	return b
 }
 
-// Record notes one use of keyID at at.
-func (b *Buffer) Record(keyID string, at time.Time) {
+// pending is a key's buffered usage, and whether the key has a quota.
+type pending struct {
+	keystore.Usage
+	quota bool
+}
+
+// Record notes one use of keyID at at. A use of a key with a quota is
+// never dropped, and does not count against the cap: the admin subtracts it from the quota, and
+// the sidecar's allowance for the key (package quota) comes back only
+// when the admin has acknowledged it, so a dropped use would hold that
+// allowance for good. Those keys are bounded by the quota ledger instead
+// (quota.Options.MaxKeys).
+func (b *Buffer) Record(keyID string, at time.Time, quota bool) {
 	b.mu.Lock()
-	b.merge(keystore.Usage{KeyID: keyID, LastUsedAt: at, Count: 1})
+	b.merge(keystore.Usage{KeyID: keyID, LastUsedAt: at, Count: 1}, quota)
 	b.mu.Unlock()
 }
 
 // merge folds u into the buffer; mu is held.
-func (b *Buffer) merge(u keystore.Usage) {
+func (b *Buffer) merge(u keystore.Usage, quota bool) {
 	if u.KeyID == "" {
 		return
 	}
 	e, ok := b.m[u.KeyID]
 	if !ok {
-		if len(b.m) >= b.opts.Max {
-			b.lost += u.Count
-			b.dropped.Add(float64(u.Count))
-			return
+		if !quota {
+			if b.plain >= b.opts.Max {
+				b.lost += u.Count
+				b.dropped.Add(float64(u.Count))
+				return
+			}
+			b.plain++
 		}
-		b.m[u.KeyID] = u
+		b.m[u.KeyID] = pending{u, quota}
 		return
+	}
+	if quota && !e.quota {
+		b.plain--
+		e.quota = true
 	}
 	if u.LastUsedAt.After(e.LastUsedAt) {
 		e.LastUsedAt = u.LastUsedAt
@@ -167,10 +188,18 @@ func (b *Buffer) Flush(ctx context.Context) {
 		return
 	}
 	batch := make([]keystore.Usage, 0, len(b.m))
-	for _, u := range b.m {
-		batch = append(batch, u)
+	var quotas map[string]bool // the keys of batch with a quota, for a retry
+	for _, p := range b.m {
+		batch = append(batch, p.Usage)
+		if p.quota {
+			if quotas == nil {
+				quotas = make(map[string]bool)
+			}
+			quotas[p.KeyID] = true
+		}
 	}
 	clear(b.m)
+	b.plain = 0
 	b.mu.Unlock()
 	b.logLost(lost)
 
@@ -178,7 +207,7 @@ func (b *Buffer) Flush(ctx context.Context) {
 	if len(retry) > 0 {
 		b.mu.Lock()
 		for _, u := range retry {
-			b.merge(u)
+			b.merge(u, quotas[u.KeyID])
 		}
 		b.mu.Unlock()
 	}

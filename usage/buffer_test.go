@@ -96,7 +96,7 @@ func TestRecordCountsEveryUse(t *testing.T) {
 		wg.Go(func() {
 			for i := range uses {
 				for k := range keys {
-					b.Record(fmt.Sprint("key", k), base.Add(time.Duration(w*uses+i)*time.Second))
+					b.Record(fmt.Sprint("key", k), base.Add(time.Duration(w*uses+i)*time.Second), false)
 				}
 			}
 		})
@@ -130,10 +130,10 @@ func TestCapDropsAreCountedAndLoggedOnce(t *testing.T) {
 	b := newBuffer(t, Options{Send: s.send, Max: 2, Logger: zerolog.New(logs), Registerer: reg})
 	at := time.Unix(1_700_000_000, 0)
 	for range 3 {
-		b.Record("a", at)
-		b.Record("b", at)
-		b.Record("c", at) // over the cap
-		b.Record("d", at) // over the cap
+		b.Record("a", at, false)
+		b.Record("b", at, false)
+		b.Record("c", at, false) // over the cap
+		b.Record("d", at, false) // over the cap
 	}
 	if got := dropped(t, reg); got != 6 {
 		t.Errorf("extauthz_usage_dropped_total = %v; want 6", got)
@@ -149,7 +149,7 @@ func TestCapDropsAreCountedAndLoggedOnce(t *testing.T) {
 		t.Errorf("log %q: want one line naming 6 dropped uses", logs.String())
 	}
 	// The next interval starts afresh: room again, nothing more to log.
-	b.Record("c", at)
+	b.Record("c", at, false)
 	b.Flush(context.Background())
 	if n := strings.Count(logs.String(), "usage buffer full"); n != 1 || s.sent()["c"].Count != 1 {
 		t.Errorf("after the cap emptied: %d log lines, c sent %d times; want 1, 1", n, s.sent()["c"].Count)
@@ -165,12 +165,12 @@ func TestFlushKeepsWhatSendReturns(t *testing.T) {
 	b := newBuffer(t, Options{Send: s.send, Logger: zerolog.New(logs)})
 	at := time.Unix(1_700_000_000, 0)
 	s.retry = func(batch []keystore.Usage) ([]keystore.Usage, error) { return batch, errors.New("admin unreachable") }
-	b.Record("a", at)
+	b.Record("a", at, false)
 	b.Flush(context.Background())
 	if b.Len() != 1 {
 		t.Fatalf("%d keys kept after a failed send; want 1", b.Len())
 	}
-	b.Record("a", at.Add(time.Second))
+	b.Record("a", at.Add(time.Second), false)
 	s.retry = nil
 	b.Flush(context.Background())
 	if b.Len() != 0 {
@@ -184,10 +184,46 @@ func TestFlushKeepsWhatSendReturns(t *testing.T) {
 	}
 
 	s.retry = func([]keystore.Usage) ([]keystore.Usage, error) { return nil, errors.New("usage report refused") }
-	b.Record("b", at)
+	b.Record("b", at, false)
 	b.Flush(context.Background())
 	if b.Len() != 0 || !strings.Contains(logs.String(), "usage report refused") {
 		t.Errorf("refused batch: %d keys kept, log %q; want dropped and logged", b.Len(), logs.String())
+	}
+}
+
+// TestQuotaUsesPassTheCap: the uses of a key with a quota are kept past
+// the cap, at the flush and in a batch Send returns, since the sidecar's
+// allowance for the key comes back only when the admin acknowledges them.
+func TestQuotaUsesPassTheCap(t *testing.T) {
+	s := &sink{}
+	reg := prometheus.NewRegistry()
+	b := newBuffer(t, Options{Send: s.send, Max: 1, Logger: zerolog.Nop(), Registerer: reg})
+	at := time.Unix(1_700_000_000, 0)
+	b.Record("a", at, false)
+	b.Record("b", at, false) // over the cap
+	b.Record("q", at, true)  // over the cap, with a quota
+	b.Record("q", at, false)
+	if got := dropped(t, reg); got != 1 {
+		t.Errorf("extauthz_usage_dropped_total = %v; want 1 (b)", got)
+	}
+	s.retry = func(batch []keystore.Usage) ([]keystore.Usage, error) { return batch, errors.New("admin unreachable") }
+	b.Flush(context.Background()) // a and q come back: the cap is full again
+	b.Record("c", at, false)      // over the cap
+	b.Record("r", at, true)       // over the cap, with a quota
+	s.retry = nil
+	b.Flush(context.Background())
+	s.mu.Lock()
+	last := s.batches[len(s.batches)-1]
+	s.mu.Unlock()
+	got := map[string]uint64{}
+	for _, u := range last {
+		got[u.KeyID] = u.Count
+	}
+	if len(got) != 3 || got["a"] != 1 || got["q"] != 2 || got["r"] != 1 {
+		t.Errorf("sent %v after the retry; want a 1, q 2, r 1", got)
+	}
+	if got := dropped(t, reg); got != 2 {
+		t.Errorf("extauthz_usage_dropped_total = %v; want 2 (b and c)", got)
 	}
 }
 
@@ -202,7 +238,7 @@ func TestRunFlushesEveryIntervalAndAtTheEnd(t *testing.T) {
 		go func() { b.Run(ctx); close(done) }()
 		at := time.Now()
 
-		b.Record("a", at)
+		b.Record("a", at, false)
 		time.Sleep(9 * time.Second)
 		synctest.Wait()
 		if s.flushes() != 0 {
@@ -219,7 +255,7 @@ func TestRunFlushesEveryIntervalAndAtTheEnd(t *testing.T) {
 			t.Fatalf("%d flushes of an empty buffer", s.flushes()-1)
 		}
 
-		b.Record("b", at)
+		b.Record("b", at, false)
 		cancel()
 		<-done
 		if s.flushes() != 2 || s.sent()["b"].Count != 1 {
