@@ -31,21 +31,22 @@ func OverrideHeader(name string) (method, path bool) {
 		return false, false
 	}
 	for _, h := range MethodOverrideHeaders {
-		if equalOverrideName(name, h) {
+		if EqualHeaderFold(name, h) {
 			return true, false
 		}
 	}
 	for _, h := range PathOverrideHeaders {
-		if equalOverrideName(name, h) {
+		if EqualHeaderFold(name, h) {
 			return false, true
 		}
 	}
 	return false, false
 }
 
-// equalOverrideName compares a header name with a lower-case name without
-// ASCII case, '_' matching '-'.
-func equalOverrideName(name, want string) bool {
+// EqualHeaderFold reports whether the header name spells want, a lower-case
+// name, in any ASCII case and with '_' for '-', as servers that map header
+// names to variables read it.
+func EqualHeaderFold(name, want string) bool {
 	if len(name) != len(want) {
 		return false
 	}

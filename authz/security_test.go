@@ -361,6 +361,7 @@ func TestMethodOverrideRefused(t *testing.T) {
 		// Header names as CGI, PHP and Rack read them.
 		{"/api/v1/trading-signals/123", map[string]string{"X_HTTP_Method_Override": "DELETE"}},
 		{"/api/v1/trading-signals/123", map[string]string{"x_method_override": "DELETE"}},
+		{"/api/v1/trading-signals/123", map[string]string{"X-HTTP_Method-Override": "DELETE"}},
 		// Parameter names as frameworks decode them (Express, PHP, a
 		// server that decodes twice), and Traefik's ';' for '&'.
 		{"/api/v1/trading-signals/123?%5Fmethod=DELETE", nil},
@@ -372,6 +373,10 @@ func TestMethodOverrideRefused(t *testing.T) {
 		{"/api/v1/trading-signals/123?%20_method=DELETE", nil},
 		{"/api/v1/trading-signals/123?_method[]=DELETE", nil},
 		{"/api/v1/trading-signals/123?a=1;_method=DELETE", nil},
+		// PHP reads a name as a C string, up to its first NUL.
+		{"/api/v1/trading-signals/123?_method%00x=DELETE", nil},
+		{"/api/v1/trading-signals/123?%20_method%00.x=DELETE", nil},
+		{"/api/v1/trading-signals/123?_method%00%5B%5D=DELETE", nil},
 		// A form body the door never sees could hold _method.
 		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
 		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "Application/X-WWW-Form-Urlencoded; charset=utf-8"}},
@@ -379,6 +384,8 @@ func TestMethodOverrideRefused(t *testing.T) {
 		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/json, application/x-www-form-urlencoded"}},
 		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "json"}},
 		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": ""}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content_Type": "application/x-www-form-urlencoded"}},
+		{"/api/v1/trading-signals/123", map[string]string{"Content-Type": "application/json", "Content_Type": "application/json"}},
 	}
 	for _, d := range allDoors {
 		for _, c := range cases {

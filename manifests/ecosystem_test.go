@@ -41,6 +41,31 @@ var checkHeaders = []string{"x-api-key", "authorization", "x-http-method-overrid
 	"x_http_method_override", "x_http_method", "x_method_override",
 	"x-original-url", "x-rewrite-url", "x_original_url", "x_rewrite_url", "content-type"}
 
+// mixedSpellings are override headers spelt with both '-' and '_', which frameworks that map
+// header names to variables read as the '-' spelling. Istio's sidecars pass such names (Envoy
+// Gateway and the Envoy examples reject them), so its example must send them too.
+var mixedSpellings = []string{"x-http_method-override", "x_http-method", "x-original_url", "content_type"}
+
+// istioIncludes reports whether one of Istio's includeRequestHeadersInCheck patterns (exact,
+// "prefix*" or "*suffix") matches the lower-case header name h.
+func istioIncludes(patterns []string, h string) bool {
+	for _, p := range patterns {
+		switch {
+		case strings.HasPrefix(p, "*"):
+			if strings.HasSuffix(h, p[1:]) {
+				return true
+			}
+		case strings.HasSuffix(p, "*"):
+			if strings.HasPrefix(h, p[:len(p)-1]) {
+				return true
+			}
+		case p == h:
+			return true
+		}
+	}
+	return false
+}
+
 // ecoDoc is one example file, as YAML converted to JSON.
 type ecoDoc struct {
 	name string
@@ -134,8 +159,8 @@ func checkIstio(x *istioExamples, want ports) []string {
 			if h.GetPathPrefix() != authPathPrefix {
 				p.add("provider %s: pathPrefix %q, want %q (the door reads the original path after it)", ep.GetName(), h.GetPathPrefix(), authPathPrefix)
 			}
-			for _, hd := range checkHeaders {
-				if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), hd) {
+			for _, hd := range append(slices.Clone(checkHeaders), mixedSpellings...) {
+				if !istioIncludes(h.GetIncludeRequestHeadersInCheck(), hd) {
 					p.add("provider %s: includeRequestHeadersInCheck lacks %s: extauthz never sees it", ep.GetName(), hd)
 				}
 			}

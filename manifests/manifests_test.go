@@ -598,6 +598,14 @@ func TestManifestDriftIsReported(t *testing.T) {
 			expect: []string{"a client's X-Auth-User_id reaches the backend"},
 		},
 		{
+			name: "forwardAuth filters the client's headers", overlay: "traefik",
+			mutate: func(t *testing.T, s *objectSet) {
+				fa := s.get("Middleware", "extauthz", "apikey-auth").Obj.(*middleware).Spec.ForwardAuth
+				fa.AuthRequestHeaders = []string{"X-Api-Key", "Authorization", "X-Http-Method-Override"}
+			},
+			expect: []string{"authRequestHeaders is set"},
+		},
+		{
 			name: "replica behind Traefik in auto mode", overlay: "traefik",
 			mutate: func(t *testing.T, s *objectSet) {
 				d := s.get("Deployment", "extauthz", "extauthz-auth").Obj.(*appsv1.Deployment)

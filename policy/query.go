@@ -5,7 +5,7 @@ import "strings"
 // CanonicalParamName spells a query parameter name as the most lenient reader
 // would: percent-decoded and '+' read as a space, three times over (for
 // servers that decode twice), then in lower case, without leading spaces or
-// trailing spaces and NULs, cut at the first '[' (PHP's and qs's array
+// trailing spaces, cut at the first NUL and the first '[' (PHP's and qs's array
 // syntax), with ' ', '.' and '-' read as '_'.
 func CanonicalParamName(name string) string {
 	for range 3 {
@@ -15,8 +15,11 @@ func CanonicalParamName(name string) string {
 		}
 		name = d
 	}
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i] // PHP reads the name as a C string
+	}
 	name = strings.TrimLeft(name, " ")
-	name = strings.TrimRight(name, " \t\x00")
+	name = strings.TrimRight(name, " \t")
 	if i := strings.IndexByte(name, '['); i >= 0 {
 		name = name[:i]
 	}

@@ -17,10 +17,11 @@ import (
 // decoded. FuzzProjectCheckRequest fails if envoyRequest reads one that is
 // not here.
 var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization, "x-request-id", ":method", ":path", ":authority",
-	headerContentType, headerTraceParent, headerTraceState}
+	headerTraceParent, headerTraceState}
 
 // envoyReadsHeader reports whether envoyRequest reads the header name: one
-// of envoyReadHeaders, or one that authz.OverrideHeader names.
+// of envoyReadHeaders, Content-Type or one that authz.OverrideHeader names
+// (those two in any case and spelt with '_').
 func envoyReadsHeader(name string) bool {
 	for _, h := range envoyReadHeaders {
 		if len(name) == len(h) && strings.EqualFold(name, h) {
@@ -28,7 +29,7 @@ func envoyReadsHeader(name string) bool {
 		}
 	}
 	m, p := authz.OverrideHeader(name)
-	return m || p
+	return m || p || authz.EqualHeaderFold(name, headerContentType)
 }
 
 // Field numbers of the parts of a CheckRequest that envoyRequest reads

@@ -234,8 +234,9 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 	return r
 }
 
-// requestHeader reads one request header, its name in lower case, into r:
-// the headers of envoyReadHeaders and those authz.OverrideHeader names.
+// requestHeader reads one request header into r: the headers of
+// envoyReadHeaders, their names in lower case as Envoy sends them, and
+// Content-Type and those authz.OverrideHeader names in any spelling.
 // The method, path and host come from the pseudo-headers only when the
 // request's attributes lack them.
 func requestHeader(r *authz.Request, name, v string) {
@@ -258,13 +259,15 @@ func requestHeader(r *authz.Request, name, v string) {
 		if r.Host == "" {
 			r.Host = v
 		}
-	case headerContentType:
-		r.ContentType = append(r.ContentType, v)
 	case headerTraceParent:
 		r.TraceParent = v
 	case headerTraceState:
 		r.TraceState = v
 	default:
+		if authz.EqualHeaderFold(name, headerContentType) {
+			r.ContentType = append(r.ContentType, v)
+			return
+		}
 		m, p := authz.OverrideHeader(name)
 		r.MethodOverride = r.MethodOverride || m
 		r.PathOverride = r.PathOverride || p

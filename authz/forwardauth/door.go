@@ -428,12 +428,13 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 }
 
 // contentTypes returns every Content-Type value of the request, in the
-// order received: fasthttp keeps only the last one, and a repeated header
-// is read differently by different servers.
+// order received, also of the header spelt with '_' (which Rack and CGI
+// read as the same): fasthttp keeps only the last one, and a repeated
+// header is read differently by different servers.
 func contentTypes(hd *fasthttp.RequestHeader) []string {
 	var out []string
 	for k, v := range hd.AllInOrder() {
-		if equalHeaderName(k, "Content-Type") {
+		if authz.EqualHeaderFold(string(k), "content-type") {
 			out = append(out, string(v))
 		}
 	}
