@@ -254,6 +254,11 @@ func (a *Authorizer) Check(ctx context.Context, r *Request) Decision {
 	}
 	st := a.state.Load()
 	d, path := a.decide(st, r, now)
+	if d.Reason == reasonQuotaReread {
+		if d, path = a.decide(st, r, now); d.Reason == reasonQuotaReread {
+			d.Reason = ReasonQuotaAllowance // stale twice: where it cannot count, it denies
+		}
+	}
 	a.observe(ctx, r, &d, path, time.Since(start))
 	if span != nil {
 		endSpan(span, r, &d)

@@ -21,6 +21,12 @@ const (
 	ReasonQuotaAllowance = "quota_allowance"
 )
 
+// reasonQuotaReread marks a decision that read the key's record before the
+// quota ledger dropped settled entries (quota.Result.Stale): Check decides
+// again, once, with the revision and the record read anew. Nothing is
+// taken before the quota, so the first decision left nothing to undo.
+const reasonQuotaReread = "quota_reread"
+
 // Quota is the state of a quota'd key after a check: its limit and the
 // remaining count as this process knows it.
 type Quota struct {
@@ -77,8 +83,12 @@ func (a *Authorizer) takeQuota(d *Decision, st *state, k *keystore.Key, rev uint
 		return true
 	}
 	d.Kind, d.Status, d.Body, d.Strip = RateLimited, statusTooManyRequests, st.rateLimited, false
-	d.Reason = ReasonQuotaExhausted
-	if !r.Exhausted {
+	switch {
+	case r.Exhausted:
+		d.Reason = ReasonQuotaExhausted
+	case r.Stale:
+		d.Reason, d.Quota.RetryAfter = reasonQuotaReread, a.quotaRetry
+	default:
 		d.Reason, d.Quota.RetryAfter = ReasonQuotaAllowance, a.quotaRetry
 	}
 	return false

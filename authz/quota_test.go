@@ -1,7 +1,9 @@
 package authz_test
 
 import (
+	"context"
 	"maps"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,5 +128,64 @@ func TestQuotaWithRateLimit(t *testing.T) {
 				t.Fatalf("%s over the rate limit: %d\n%v\nwant\n%v", d.name, r.status, r.headers, want)
 			}
 		}
+	}
+}
+
+// lagOnce is a KeyLookup whose next Revision, once armed, answers one
+// less than the store's: a check that read the revision just before the
+// quota ledger dropped entries settled at the store's.
+type lagOnce struct {
+	authz.KeyLookup
+	armed atomic.Bool
+}
+
+func (l *lagOnce) Revision() uint64 {
+	rev := l.KeyLookup.Revision()
+	if l.armed.CompareAndSwap(true, false) {
+		rev--
+	}
+	return rev
+}
+
+// TestQuotaRereadsAfterASweep: a quota'd key whose record was read before
+// the ledger dropped settled entries (of any key) is decided again with
+// the record read anew, not refused: the soak saw that 429 once.
+func TestQuotaRereadsAfterASweep(t *testing.T) {
+	var keys *lagOnce
+	var ledger *quota.Ledger
+	e := newEnv(t, "nexgent.yaml", func(o *authz.Options) {
+		keys = &lagOnce{KeyLookup: o.Keys}
+		ledger = quota.New(quota.Options{Allowance: 3, Revision: keys.KeyLookup.Revision})
+		o.Keys, o.Quota = keys, ledger
+	})
+	e.usePolicy(limitPolicy)
+	ten := int64(10)
+	rawA, a := e.mint(keyOpts{scopes: []string{"read"}})
+	rawB, b := e.mint(keyOpts{scopes: []string{"read"}})
+	for _, id := range []string{a.ID, b.ID} {
+		if _, err := e.store.SetKeyQuota(id, &ten, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(raw string) authz.Decision {
+		return e.a.Check(context.Background(), &authz.Request{Frontend: "test", Method: "GET", Path: "/items", APIKey: []string{raw}})
+	}
+	if d := check(rawA); d.Kind != authz.Allow {
+		t.Fatalf("first use of a: %s", d.Reason)
+	}
+	batch := []keystore.Usage{{KeyID: a.ID, LastUsedAt: e.clock.Now(), Count: 1}}
+	if err := e.store.RecordUsage(batch); err != nil {
+		t.Fatal(err)
+	}
+	ledger.Acked(batch, e.store.Revision()) // settles a: its entry is dropped
+	if ledger.Len() != 0 {
+		t.Fatalf("%d ledger entries after a's acknowledged report; want 0", ledger.Len())
+	}
+	keys.armed.Store(true)
+	if d := check(rawB); d.Kind != authz.Allow {
+		t.Fatalf("b, read at the revision before the sweep: %v %s; want allowed", d.Kind, d.Reason)
+	}
+	if keys.armed.Load() {
+		t.Fatal("the lagging revision was never read")
 	}
 }

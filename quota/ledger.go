@@ -86,6 +86,11 @@ type Result struct {
 	// after this use: the replicated count minus its own unreflected
 	// uses, at least 0.
 	Remaining int64
+	// Stale reports a denial because the record was read at a revision
+	// older than one at which the ledger dropped settled entries, so that
+	// it may not reflect uses the ledger no longer counts: read the
+	// revision and the record again and retry.
+	Stale bool
 }
 
 // Take decides one use of keyID, whose record (read at revision rev or
@@ -98,8 +103,11 @@ func (l *Ledger) Take(keyID string, q *keystore.Quota, rev uint64) Result {
 	defer l.mu.Unlock()
 	e := l.m[keyID]
 	if e == nil {
-		if len(l.m) >= l.maxKeys || rev < l.swept {
-			// Where the sidecar cannot count, it denies.
+		// Where the sidecar cannot count, it denies.
+		if rev < l.swept {
+			return Result{Stale: true}
+		}
+		if len(l.m) >= l.maxKeys {
 			return Result{}
 		}
 		e = &entry{}

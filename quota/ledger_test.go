@@ -84,8 +84,8 @@ func TestRefundAndBounds(t *testing.T) {
 	if l.Len() != 1 {
 		t.Fatalf("%d entries after a's report is replicated, want 1 (b's)", l.Len())
 	}
-	if r := l.Take("c", q, 2); r.Allowed {
-		t.Fatalf("a record older than a sweep: %+v", r)
+	if r := l.Take("c", q, 2); r.Allowed || !r.Stale {
+		t.Fatalf("a record older than a sweep: %+v; want a stale denial", r)
 	}
 	if !l.Take("c", q, 3).Allowed {
 		t.Fatal("a new key after the sweep is denied")
