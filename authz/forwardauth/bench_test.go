@@ -7,21 +7,13 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/extauthz/extauthz/authz"
-	"github.com/extauthz/extauthz/policy"
 )
 
 // BenchmarkServe is the door's own work for a Traefik-form request with an
 // unknown key (the decision's store lookup is the empty store's): reading
 // the forwarded headers, the decision, the 401 answer.
 func BenchmarkServe(b *testing.B) {
-	p, err := policy.Load("../../examples/policies/nexgent.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	trusted, _ := ParseTrustedProxies(DefaultTrustedProxies)
-	h := New(authz.New(authz.Options{Keys: emptyStore{}, Policy: p}), trusted, FamilyAuto)
+	h := nexgentDoor(b, DefaultTrustedProxies)
 	raw := "GET /auth HTTP/1.1\r\nHost: 127.0.0.1:9192\r\nUser-Agent: Go-http-client/1.1\r\nX-Forwarded-Method: GET\r\n" +
 		"X-Forwarded-Uri: /api/v1/trading-signals\r\nX-Forwarded-Host: api.example.com\r\nX-Forwarded-Proto: https\r\n" +
 		"X-Forwarded-For: 10.0.0.7\r\nX-Api-Key: nex_" + strings.Repeat("a", 32) + "\r\nAccept-Encoding: gzip\r\n\r\n"

@@ -438,6 +438,10 @@ func contentTypes(hd *fasthttp.RequestHeader) []string {
 			out = append(out, string(v))
 		}
 	}
+	if out == nil && len(hd.ContentType()) > 0 {
+		// A request not read from the wire has no raw headers to walk.
+		out = []string{string(hd.ContentType())}
+	}
 	return out
 }
 

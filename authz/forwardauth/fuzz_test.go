@@ -8,9 +8,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/keystore"
-	"github.com/extauthz/extauthz/policy"
 )
 
 // FuzzForwardAuth: arbitrary forwarded method, URI and credential headers
@@ -20,13 +18,7 @@ func FuzzForwardAuth(f *testing.F) {
 	f.Add("POST", "/api/v1/%2e%2e/x", "", "Bearer nex_x")
 	f.Add("", "", "", "")
 	f.Add("get", "no-slash", "a,b", "Bearer a, Bearer b")
-	p, err := policy.Load("../../examples/policies/nexgent.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	a := authz.New(authz.Options{Keys: emptyStore{}, Policy: p})
-	trusted, _ := ParseTrustedProxies([]string{"192.0.2.0/24"})
-	h := New(a, trusted, FamilyAuto)
+	h := nexgentDoor(f, []string{"192.0.2.0/24"})
 	peer := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1234}
 	f.Fuzz(func(t *testing.T, method, uri, xkey, auth string) {
 		// The request as a proxy would send it, parsed by the server's own
