@@ -65,7 +65,7 @@ func EqualHeaderFold(name, want string) bool {
 }
 
 // methodOverrideParams are the query parameter names that override the
-// method, as policy.CanonicalParamName spells them.
+// method, as policy.ParamNameReadings spells them.
 var methodOverrideParams = [...]string{"_method", "x_http_method_override", "x_http_method", "x_method_override"}
 
 // overridden returns the reason to refuse r because an upstream could run
@@ -98,9 +98,10 @@ func hasLower(s string) bool {
 // queryOverridesMethod reports whether target's query has a parameter that
 // some framework reads as one of methodOverrideParams. Frameworks decode
 // names before they look them up, PHP also turns ' ', '.' and '[' into '_'
-// and drops leading spaces, and Traefik forwards the query with ';' turned
-// into '&'; so each parameter, split at '&' and ';', is compared in the
-// spelling policy.CanonicalParamName gives it.
+// and drops leading spaces, Traefik forwards the query with ';' turned
+// into '&', and some overrides find "?_method" anywhere in the target
+// (Hono before 4.10.8); so each parameter, split at '&', ';' and '?', is
+// compared in both spellings policy.ParamNameReadings gives it.
 func queryOverridesMethod(target string) bool {
 	i := strings.IndexByte(target, '?')
 	if i < 0 {
@@ -108,7 +109,7 @@ func queryOverridesMethod(target string) bool {
 	}
 	q := target[i+1:]
 	for len(q) > 0 {
-		j := strings.IndexAny(q, "&;")
+		j := strings.IndexAny(q, "&;?")
 		param := q
 		if j >= 0 {
 			param, q = q[:j], q[j+1:]
@@ -119,9 +120,9 @@ func queryOverridesMethod(target string) bool {
 		if len(name) < len("_method") {
 			continue
 		}
-		c := policy.CanonicalParamName(name)
+		cut, joined := policy.ParamNameReadings(name)
 		for _, p := range methodOverrideParams {
-			if c == p {
+			if cut == p || joined == p {
 				return true
 			}
 		}

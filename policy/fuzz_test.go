@@ -158,14 +158,14 @@ func FuzzMatch(f *testing.F) {
 	})
 }
 
-// FuzzCanonicalParamName: a name that Go's query decoding, once or twice,
+// FuzzParamNameReadings: a name that Go's query decoding, once or twice,
 // reads as a method-override parameter in any case is spelt as one.
-func FuzzCanonicalParamName(f *testing.F) {
+func FuzzParamNameReadings(f *testing.F) {
 	for _, s := range []string{"_method", "%5Fmethod", "%255fMETHOD", "+_method", ".method", "_method[]", "x-http-method", "a%zz"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		got := CanonicalParamName(name)
+		got, _ := ParamNameReadings(name)
 		once, err := url.QueryUnescape(name)
 		if err != nil {
 			return
@@ -173,7 +173,7 @@ func FuzzCanonicalParamName(f *testing.F) {
 		for _, d := range []string{once, unescapeOrEmpty(once)} {
 			if w := strings.ToLower(d); w == "_method" || w == "x-http-method-override" {
 				if want := strings.ReplaceAll(w, "-", "_"); got != want {
-					t.Fatalf("CanonicalParamName(%q) = %q; Go decodes it to %q", name, got, d)
+					t.Fatalf("ParamNameReadings(%q) = %q; Go decodes it to %q", name, got, d)
 				}
 			}
 		}

@@ -2,12 +2,16 @@ package policy
 
 import "strings"
 
-// CanonicalParamName spells a query parameter name as the most lenient reader
-// would: percent-decoded and '+' read as a space, three times over (for
-// servers that decode twice), then in lower case, without leading spaces or
-// trailing spaces, cut at the first NUL and the first '[' (PHP's and qs's array
-// syntax), with ' ', '.' and '-' read as '_'.
-func CanonicalParamName(name string) string {
+// ParamNameReadings spells a query parameter name as the most lenient
+// readers do, in two ways. Both are percent-decoded with '+' read as a
+// space, three times over (for servers that decode twice), cut at the
+// first NUL (PHP reads a name as a C string), without the spaces, '?',
+// '[' and ']' it starts with (PHP, URLSearchParams and php -S drop a
+// leading '?'; Rack drops brackets there) or the spaces it ends with, in
+// lower case, with ' ', '.' and '-' read as '_'. cut then ends at the
+// first '[' or ']' (the array syntax of PHP, qs and Rack); joined reads
+// every '[' as '_' (PHP's unmatched '[').
+func ParamNameReadings(name string) (cut, joined string) {
 	for range 3 {
 		d := decodeLenient(name)
 		if d == name {
@@ -16,13 +20,19 @@ func CanonicalParamName(name string) string {
 		name = d
 	}
 	if i := strings.IndexByte(name, 0); i >= 0 {
-		name = name[:i] // PHP reads the name as a C string
-	}
-	name = strings.TrimLeft(name, " ")
-	name = strings.TrimRight(name, " \t")
-	if i := strings.IndexByte(name, '['); i >= 0 {
 		name = name[:i]
 	}
+	name = strings.TrimLeft(name, " ?[]")
+	name = strings.TrimRight(name, " \t")
+	joined = paramSpelling(strings.ReplaceAll(name, "[", "_"))
+	if i := strings.IndexAny(name, "[]"); i >= 0 {
+		name = name[:i]
+	}
+	return paramSpelling(name), joined
+}
+
+// paramSpelling is name in lower case with ' ', '.' and '-' read as '_'.
+func paramSpelling(name string) string {
 	b := []byte(strings.ToLower(name))
 	for i, c := range b {
 		switch c {
