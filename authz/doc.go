@@ -2,7 +2,9 @@
 // that carry it.
 //
 // Authorizer.Check turns a protocol-neutral Request into a Decision by the
-// decision table (docs/policy.md): refuse an ambiguous request, match the
+// decision table (docs/policy.md): refuse an ambiguous request and one the
+// application could run as another method or path (a method or path
+// override, a lower-case method, a form POST; override.go), match the
 // canonical path against the policy's routes, admit a public route, extract
 // the key (X-API-Key and/or Bearer, in the policy's order), check its
 // format, hash it, look the hash up, check revocation, expiry and the

@@ -117,14 +117,25 @@ func queryOverridesMethod(target string) bool {
 			q = ""
 		}
 		name, _, _ := strings.Cut(param, "=")
-		if len(name) < len("_method") {
-			continue
+		if len(name) < len("_method") || (!strings.ContainsAny(name, "%+") && !containsMethod(name)) {
+			continue // every override name holds "method"; unescaped, this one does not
 		}
 		cut, joined := policy.ParamNameReadings(name)
 		for _, p := range methodOverrideParams {
 			if cut == p || joined == p {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// containsMethod reports whether s holds "method" in any ASCII case.
+func containsMethod(s string) bool {
+	const m = "method"
+	for i := 0; i+len(m) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(m)], m) {
+			return true
 		}
 	}
 	return false
