@@ -79,6 +79,7 @@ const (
 	ReasonOverride      = "method_override"
 	ReasonMethodCase    = "ambiguous_method"
 	ReasonPathOverride  = "path_override"
+	ReasonIdentityTwin  = "identity_twin"
 	ReasonStoreError    = "store_error"
 	ReasonStale         = "replica_unavailable"
 )
@@ -106,11 +107,12 @@ type Request struct {
 	// which request it is asked about (forwarded headers of two proxies,
 	// a repeated one, none at all): Check refuses it with 400.
 	Conflict string
-	// MethodOverride and PathOverride report that the request carries
-	// one of MethodOverrideHeaders or PathOverrideHeaders (see
-	// OverrideHeader). ContentType holds the Content-Type header values.
-	MethodOverride, PathOverride bool
-	ContentType                  []string
+	// MethodOverride, PathOverride and IdentityTwin report that the
+	// request carries one of MethodOverrideHeaders, PathOverrideHeaders or
+	// an identity header spelt with '_' or '.' (see NoteHeader).
+	// ContentType holds the Content-Type header values.
+	MethodOverride, PathOverride, IdentityTwin bool
+	ContentType                                []string
 	// TraceParent and TraceState are the request's W3C trace-context
 	// headers, read only when tracing is on (Authorizer.Tracing).
 	TraceParent, TraceState string
@@ -198,10 +200,11 @@ type state struct {
 }
 
 var (
-	bodyAmbiguous   = errorBody("ambiguous request path")
-	bodyConflict    = errorBody("ambiguous forwarded request")
-	bodyOverride    = errorBody("ambiguous request method")
-	bodyUnavailable = errorBody("authorization unavailable")
+	bodyAmbiguous    = errorBody("ambiguous request path")
+	bodyConflict     = errorBody("ambiguous forwarded request")
+	bodyOverride     = errorBody("ambiguous request method")
+	bodyIdentityTwin = errorBody("ambiguous identity header")
+	bodyUnavailable  = errorBody("authorization unavailable")
 )
 
 // New returns an Authorizer. Keys and Policy are required.
@@ -278,8 +281,11 @@ func (a *Authorizer) decide(st *state, r *Request, now time.Time) (Decision, str
 	pol := st.pol
 	if reason := overridden(pol, r); reason != "" {
 		body := bodyOverride
-		if reason == ReasonPathOverride {
+		switch reason {
+		case ReasonPathOverride:
 			body = bodyAmbiguous
+		case ReasonIdentityTwin:
+			body = bodyIdentityTwin
 		}
 		return Decision{Kind: AmbiguousPath, Reason: reason, Status: statusBadRequest, Body: body}, ""
 	}

@@ -22,30 +22,43 @@ var MethodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method
 // IIS URL Rewrite).
 var PathOverrideHeaders = [...]string{"x-original-url", "x-rewrite-url"}
 
-// OverrideHeader reports whether the header name is one of
-// MethodOverrideHeaders or PathOverrideHeaders, in any ASCII case and with
-// '_' for '-': servers that map header names to variables (CGI, PHP, Rack,
-// Puma) read X_HTTP_METHOD_OVERRIDE as X-HTTP-Method-Override.
-func OverrideHeader(name string) (method, path bool) {
-	if len(name) < len("x-http-method") || len(name) > len("x-http-method-override") || (name[0]|0x20) != 'x' {
-		return false, false
+// NoteHeader marks r for a request header the decision refuses whatever
+// else it carries: one of MethodOverrideHeaders or PathOverrideHeaders, in
+// any ASCII case and with '_' or '.' for '-', and an identity header
+// (IdentityHeaderNames) spelt with '_' or '.'. Servers that map header
+// names to variables (CGI, PHP, Rack, Puma) read X_HTTP_METHOD_OVERRIDE,
+// and PHP X.HTTP.Method.Override, as X-HTTP-Method-Override, and the doors
+// overwrite the identity headers only in their '-' spelling. Both front
+// doors call it for every header they do not otherwise read.
+func (r *Request) NoteHeader(name string) {
+	if len(name) < len(HeaderScopes) || len(name) > len("x-http-method-override") || (name[0]|0x20) != 'x' {
+		return
 	}
 	for _, h := range MethodOverrideHeaders {
 		if EqualHeaderFold(name, h) {
-			return true, false
+			r.MethodOverride = true
+			return
 		}
 	}
 	for _, h := range PathOverrideHeaders {
 		if EqualHeaderFold(name, h) {
-			return false, true
+			r.PathOverride = true
+			return
 		}
 	}
-	return false, false
+	if strings.ContainsAny(name, "_.") {
+		for _, h := range IdentityHeaderNames {
+			if EqualHeaderFold(name, h) {
+				r.IdentityTwin = true
+				return
+			}
+		}
+	}
 }
 
 // EqualHeaderFold reports whether the header name spells want, a lower-case
-// name, in any ASCII case and with '_' for '-', as servers that map header
-// names to variables read it.
+// name, in any ASCII case and with '_' or '.' for '-', as servers that map
+// header names to variables read it.
 func EqualHeaderFold(name, want string) bool {
 	if len(name) != len(want) {
 		return false
@@ -54,7 +67,7 @@ func EqualHeaderFold(name, want string) bool {
 		c := name[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
-		} else if c == '_' {
+		} else if c == '_' || c == '.' {
 			c = '-'
 		}
 		if c != want[i] {
@@ -72,6 +85,8 @@ var methodOverrideParams = [...]string{"_method", "x_http_method_override", "x_h
 // it as another method or on another path than the decision judges, or "".
 func overridden(pol *policy.Policy, r *Request) string {
 	switch {
+	case r.IdentityTwin:
+		return ReasonIdentityTwin
 	case r.PathOverride:
 		return ReasonPathOverride
 	case r.MethodOverride || queryOverridesMethod(r.Path):

@@ -362,6 +362,7 @@ func TestMethodOverrideRefused(t *testing.T) {
 		{"/api/v1/trading-signals/123", map[string]string{"X_HTTP_Method_Override": "DELETE"}},
 		{"/api/v1/trading-signals/123", map[string]string{"x_method_override": "DELETE"}},
 		{"/api/v1/trading-signals/123", map[string]string{"X-HTTP_Method-Override": "DELETE"}},
+		{"/api/v1/trading-signals/123", map[string]string{"X.HTTP.Method.Override": "DELETE"}},
 		// Parameter names as frameworks decode them (Express, PHP, a
 		// server that decodes twice), and Traefik's ';' for '&'.
 		{"/api/v1/trading-signals/123?%5Fmethod=DELETE", nil},
@@ -462,22 +463,32 @@ func TestFormBodiesAllowed(t *testing.T) {
 	}
 }
 
-// TestPathOverrideRefused: X-Original-URL and X-Rewrite-URL, with which
-// some frameworks route a request to another path than its target's, are
-// refused through every door, in any case and spelt with '_'.
-func TestPathOverrideRefused(t *testing.T) {
+// TestHeaderOverridesRefused: X-Original-URL and X-Rewrite-URL, with which
+// some frameworks route a request to another path than its target's, and
+// an identity header spelt with '_' or '.', which CGI, PHP and Rack read as
+// the '-' spelling the doors overwrite, are refused through every door, in
+// any case and spelling; the '-' spelling of an identity header is
+// overwritten, as before.
+func TestHeaderOverridesRefused(t *testing.T) {
 	e := newEnv(t, "nexgent.yaml")
 	signals, _ := e.mint(keyOpts{scopes: []string{"signals"}})
+	const path, identity = `{"error":"ambiguous request path"}`, `{"error":"ambiguous identity header"}`
 	for _, d := range allDoors {
-		for _, h := range []string{"X-Original-URL", "x-rewrite-url", "X_Original_Url"} {
-			got := d.check(e, "GET", "/api/v1/trading-signals", map[string]string{"X-API-Key": signals, h: "/api/v1/admin/users"})
+		for _, c := range []struct{ header, body string }{
+			{"X-Original-URL", path}, {"x-rewrite-url", path}, {"X_Original_Url", path}, {"X.Original.URL", path},
+			{"X_Auth_Scopes", identity}, {"X.Auth.Scopes", identity}, {"x.auth-user_id", identity}, {"X-Auth-Project.Id", identity},
+		} {
+			got := d.check(e, "GET", "/api/v1/trading-signals", map[string]string{"X-API-Key": signals, c.header: "/api/v1/admin/users"})
 			want := 400
 			if d.name == "envoy-grpc" {
 				want = 403
 			}
-			if got.status != want || got.body != `{"error":"ambiguous request path"}` {
-				t.Errorf("%s %s: %d %s; want %d ambiguous request path", d.name, h, got.status, got.body, want)
+			if got.status != want || got.body != c.body {
+				t.Errorf("%s %s: %d %s; want %d %s", d.name, c.header, got.status, got.body, want, c.body)
 			}
+		}
+		if got := d.check(e, "GET", "/api/v1/trading-signals", map[string]string{"X-API-Key": signals, "X-Auth-Scopes": "full_access"}); got.status != 200 {
+			t.Errorf("%s forged X-Auth-Scopes: %d %s; want 200 (overwritten)", d.name, got.status, got.body)
 		}
 	}
 }

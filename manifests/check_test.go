@@ -1265,8 +1265,9 @@ func hasHeader(list []string, h string) bool {
 	return slices.ContainsFunc(list, func(s string) bool { return strings.EqualFold(s, h) })
 }
 
-// underscoreTwins returns every spelling of h with each '-' kept or made '_', as Go's server
-// (and so Traefik) canonicalises them: WSGI servers and others read them all as one variable.
+// underscoreTwins returns every spelling of h with each '-' kept or made '_' or '.', as Go's
+// server (and so Traefik) canonicalises them: WSGI servers, PHP and others read them all as one
+// variable.
 func underscoreTwins(h string) []string {
 	out := []string{""}
 	for _, c := range h {
@@ -1274,7 +1275,7 @@ func underscoreTwins(h string) []string {
 		for _, o := range out {
 			next = append(next, o+string(c))
 			if c == '-' {
-				next = append(next, o+"_")
+				next = append(next, o+"_", o+".")
 			}
 		}
 		out = next

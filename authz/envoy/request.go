@@ -20,16 +20,17 @@ var envoyReadHeaders = [...]string{authz.HeaderAPIKey, authz.HeaderAuthorization
 	headerTraceParent, headerTraceState}
 
 // envoyReadsHeader reports whether envoyRequest reads the header name: one
-// of envoyReadHeaders, Content-Type or one that authz.OverrideHeader names
-// (those two in any case and spelt with '_').
+// of envoyReadHeaders, Content-Type in any spelling, or one that
+// authz.Request.NoteHeader marks.
 func envoyReadsHeader(name string) bool {
 	for _, h := range envoyReadHeaders {
 		if len(name) == len(h) && strings.EqualFold(name, h) {
 			return true
 		}
 	}
-	m, p := authz.OverrideHeader(name)
-	return m || p || authz.EqualHeaderFold(name, headerContentType)
+	var r authz.Request
+	r.NoteHeader(name)
+	return r.MethodOverride || r.PathOverride || r.IdentityTwin || authz.EqualHeaderFold(name, headerContentType)
 }
 
 // Field numbers of the parts of a CheckRequest that envoyRequest reads

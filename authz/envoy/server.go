@@ -236,7 +236,7 @@ func envoyRequest(req *authv3.CheckRequest) authz.Request {
 
 // requestHeader reads one request header into r: the headers of
 // envoyReadHeaders, their names in lower case as Envoy sends them, and
-// Content-Type and those authz.OverrideHeader names in any spelling.
+// Content-Type in any spelling, and the others for Request.NoteHeader.
 // The method, path and host come from the pseudo-headers only when the
 // request's attributes lack them.
 func requestHeader(r *authz.Request, name, v string) {
@@ -268,9 +268,7 @@ func requestHeader(r *authz.Request, name, v string) {
 			r.ContentType = append(r.ContentType, v)
 			return
 		}
-		m, p := authz.OverrideHeader(name)
-		r.MethodOverride = r.MethodOverride || m
-		r.PathOverride = r.PathOverride || p
+		r.NoteHeader(name)
 	}
 }
 

@@ -291,12 +291,12 @@ type forwarded struct {
 	fwdMethod, fwdURI, fwdHost, fwdFor []byte
 	origMethod, origURI, realIP        []byte
 	repeated                           bool
-	override, pathOverride             bool // a method- or path-override header (authz.OverrideHeader)
 	traefik, nginx                     bool
 }
 
-// readFamilies collects the family headers in one pass over the request.
-func readFamilies(hd *fasthttp.RequestHeader) forwarded {
+// readFamilies collects the family headers in one pass over the request,
+// and hands every other header starting with "x" to r.NoteHeader.
+func readFamilies(hd *fasthttp.RequestHeader, r *authz.Request) forwarded {
 	var fw forwarded
 	var seen [7]bool
 	set := func(i int, dst *[]byte, v []byte) {
@@ -330,9 +330,7 @@ func readFamilies(hd *fasthttp.RequestHeader) forwarded {
 		case equalHeaderName(k, "X-Real-Ip"):
 			set(6, &fw.realIP, v)
 		default:
-			m, p := authz.OverrideHeader(string(k))
-			fw.override = fw.override || m
-			fw.pathOverride = fw.pathOverride || p
+			r.NoteHeader(string(k))
 		}
 	}
 	return fw
@@ -370,8 +368,7 @@ func forwardRequest(ctx *fasthttp.RequestCtx, f *Door) authz.Request {
 	if sub != "" && sub[0] == '?' {
 		sub = "" // /auth with a query of its own
 	}
-	fw := readFamilies(hd)
-	r.MethodOverride, r.PathOverride = fw.override, fw.pathOverride
+	fw := readFamilies(hd, &r)
 	envoy := sub != ""
 
 	family := f.family
