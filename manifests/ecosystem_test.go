@@ -41,10 +41,11 @@ var checkHeaders = []string{"x-api-key", "authorization", "x-http-method-overrid
 	"x_http_method_override", "x_http_method", "x_method_override",
 	"x-original-url", "x-rewrite-url", "x_original_url", "x_rewrite_url", "content-type"}
 
-// mixedSpellings are override headers spelt with both '-' and '_', which frameworks that map
-// header names to variables read as the '-' spelling. Istio's sidecars pass such names (Envoy
+// mixedSpellings are override and identity headers spelt with '_' or '.' for some '-', which
+// frameworks that map header names to variables read as the '-' spelling. Istio's sidecars pass such names (Envoy
 // Gateway and the Envoy examples reject them), so its example must send them too.
-var mixedSpellings = []string{"x-http_method-override", "x_http-method", "x-original_url", "content_type"}
+var mixedSpellings = []string{"x-http_method-override", "x_http-method", "x-original_url", "content_type",
+	"x.http.method.override", "x.original.url", "x.auth.scopes", "x-auth.user-id", "x_auth_scopes", "x-auth_key.id"}
 
 // istioIncludes reports whether one of Istio's includeRequestHeadersInCheck patterns (exact,
 // "prefix*" or "*suffix") matches the lower-case header name h.
